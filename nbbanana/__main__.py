@@ -1,0 +1,7 @@
+"""``python -m nbbanana`` is the ``nbbanana`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The ``nbbanana`` command line.
+
+Each subcommand lives next to the code it drives, in a private ``_cli_*`` module that
+defines ``register(subparsers)``; this file only assembles them. Exit status: 0 when
+everything succeeded, 2 when an input or request was refused (never with a traceback),
+1 for anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import NbbananaError
+
+# Modules that contribute subcommands, in the order `nbbanana --help` lists them.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "nbbanana._cli_fit",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbbanana",
+        description="Fit, generate and edit images with Google's Gemini image models "
+        "(offline emulator when no API key is set).",
+    )
+    parser.add_argument("--version", action="version", version=f"nbbanana {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except NbbananaError as exc:
+        print(f"nbbanana: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbbanana: interrupted", file=sys.stderr)
+        return 130
+    return status
