@@ -1,0 +1,423 @@
+"""What one request produced: images, text, usage and cost, and where it came from.
+
+A :class:`Result` is built from the SDK's ``GenerateContentResponse`` and keeps
+everything a notebook user wants to look at or keep: the generated images (as PIL
+images, thought/interim images excluded), the text, the model's thoughts, the finish
+reason, token usage and its cost, the latency, and the provenance — the model, the
+parameters, the prompt, a reference to each input (:class:`InputRef`) and the result it
+was derived from (``parent``).
+
+It displays itself in Jupyter (inputs and outputs side by side, small JPEG thumbnails
+so notebooks stay small) and saves itself as PNG files with the provenance embedded as
+PNG text chunks plus a JSON sidecar, written atomically and named by the result's id so
+one result never overwrites another's files.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import html
+import io
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.genai import types
+from PIL import Image, PngImagePlugin
+
+from . import __version__
+from .models import ModelInfo
+
+__all__ = ["InputRef", "Result", "Usage"]
+
+#: Long side of the thumbnails in the notebook display (px). Large enough to judge an
+#: edit, small enough that a notebook with dozens of results stays a few MB.
+DISPLAY_SIDE = 384
+#: Long side of the thumbnail kept with each input reference (px).
+INPUT_THUMBNAIL_SIDE = 256
+_DISPLAY_JPEG_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts from the response's ``usageMetadata`` (0 where the server gave none)."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    #: Of ``output_tokens``: tokens of generated images (the rest is text).
+    output_image_tokens: int = 0
+    thought_tokens: int = 0
+    total_tokens: int = 0
+
+    @classmethod
+    def from_metadata(
+        cls, meta: types.GenerateContentResponseUsageMetadata | None, *, has_images: bool
+    ) -> Usage:
+        """Read the SDK's usage metadata.
+
+        When the server does not break output tokens down by modality, they count as
+        image tokens if the answer held an image (the image dominates the output).
+        """
+        if meta is None:
+            return cls()
+        output = meta.candidates_token_count or 0
+        image_tokens = 0
+        details = meta.candidates_tokens_details or []
+        if details:
+            for detail in details:
+                if str(getattr(detail.modality, "value", detail.modality)) == "IMAGE":
+                    image_tokens += detail.token_count or 0
+        elif has_images:
+            image_tokens = output
+        prompt = meta.prompt_token_count or 0
+        thoughts = meta.thoughts_token_count or 0
+        return cls(
+            prompt_tokens=prompt,
+            output_tokens=output,
+            output_image_tokens=image_tokens,
+            thought_tokens=thoughts,
+            total_tokens=meta.total_token_count or (prompt + output + thoughts),
+        )
+
+    def cost_usd(self, model: ModelInfo) -> float:
+        """What these tokens cost at ``model``'s prices (thoughts are billed as text output)."""
+        return model.cost_usd(
+            input_tokens=self.prompt_tokens,
+            output_image_tokens=self.output_image_tokens,
+            output_text_tokens=self.output_tokens - self.output_image_tokens + self.thought_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input image of a request: enough to identify it, never the whole picture."""
+
+    name: str
+    #: sha256 of the input as the user gave it (the original file's bytes).
+    sha256: str
+    #: (width, height) of the image that was sent.
+    size: tuple[int, int]
+    mime: str
+    #: Encoded bytes that were sent for it.
+    bytes: int
+    #: sha256 of the bytes that were sent (differs from ``sha256`` when fitting changed them).
+    sent_sha256: str = ""
+    #: "inline" or "files-api".
+    transport: str = "inline"
+    thumbnail: Image.Image | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "sent_sha256": self.sent_sha256,
+            "size": list(self.size),
+            "mime": self.mime,
+            "bytes": self.bytes,
+            "transport": self.transport,
+        }
+
+
+def _new_result_id() -> str:
+    """A sortable, unique id: UTC time plus 48 random bits (also the file-name stem)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{secrets.token_hex(6)}"
+
+
+@dataclass(eq=False)
+class Result:
+    """The outcome of one generate/edit/describe call or chat turn."""
+
+    images: list[Image.Image]
+    text: str
+    thoughts: list[str]
+    finish_reason: str | None
+    usage: Usage
+    cost_usd: float
+    latency_s: float
+    model: str
+    params: dict[str, Any]
+    prompt: str
+    inputs: list[InputRef] = field(default_factory=list)
+    parent: Result | None = field(default=None, repr=False)
+    id: str = field(default_factory=_new_result_id)
+    #: True when the offline emulator produced this result (its images are synthetic).
+    offline: bool = False
+    response_id: str | None = None
+    model_version: str | None = None
+    #: The encoded bytes and MIME type of each image as the server sent them, so a
+    #: result can be the input of the next edit without re-encoding.
+    image_data: list[tuple[bytes, str]] = field(default_factory=list, repr=False)
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_response(
+        cls,
+        response: types.GenerateContentResponse,
+        *,
+        model: ModelInfo,
+        prompt: str,
+        params: dict[str, Any],
+        inputs: Sequence[InputRef] = (),
+        parent: Result | None = None,
+        latency_s: float = 0.0,
+        offline: bool = False,
+    ) -> Result:
+        """Collect the answer's parts. Thought parts (text and interim images) go to
+        ``thoughts`` and are never results."""
+        image_data: list[tuple[bytes, str]] = []
+        texts: list[str] = []
+        thoughts: list[str] = []
+        finish_reason: str | None = None
+        candidates = response.candidates or []
+        if candidates:
+            candidate = candidates[0]
+            if candidate.finish_reason is not None:
+                finish_reason = str(
+                    getattr(candidate.finish_reason, "value", candidate.finish_reason)
+                )
+            parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+            for part in parts:
+                if part.thought:
+                    if part.text:
+                        thoughts.append(part.text)
+                    continue
+                if part.inline_data is not None and part.inline_data.data:
+                    image_data.append(
+                        (part.inline_data.data, part.inline_data.mime_type or "image/png")
+                    )
+                elif part.text:
+                    texts.append(part.text)
+        images = [_decode(data) for data, _ in image_data]
+        usage = Usage.from_metadata(response.usage_metadata, has_images=bool(images))
+        return cls(
+            images=images,
+            text="".join(texts),
+            thoughts=thoughts,
+            finish_reason=finish_reason,
+            usage=usage,
+            cost_usd=usage.cost_usd(model),
+            latency_s=latency_s,
+            model=model.id,
+            params=dict(params),
+            prompt=prompt,
+            inputs=list(inputs),
+            parent=parent,
+            offline=offline,
+            response_id=response.response_id,
+            model_version=response.model_version,
+            image_data=image_data,
+        )
+
+    # ------------------------------------------------------------ accessors
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The first generated image, or ``None`` when the answer held none."""
+        return self.images[0] if self.images else None
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{im.width}×{im.height}" for im in self.images) or "no image"
+        source = " offline" if self.offline else ""
+        return (
+            f"<Result {self.id}{source} {self.model}: {sizes}; "
+            f"{self.usage.total_tokens} tokens, ${self.cost_usd:.4f}, {self.latency_s:.2f} s>"
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything that says where this result came from (the JSON sidecar's content)."""
+        return {
+            "id": self.id,
+            "generator": f"nbbanana {__version__}",
+            "offline_emulator": self.offline,
+            "model": self.model,
+            "model_version": self.model_version,
+            "response_id": self.response_id,
+            "prompt": self.prompt,
+            "params": self.params,
+            "inputs": [ref.to_json() for ref in self.inputs],
+            "parent": self.parent.id if self.parent is not None else None,
+            "text": self.text,
+            "thoughts": self.thoughts,
+            "finish_reason": self.finish_reason,
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "output_tokens": self.usage.output_tokens,
+                "output_image_tokens": self.usage.output_image_tokens,
+                "thought_tokens": self.usage.thought_tokens,
+                "total_tokens": self.usage.total_tokens,
+            },
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "images": [{"width": im.width, "height": im.height} for im in self.images],
+        }
+
+    # ------------------------------------------------------------ saving
+
+    def save(self, directory: str | os.PathLike[str] = ".") -> list[Path]:
+        """Write each image as ``<id>.png`` (``<id>-2.png``, … for more) and ``<id>.json``.
+
+        The PNGs carry the prompt, model, parameters, input hashes and parent id as PNG
+        text chunks, so a file keeps its provenance wherever it is copied. Each file is
+        written to a temporary file in the same directory and renamed into place, so a
+        crash never leaves a half-written image. Files are named by the result id: saving
+        the same result again rewrites its own files, and never touches another
+        result's. Returns the paths written, images first.
+        """
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = self.provenance()
+        chunks = {
+            "nbbanana:id": self.id,
+            "nbbanana:prompt": self.prompt,
+            "nbbanana:model": self.model,
+            "nbbanana:params": json.dumps(self.params, sort_keys=True, default=str),
+            "nbbanana:inputs": json.dumps([ref.sha256 for ref in self.inputs]),
+            "nbbanana:parent": self.parent.id if self.parent is not None else "",
+            "nbbanana:offline": "true" if self.offline else "false",
+            "Software": f"nbbanana {__version__}",
+        }
+        paths: list[Path] = []
+        for index, image in enumerate(self.images):
+            stem = self.id if index == 0 else f"{self.id}-{index + 1}"
+            info = PngImagePlugin.PngInfo()
+            for key, value in chunks.items():
+                info.add_itxt(key, value)
+            info.add_itxt("nbbanana:index", str(index))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", pnginfo=info)
+            path = folder / f"{stem}.png"
+            _write_atomic(path, buffer.getvalue())
+            paths.append(path)
+        meta["files"] = [p.name for p in paths]
+        sidecar = folder / f"{self.id}.json"
+        text = json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n"
+        _write_atomic(sidecar, text.encode("utf-8"))
+        paths.append(sidecar)
+        return paths
+
+    # ------------------------------------------------------------ display
+
+    def footer(self) -> str:
+        """One line: model, output size, tokens, cost, time (and "offline emulator")."""
+        sizes = ", ".join(f"{im.width}×{im.height}" for im in self.images) or "no image"
+        parts = [
+            self.model,
+            sizes,
+            f"{self.usage.total_tokens:,} tokens",
+            f"${self.cost_usd:.4f}",
+            f"{self.latency_s:.1f} s",
+        ]
+        if self.offline:
+            parts.append("offline emulator")
+        return " · ".join(parts)
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        """HTML for Jupyter (inputs → outputs, the prompt, a footer) and plain text."""
+        return {"text/html": self._repr_html_(), "text/plain": self._plain_text()}
+
+    def _plain_text(self) -> str:
+        lines = [repr(self), f"prompt: {self.prompt}"]
+        if self.inputs:
+            lines.append(
+                "inputs: " + ", ".join(f"{r.name} ({r.size[0]}×{r.size[1]})" for r in self.inputs)
+            )
+        if self.text:
+            lines.append(f"text: {self.text}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells: list[str] = []
+        for ref in self.inputs:
+            if ref.thumbnail is not None:
+                cells.append(
+                    _figure(ref.thumbnail, f"input: {ref.name}", side=INPUT_THUMBNAIL_SIDE)
+                )
+        if self.inputs:
+            cells.append('<div style="align-self:center;font-size:2em;padding:0 .3em">→</div>')
+        for index, image in enumerate(self.images):
+            cells.append(
+                _figure(image, f"output {index + 1}" if len(self.images) > 1 else "output")
+            )
+        if not self.images:
+            cells.append('<div style="align-self:center;font-style:italic">(no image)</div>')
+        text = f'<div style="margin-top:.3em">{html.escape(self.text)}</div>' if self.text else ""
+        return (
+            '<div class="nbbanana-result" style="font-family:sans-serif">'
+            f'<div style="margin-bottom:.3em"><b>Prompt:</b> {html.escape(self.prompt)}</div>'
+            '<div style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">'
+            + "".join(cells)
+            + "</div>"
+            + text
+            + f'<div style="color:#666;font-size:.85em;margin-top:.3em">{html.escape(self.footer())}</div>'
+            "</div>"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def thumbnail(image: Image.Image, side: int) -> Image.Image:
+    """A copy of ``image`` whose long side is at most ``side`` px, in RGB/RGBA/L."""
+    copy = image.copy()
+    if copy.mode not in ("RGB", "RGBA", "L"):
+        copy = copy.convert("RGBA" if "A" in copy.getbands() else "RGB")
+    copy.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return copy
+
+
+def _data_uri(image: Image.Image, side: int) -> str:
+    """A small JPEG (PNG when the image has transparency) as a ``data:`` URI."""
+    small = thumbnail(image, side)
+    buffer = io.BytesIO()
+    if small.mode == "RGBA":
+        small.save(buffer, format="PNG", optimize=True)
+        mime = "image/png"
+    else:
+        small.save(buffer, format="JPEG", quality=_DISPLAY_JPEG_QUALITY)
+        mime = "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def _figure(image: Image.Image, caption: str, *, side: int = DISPLAY_SIDE) -> str:
+    return (
+        '<figure style="margin:0;text-align:center">'
+        f'<img src="{_data_uri(image, side)}" alt="{html.escape(caption)}" '
+        f'style="max-width:{side}px;max-height:{side}px"/>'
+        f'<figcaption style="font-size:.8em;color:#666">{html.escape(caption)} '
+        f"({image.width}×{image.height})</figcaption></figure>"
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory + rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
