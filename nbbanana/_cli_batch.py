@@ -1,0 +1,73 @@
+"""``nbbanana batch MANIFEST -o OUTDIR``: run a JSONL/CSV manifest as a resumable batch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "batch",
+        help="run a manifest of prompts/edits as a resumable batch",
+        description=(
+            "Run every item of a JSONL or CSV manifest (keys: id, prompt, images, model, "
+            "aspect_ratio, image_size) and write OUTDIR/<id>.png, <id>.json and a journal. "
+            "Uses the offline emulator unless GEMINI_API_KEY is set or --base-url is given. "
+            "Exit status 0 when every item is done, 2 when any failed."
+        ),
+    )
+    parser.add_argument("manifest", help="a .jsonl or .csv file; image paths are relative to it")
+    parser.add_argument("-o", "--outdir", required=True, help="output folder (holds the journal)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="requests in flight at once (default 8)"
+    )
+    parser.add_argument("--rpm", type=float, default=None, help="at most R requests per minute")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in OUTDIR: skip the items done"
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="run only the items that failed before"
+    )
+    parser.add_argument(
+        "--only", action="append", metavar="ID", help="run only this item (repeatable)"
+    )
+    parser.add_argument("--base-url", help="API base URL (e.g. an emulator or a proxy)")
+    parser.add_argument("--model", help="model for items that name none")
+    parser.add_argument("--offline", action="store_true", help="use the offline emulator")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .batch import DEFAULT_CONCURRENCY, run_batch
+    from .session import connect
+
+    options: dict[str, Any] = {}
+    if args.model:
+        options["model"] = args.model
+    if args.base_url:
+        options["base_url"] = args.base_url
+    if args.offline:
+        options["offline"] = True
+    elif not args.base_url and not os.environ.get("GEMINI_API_KEY"):
+        print("nbbanana: no GEMINI_API_KEY set: using the offline emulator.", file=sys.stderr)
+    session = connect(**options)
+    report = run_batch(
+        args.manifest,
+        args.outdir,
+        session=session,
+        concurrency=args.concurrency or DEFAULT_CONCURRENCY,
+        rpm=args.rpm,
+        resume=args.resume,
+        retry_failed=args.retry_failed,
+        only=args.only,
+        progress=not args.no_progress,
+        model=args.model,
+    )
+    print(report.summary())
+    return 0 if report.ok else 2

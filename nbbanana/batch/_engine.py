@@ -1,0 +1,485 @@
+"""The local batch engine: many items through one Session, bounded, paced and journaled.
+
+How it works, and why:
+
+* **Bounded concurrency, bounded memory.** ``concurrency`` lanes (asyncio tasks) pull items
+  from one shared iterator. An item's images are loaded and fitted (in a worker thread, so
+  the event loop keeps serving the other lanes) only when a lane takes it, and dropped when
+  its outputs are written. At most ``concurrency`` items' images are in memory at once, no
+  matter how many items the job has.
+* **Pacing.** ``rpm`` is enforced with an ``aiolimiter.AsyncLimiter`` of capacity one that
+  refills every ``60 / rpm`` seconds: requests are spaced evenly and never burst, so no
+  60-second window holds more than ``rpm + 1`` first attempts. Retries are the client's
+  (``HttpRetryOptions`` in the SDK), made inside the call, and are not metered again.
+* **Durability.** Outputs go to a staging folder, are moved into place atomically, and only
+  then is the item's "done" record appended to the journal and fsync'd (see ``_journal``).
+* **Failures** are recorded with their error and do not stop the batch; they can be run
+  again alone with ``retry_failed=True`` or ``only=[ids]``. A cost cap reached
+  (``CostLimitExceeded``) stops taking new items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiolimiter import AsyncLimiter
+
+from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
+from ._journal import (
+    JOURNAL_NAME,
+    STAGING_DIR,
+    Journal,
+    commit_files,
+    final_names,
+    read_journal,
+    staging_dir,
+)
+from ._manifest import BatchItem, ManifestError, check_params, normalise_items
+from ._retries import RetryCounter, current_item
+
+if TYPE_CHECKING:
+    from ..fit import FittedImage
+    from ..result import Result
+    from ..session import Session
+
+__all__ = ["DEFAULT_CONCURRENCY", "BatchError", "BatchReport", "run_batch", "run_batch_async"]
+
+#: Lanes working at once. With ~1 s per call plus the client's retry back-off, 8 lanes
+#: keep a 120-rpm limit busy; raise it for slower models or higher limits.
+DEFAULT_CONCURRENCY = 8
+
+ItemsLike = str | os.PathLike[str] | Iterable[BatchItem | Mapping[str, Any]]
+
+
+class BatchError(NbbananaError):
+    """The batch cannot start as asked (e.g. its output folder holds another run)."""
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did. ``str(report)`` is a short summary."""
+
+    outdir: Path
+    #: Items in the job (the manifest or list given).
+    total: int
+    #: Items completed in this run.
+    done: int = 0
+    #: Items that failed in this run (their errors are in ``failures`` and the journal).
+    failed: int = 0
+    #: Items already done by an earlier run, not sent again.
+    skipped: int = 0
+    #: Items selected but not started (a cost cap stopped the run, or it was interrupted).
+    not_started: int = 0
+    #: Retry attempts the client announced (see ``nbbanana.batch._retries``).
+    retries: int = 0
+    #: USD spent by this run, from the responses' token usage.
+    spent_usd: float = 0.0
+    elapsed_s: float = 0.0
+    #: id → error message, for items failed in this run.
+    failures: dict[str, str] = field(default_factory=dict)
+    #: id → output files, for every item done (in this run or before).
+    outputs: dict[str, list[Path]] = field(default_factory=dict)
+    #: Why the run stopped early, when it did.
+    stopped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every item of the job is done."""
+        return len(self.outputs) == self.total
+
+    def summary(self) -> str:
+        rate = self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
+        lines = [
+            f"{len(self.outputs)}/{self.total} items done in {self.outdir} "
+            f"({self.done} this run, {self.skipped} before); {self.failed} failed; "
+            f"{self.retries} retries; ${self.spent_usd:.4f} spent; "
+            f"{self.elapsed_s:.1f} s ({rate:.1f} items/min)"
+        ]
+        if self.not_started:
+            lines.append(f"{self.not_started} items not started.")
+        if self.stopped:
+            lines.append(f"Stopped early: {self.stopped}")
+        for item_id, message in list(self.failures.items())[:10]:
+            lines.append(f"  failed {item_id}: {message}")
+        if len(self.failures) > 10:
+            lines.append(f"  … and {len(self.failures) - 10} more (see {JOURNAL_NAME})")
+        if self.failures:
+            lines.append(
+                "Run again with --retry-failed (retry_failed=True) to retry only the failed items."
+            )
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.summary())
+
+
+# --------------------------------------------------------------------------- public API
+
+
+async def run_batch_async(
+    items: ItemsLike,
+    outdir: str | os.PathLike[str],
+    *,
+    session: Session | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    only: Iterable[str] | None = None,
+    progress: bool = True,
+    model: str | None = None,
+) -> BatchReport:
+    """Run every item through ``session`` (``nbbanana.connect()`` when omitted), writing
+    ``OUTDIR/<id>.png`` + ``<id>.json`` and the journal ``OUTDIR/journal.jsonl``.
+
+    Use this form in a notebook cell: ``report = await run_batch_async(...)``.
+
+    ``items`` is a manifest path (``.jsonl`` / ``.csv``) or a list of :class:`BatchItem`
+    or dicts with the manifest's keys. Everything is checked before anything is sent.
+    ``resume`` continues a run in ``outdir`` (done items are skipped, failed and unstarted
+    ones run); ``retry_failed`` runs only the items that failed; ``only`` runs only the
+    given ids. ``model`` is the default for items that name none.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1.")
+    if rpm is not None and rpm <= 0:
+        raise ValueError("rpm must be a positive number of requests per minute (or None).")
+    if session is None:
+        from ..session import connect
+
+        session = connect(model=model) if model else connect()
+    default_model = model or session.model
+    job = normalise_items(items, default_model=default_model)
+    _check_defaults(job, default_model)
+
+    out = Path(outdir)
+    plan = _plan(job, out, resume=resume, retry_failed=retry_failed, only=only)
+    engine = _Engine(
+        session=session,
+        outdir=out,
+        model=default_model,
+        concurrency=concurrency,
+        rpm=rpm,
+        progress=progress,
+        report=plan.report,
+    )
+    await engine.run(plan.pending)
+    return plan.report
+
+
+def run_batch(
+    items: ItemsLike,
+    outdir: str | os.PathLike[str],
+    **options: Any,
+) -> BatchReport:
+    """:func:`run_batch_async` for scripts, and for notebooks that prefer not to ``await``.
+
+    Inside a running event loop (a Jupyter cell), ``asyncio.run`` is impossible, so the
+    batch runs on its own event loop in a worker thread while this call waits; an
+    interrupt (Kernel → Interrupt, Ctrl-C) cancels it cleanly: finished items stay in
+    the journal, unfinished ones run again on ``resume=True``.
+    ``await run_batch_async(...)`` avoids the thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_batch_async(items, outdir, **options))
+    return _run_in_thread(run_batch_async(items, outdir, **options))
+
+
+def _run_in_thread(coro: Any) -> BatchReport:
+    loop = asyncio.new_event_loop()
+    result: concurrent.futures.Future[BatchReport] = concurrent.futures.Future()
+
+    def work() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            task = loop.create_task(coro)
+            holder["task"] = task
+            started.set()
+            result.set_result(loop.run_until_complete(task))
+        except BaseException as exc:  # handed to the waiting thread
+            result.set_exception(exc)
+        finally:
+            started.set()
+            loop.close()
+
+    holder: dict[str, asyncio.Task[BatchReport]] = {}
+    started = threading.Event()
+    thread = threading.Thread(target=work, name="nbbanana-batch", daemon=True)
+    thread.start()
+    try:
+        return result.result()
+    except KeyboardInterrupt:
+        started.wait()
+        task = holder.get("task")
+        if task is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join()
+        raise
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Plan:
+    pending: list[BatchItem]
+    report: BatchReport
+
+
+def _check_defaults(job: Sequence[BatchItem], default_model: str) -> None:
+    """Items that name no model are checked against the session's model."""
+    problems = [
+        (item.line, msg)
+        for item in job
+        if item.model is None
+        for msg in check_params(default_model, item.aspect_ratio, item.image_size)
+    ]
+    if problems:
+        raise ManifestError("items", problems)
+
+
+def _plan(
+    job: Sequence[BatchItem],
+    outdir: Path,
+    *,
+    resume: bool,
+    retry_failed: bool,
+    only: Iterable[str] | None,
+) -> _Plan:
+    state = read_journal(outdir / JOURNAL_NAME)
+    if state.records and not (resume or retry_failed or only is not None):
+        raise BatchError(
+            f"{outdir} already holds a batch journal ({len(state.done)} done, "
+            f"{len(state.failed)} failed). Resume it (--resume / resume=True), retry only "
+            "its failures (--retry-failed), or choose another output folder."
+        )
+    report = BatchReport(outdir=outdir, total=len(job))
+    pending: list[BatchItem] = []
+    for item in job:
+        if state.is_done(item.id, outdir):
+            report.skipped += 1
+            report.outputs[item.id] = [outdir / f for f in state.done[item.id]["files"]]
+        else:
+            pending.append(item)
+    if retry_failed:
+        pending = [item for item in pending if item.id in state.failed]
+    if only is not None:
+        wanted = set(only)
+        known = {item.id for item in job}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise BatchError(f"No items with the ids {unknown} in this job.")
+        pending = [item for item in pending if item.id in wanted]
+    return _Plan(pending=pending, report=report)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class _Engine:
+    def __init__(
+        self,
+        *,
+        session: Session,
+        outdir: Path,
+        model: str,
+        concurrency: int,
+        rpm: float | None,
+        progress: bool,
+        report: BatchReport,
+    ) -> None:
+        self.session = session
+        self.outdir = outdir
+        self.model = model
+        self.concurrency = concurrency
+        # Capacity one: evenly spaced requests, no burst (see the module docstring).
+        self.limiter = AsyncLimiter(1, 60.0 / rpm) if rpm else None
+        self.progress = progress
+        self.report = report
+        self.retries = RetryCounter()
+        self.retries.on_retry = self._tick
+        self.in_flight = 0
+        #: Ids of the items the lanes are working on.
+        self.active: set[str] = set()
+        self._stop: str | None = None
+        self._bar: Any = None
+
+    async def run(self, pending: Sequence[BatchItem]) -> None:
+        started = time.monotonic()
+        queue: Iterator[BatchItem] = iter(pending)
+        self._bar = _progress_bar(len(pending), enabled=self.progress)
+        try:
+            with Journal(self.outdir) as journal, self.retries.installed():
+                journal.append(
+                    "run",
+                    items=self.report.total,
+                    pending=len(pending),
+                    model=self.model,
+                    concurrency=self.concurrency,
+                    rpm=None if self.limiter is None else round(60.0 / self.limiter.time_period, 3),
+                )
+                lanes = [
+                    asyncio.create_task(self._lane(queue, journal))
+                    for _ in range(min(self.concurrency, len(pending)))
+                ]
+                try:
+                    await asyncio.gather(*lanes)
+                except BaseException:
+                    for lane in lanes:
+                        lane.cancel()
+                    await asyncio.gather(*lanes, return_exceptions=True)
+                    raise
+        finally:
+            self._bar.close()
+            self.report.elapsed_s = time.monotonic() - started
+            self.report.retries = self.retries.total
+            attempted = self.report.done + self.report.failed
+            self.report.not_started = len(pending) - attempted
+            self.report.stopped = self._stop
+            _remove_empty_staging(self.outdir)
+
+    async def _lane(self, queue: Iterator[BatchItem], journal: Journal) -> None:
+        for item in queue:
+            if self._stop is not None:
+                return
+            await self._process(item, journal)
+
+    async def _process(self, item: BatchItem, journal: Journal) -> None:
+        current_item.set(item.id)
+        self.active.add(item.id)
+        model = item.model or self.model
+        started = time.monotonic()
+        try:
+            fitted = await asyncio.to_thread(_fit_inputs, item, model, self.session)
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            self.in_flight += 1
+            try:
+                result = await self._request(item, fitted, model)
+            finally:
+                self.in_flight -= 1
+            del fitted
+            files = await asyncio.to_thread(_write_outputs, self.outdir, item, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, CostLimitExceeded):
+                self._stop = str(exc)
+            message = redact(str(exc)) or type(exc).__name__
+            journal.append(
+                "failed",
+                id=item.id,
+                line=item.line,
+                error={
+                    "type": type(exc).__name__,
+                    "message": message,
+                    "code": getattr(exc, "code", None),
+                },
+                retries=self.retries.per_item.get(item.id, 0),
+                seconds=round(time.monotonic() - started, 3),
+            )
+            self.report.failed += 1
+            self.report.failures[item.id] = message
+        else:
+            journal.append(
+                "done",
+                id=item.id,
+                line=item.line,
+                files=files,
+                cost_usd=result.cost_usd,
+                model=result.model,
+                retries=self.retries.per_item.get(item.id, 0),
+                seconds=round(time.monotonic() - started, 3),
+            )
+            self.report.done += 1
+            self.report.spent_usd += result.cost_usd
+            self.report.outputs[item.id] = [self.outdir / f for f in files]
+        finally:
+            self.active.discard(item.id)
+            self._tick()
+
+    async def _request(self, item: BatchItem, fitted: list[FittedImage], model: str) -> Result:
+        options: dict[str, Any] = {"model": model}
+        if item.aspect_ratio is not None:
+            options["aspect_ratio"] = item.aspect_ratio
+        if item.image_size is not None:
+            options["image_size"] = item.image_size
+        if fitted:
+            return await self.session.aedit(fitted, item.prompt, **options)
+        return await self.session.agenerate(item.prompt, **options)
+
+    def _tick(self) -> None:
+        if self._bar is None:
+            return
+        finished = self.report.done + self.report.failed
+        retrying = sum(1 for item_id in self.active if self.retries.per_item.get(item_id))
+        self._bar.set_postfix_str(
+            f"done={self.report.done} failed={self.report.failed} "
+            f"retrying={retrying} spent=${self.report.spent_usd:.3f}",
+            refresh=False,
+        )
+        self._bar.update(finished - self._bar.n)
+
+
+def _progress_bar(total: int, *, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="batch", unit="item", disable=not enabled, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- per item work
+
+
+def _fit_inputs(item: BatchItem, model: str, session: Session) -> list[FittedImage]:
+    """Load and fit this item's images (runs in a worker thread, one item at a time)."""
+    if not item.images:
+        return []
+    from ..fit import fit_image
+
+    endpoint = getattr(session, "endpoint", None) or "gemini"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unknown model ids: the server decides
+        return [
+            fit_image(path, model=model, prompt=item.prompt, endpoint=endpoint)
+            for path in item.images
+        ]
+
+
+def _write_outputs(outdir: Path, item: BatchItem, result: Result) -> list[str]:
+    """Save the result's files under the item's name, atomically (runs in a worker thread)."""
+    if not result.images:
+        raise NoImage("The model answered without an image.", text=result.text)
+    stage = staging_dir(outdir, item.stem)
+    staged = result.save(stage)
+    names = final_names(item.stem, staged)
+    for path in staged:
+        if path.suffix == ".json":
+            sidecar = json.loads(path.read_text(encoding="utf-8"))
+            sidecar["files"] = [n for n in names if not n.endswith(".json")]
+            sidecar["batch_item"] = {"id": item.id, "line": item.line}
+            path.write_text(
+                json.dumps(sidecar, indent=2, ensure_ascii=False, default=str) + "\n",
+                encoding="utf-8",
+            )
+    return commit_files(outdir, item.stem, staged)
+
+
+def _remove_empty_staging(outdir: Path) -> None:
+    staging = outdir / STAGING_DIR
+    with contextlib.suppress(OSError):  # not empty: an item was interrupted mid-write
+        staging.rmdir()

@@ -1,0 +1,355 @@
+"""Batch job descriptions: the items, read from a JSONL or CSV manifest or given in Python.
+
+A manifest is checked completely before anything is sent: every malformed line, missing
+image, duplicate id and unsupported parameter is reported at once, each with its line
+number, so a 1 000-item job never fails on item 731 for a typo that was visible at start.
+Only paths are checked here (the file exists); images are read later, one item at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import NbbananaError
+from ..models import get_model
+
+__all__ = ["BatchItem", "ManifestError", "load_manifest", "normalise_items", "output_stem"]
+
+#: The keys a manifest line may have. All but ``prompt`` are optional.
+FIELDS: tuple[str, ...] = ("id", "prompt", "images", "model", "aspect_ratio", "image_size")
+
+#: Separator of several image paths in one CSV cell.
+CSV_IMAGE_SEPARATOR = ";"
+
+# Output names are the ids themselves when they are already safe file names.
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_WINDOWS_RESERVED = {
+    "CON", "PRN", "AUX", "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}  # fmt: skip
+_MAX_STEM = 120
+_MAX_PROBLEMS_SHOWN = 25
+
+
+class ManifestError(NbbananaError, ValueError):
+    """The batch description has problems; nothing was sent.
+
+    ``problems`` lists ``(line, message)`` pairs, one per problem found, in line order.
+    """
+
+    def __init__(self, source: str, problems: Sequence[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        shown = [f"  line {line}: {msg}" for line, msg in self.problems[:_MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > _MAX_PROBLEMS_SHOWN:
+            shown.append(f"  … and {len(self.problems) - _MAX_PROBLEMS_SHOWN} more")
+        n = len(self.problems)
+        super().__init__(
+            f"{source}: {n} problem{'s' if n != 1 else ''} found before sending anything; "
+            "fix them and run again:\n" + "\n".join(shown)
+        )
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One unit of work: a prompt, optional input images, and per-item parameters.
+
+    ``line`` is where the item was described (manifest line, or 1-based position in a
+    Python list), kept so every later message can point back at it.
+    """
+
+    id: str
+    prompt: str
+    images: tuple[Path, ...] = ()
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    line: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        """The file-name stem of this item's outputs (the id, made safe)."""
+        return output_stem(self.id)
+
+    def params(self) -> dict[str, Any]:
+        """The request parameters that were set (for journals and grids)."""
+        out: dict[str, Any] = {}
+        for key in ("model", "aspect_ratio", "image_size"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def output_stem(item_id: str) -> str:
+    """A file-name stem for ``item_id`` that is safe on every common file system.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``; a leading
+    dot (hidden file) and Windows device names get a ``_`` prefix; long ids are cut.
+    Two ids mapping to the same stem are reported as duplicates by the manifest check.
+    """
+    stem = _UNSAFE_CHARS.sub("_", item_id).strip()
+    if not stem or stem.startswith(".") or stem.split(".")[0].upper() in _WINDOWS_RESERVED:
+        stem = "_" + stem
+    return stem[:_MAX_STEM]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_manifest(
+    path: str | os.PathLike[str], *, default_model: str | None = None
+) -> list[BatchItem]:
+    """Read and check a ``.jsonl`` or ``.csv`` manifest.
+
+    Image paths are relative to the manifest's folder. Raises :class:`ManifestError`
+    listing every problem (with line numbers) when there is any; nothing is sent before.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(str(path), [(0, "the manifest file does not exist")])
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        raw, problems = _read_csv(path)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        raw, problems = _read_jsonl(path)
+    else:
+        raise ManifestError(
+            str(path),
+            [(0, f"unknown manifest type {suffix or '(none)'!r}; use a .jsonl or .csv file")],
+        )
+    return _check(str(path), raw, problems, base=path.parent, default_model=default_model)
+
+
+def normalise_items(
+    items: str | os.PathLike[str] | Iterable[BatchItem | Mapping[str, Any]],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    default_model: str | None = None,
+) -> list[BatchItem]:
+    """Items from a manifest path, or a list of :class:`BatchItem` / dicts (checked the same
+    way as manifest lines; their "line" is their 1-based position)."""
+    if isinstance(items, (str, os.PathLike)):
+        return load_manifest(items, default_model=default_model)
+    raw: list[tuple[int, Mapping[str, Any]]] = []
+    for position, entry in enumerate(items, start=1):
+        if isinstance(entry, BatchItem):
+            record: dict[str, Any] = {
+                "id": entry.id,
+                "prompt": entry.prompt,
+                "images": [str(p) for p in entry.images],
+                **entry.params(),
+            }
+            raw.append((entry.line or position, record))
+        else:
+            raw.append((position, entry))
+    return _check(
+        "items", raw, [], base=Path(base) if base else Path.cwd(), default_model=default_model
+    )
+
+
+def _read_jsonl(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[tuple[int, str]]]:
+    raw: list[tuple[int, Mapping[str, Any]]] = []
+    problems: list[tuple[int, str]] = []
+    with path.open("r", encoding="utf-8-sig") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                problems.append((line_no, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            if not isinstance(value, dict):
+                problems.append(
+                    (
+                        line_no,
+                        f'expected a JSON object like {{"prompt": …}}, got {type(value).__name__}',
+                    )
+                )
+                continue
+            raw.append((line_no, value))
+    return raw, problems
+
+
+def _read_csv(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[tuple[int, str]]]:
+    raw: list[tuple[int, Mapping[str, Any]]] = []
+    problems: list[tuple[int, str]] = []
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return raw, [(1, "the CSV file is empty; its first line must name the columns")]
+        columns = [c.strip() for c in header]
+        for name in columns:
+            if name not in FIELDS:
+                problems.append(
+                    (1, f"unknown column {name!r}{_suggest(name)}; columns are {list(FIELDS)}")
+                )
+        if "prompt" not in columns:
+            problems.append((1, "the header has no 'prompt' column"))
+        if problems:
+            return raw, problems
+        start = reader.line_num + 1
+        for row in reader:
+            line_no, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(columns):
+                problems.append(
+                    (line_no, f"{len(row)} cells, but the header names {len(columns)} columns")
+                )
+                continue
+            record: dict[str, Any] = {}
+            for name, cell in zip(columns, row, strict=True):
+                cell = cell.strip()
+                if name == "images":
+                    record[name] = [p.strip() for p in cell.split(CSV_IMAGE_SEPARATOR) if p.strip()]
+                elif cell:
+                    record[name] = cell
+            raw.append((line_no, record))
+    return raw, problems
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, FIELDS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check(
+    source: str,
+    raw: Sequence[tuple[int, Mapping[str, Any]]],
+    problems: list[tuple[int, str]],
+    *,
+    base: Path,
+    default_model: str | None,
+) -> list[BatchItem]:
+    items: list[BatchItem] = []
+    seen_ids: dict[str, int] = {}
+    seen_stems: dict[str, tuple[str, int]] = {}
+    for line_no, record in raw:
+        item, item_problems = _parse_record(line_no, record, base=base, default_model=default_model)
+        problems.extend((line_no, msg) for msg in item_problems)
+        if item is None:
+            continue
+        if item.id in seen_ids:
+            problems.append(
+                (line_no, f"duplicate id {item.id!r} (first used on line {seen_ids[item.id]})")
+            )
+            continue
+        # Case-insensitive: macOS and Windows file systems would merge the outputs.
+        stem_key = item.stem.lower()
+        if stem_key in seen_stems:
+            other, other_line = seen_stems[stem_key]
+            problems.append(
+                (
+                    line_no,
+                    f"id {item.id!r} gives the same output file name ({item.stem!r}) as id "
+                    f"{other!r} on line {other_line}; choose ids that differ in more than "
+                    "case or punctuation",
+                )
+            )
+            continue
+        seen_ids[item.id] = line_no
+        seen_stems[stem_key] = (item.id, line_no)
+        items.append(item)
+    if not raw and not problems:
+        problems.append((0, "no items: the manifest has no lines with a prompt"))
+    if problems:
+        raise ManifestError(source, sorted(problems, key=lambda p: p[0]))
+    return items
+
+
+def _parse_record(
+    line_no: int, record: Mapping[str, Any], *, base: Path, default_model: str | None
+) -> tuple[BatchItem | None, list[str]]:
+    problems: list[str] = []
+    for key in record:
+        if key not in FIELDS:
+            problems.append(f"unknown key {key!r}{_suggest(str(key))}; keys are {list(FIELDS)}")
+
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        problems.append("'prompt' is missing or empty")
+
+    raw_id = record.get("id", line_no)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or str(raw_id).strip() == "":
+        problems.append(f"'id' must be a non-empty string or integer, got {raw_id!r}")
+        item_id = str(line_no)
+    else:
+        item_id = str(raw_id).strip()
+
+    images_value = record.get("images", [])
+    if isinstance(images_value, str):
+        images_value = [images_value]
+    images: list[Path] = []
+    if not isinstance(images_value, list) or not all(isinstance(p, str) for p in images_value):
+        problems.append("'images' must be a list of file paths")
+    else:
+        for name in images_value:
+            path = Path(name).expanduser()
+            if not path.is_absolute():
+                path = base / path
+            if not path.is_file():
+                problems.append(f"image not found: {name!r}")
+            images.append(path)
+
+    params: dict[str, str | None] = {}
+    for key in ("model", "aspect_ratio", "image_size"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            # CSV cells and JSON numbers like 512 for "512": accept and keep as text.
+            value = str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+            if value is None:
+                problems.append(f"{key!r} must be a string")
+        params[key] = value or None
+    problems.extend(
+        check_params(params["model"] or default_model, params["aspect_ratio"], params["image_size"])
+    )
+    if problems:
+        return None, problems
+    assert isinstance(prompt, str)
+    return (
+        BatchItem(
+            id=item_id,
+            prompt=prompt,
+            images=tuple(images),
+            model=params["model"],
+            aspect_ratio=params["aspect_ratio"],
+            image_size=params["image_size"],
+            line=line_no,
+        ),
+        [],
+    )
+
+
+def check_params(model: str | None, aspect_ratio: str | None, image_size: str | None) -> list[str]:
+    """Problems with a model / aspect ratio / image size combination, in plain words.
+
+    An unknown model is not a problem (new ids appear often and the server decides).
+    """
+    if aspect_ratio is None and image_size is None:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = get_model(model)
+    try:
+        info.output_size(aspect_ratio, image_size)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
