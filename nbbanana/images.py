@@ -1,0 +1,962 @@
+"""Load anything a user may hand us and normalise it into a PIL image the API accepts.
+
+:func:`load_image` takes a path, bytes, a binary file object, a PIL image, a numpy array or
+an item of an ipywidgets ``FileUpload`` value, and returns a :class:`LoadedImage`: an
+upright, sRGB, 8-bit ``"RGB"``/``"RGBA"``/``"L"`` picture without metadata, plus what the
+rest of the pipeline needs to know about the original (its bytes' hash, its size, whether
+the original bytes may be sent unchanged).
+
+Why each step exists:
+
+* **Refuse before decoding.** The declared pixel count is read from the header and
+  checked against ``max_pixels`` before a single pixel is decoded, so a 1 KB PNG claiming
+  100 000 × 100 000 pixels costs nothing. Pillow's own ``MAX_IMAGE_PIXELS`` check is
+  replaced by ours (its warning and error never reach the caller).
+* **Decode no more than needed.** With ``target_side`` (the long side the caller will
+  downscale to), JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
+  (``Image.draft``) and other formats are box-reduced by an integer factor
+  (``Image.reduce``), never below ``target_side``. A 48 MP phone JPEG fitted to 1536 px
+  is decoded at 2000 × 1500: about 9 MB of pixels instead of 144 MB.
+* **Show what the photographer saw.** EXIF orientation (all eight values) is applied;
+  embedded ICC profiles (including CMYK print profiles) are converted to sRGB, the
+  only colour space the model assumes.
+* **Send nothing private by accident.** EXIF (with GPS), XMP and comments are removed by
+  default, and a warning says so when a location was removed.
+* **Fail in one sentence.** Empty, truncated, corrupt, vector/document, and oversized
+  inputs raise a subclass of :class:`~nbbanana.errors.ImageError` whose message says what
+  is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO, TypeAlias
+
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+
+from .errors import (
+    CorruptImageError,
+    DecompressionBombError,
+    EmptyImageError,
+    ImageError,
+    UnsupportedImageError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageSource",
+    "LoadedImage",
+    "load_image",
+]
+
+#: Pixel limit checked against the header before decoding. 200 MP admits the largest
+#: phone sensors (16 320 × 12 240) while refusing decompression bombs; raise it with
+#: ``load_image(..., max_pixels=...)`` for bigger scans or panoramas.
+DEFAULT_MAX_PIXELS: int = 200_000_000
+
+#: Everything :func:`load_image` accepts. The mapping is one item of an ipywidgets 8
+#: ``FileUpload.value`` (keys ``name``, ``type``, ``size``, ``last_modified``, ``content``).
+ImageSource: TypeAlias = (
+    str
+    | os.PathLike[str]
+    | bytes
+    | bytearray
+    | memoryview
+    | BinaryIO
+    | Image.Image
+    | np.ndarray[Any, Any]
+    | Mapping[str, Any]
+)
+
+
+@dataclass
+class LoadedImage:
+    """A normalised image and the facts about its original that fitting needs."""
+
+    #: Upright, sRGB, 8-bit, mode ``"RGB"``, ``"RGBA"`` (only when some pixel is not
+    #: opaque) or ``"L"``; metadata stripped unless ``strip_metadata=False``. Possibly
+    #: reduced when ``target_side`` was given (never below it).
+    image: Image.Image
+    #: File name, or ``"<bytes>"``, ``"<file>"``, ``"<array>"``, ``"<PIL image>"``.
+    name: str
+    #: Pillow's format name of the original (``"JPEG"``, ``"PNG"``, ``"HEIF"``, ...).
+    original_format: str | None
+    #: Size in bytes of the encoded input, when there was one.
+    original_bytes: int | None
+    #: ``(width, height)`` of the original after orientation, before any reduction.
+    original_size: tuple[int, int]
+    #: True when the image has an alpha channel with at least one non-opaque pixel.
+    has_alpha: bool
+    #: Plain-words notes about what was changed, e.g. ``"GPS location removed"``.
+    warnings: list[str] = field(default_factory=list)
+    #: SHA-256 (hex) of the original encoded bytes, or of the pixels for arrays/PIL images.
+    sha256: str = ""
+    #: The original bytes when they may be sent unchanged (JPEG/PNG/WebP, 8-bit, upright,
+    #: sRGB, nothing to strip); else ``None``.
+    passthrough: bytes | None = None
+    #: MIME type of :attr:`passthrough` (``"image/jpeg"``, ``"image/png"``, ``"image/webp"``).
+    passthrough_mime: str | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of :attr:`image` (smaller than the original if reduced)."""
+        return self.image.size
+
+
+# Raster formats worth decoding; anything else Pillow might identify (EPS, PDF writers,
+# fonts, ...) is refused as unsupported rather than half-handled.
+_READABLE_FORMATS = (
+    "JPEG",
+    "MPO",
+    "PNG",
+    "GIF",
+    "WEBP",
+    "BMP",
+    "DIB",
+    "TIFF",
+    "HEIF",
+    "AVIF",
+    "PPM",
+    "TGA",
+    "ICO",
+    "PSD",
+    "JPEG2000",
+    "QOI",
+)
+_PASSTHROUGH_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_ANIMATED_NAMES = {"GIF": "animated GIF", "WEBP": "animated WebP", "PNG": "animated PNG"}
+
+# JPEG APP segments that carry no personal metadata (JFIF header, ICC profile, Adobe
+# colour transform flag); any other segment (EXIF, XMP, IPTC, MPF, ...) is metadata.
+_HARMLESS_JPEG_APPS = (("APP0", b"JFIF\x00"), ("APP2", b"ICC_PROFILE\x00"), ("APP14", b"Adobe"))
+# Image.info keys that are decoding hints rather than metadata.
+_HARMLESS_INFO_KEYS = frozenset(
+    {
+        "dpi",
+        "aspect",
+        "gamma",
+        "srgb",
+        "chromaticities",
+        "transparency",
+        "icc_profile",
+        "interlace",
+        "progressive",
+        "progression",
+        "jfif",
+        "jfif_version",
+        "jfif_unit",
+        "jfif_density",
+        "adobe",
+        "adobe_transform",
+        "background",
+        "loop",
+        "duration",
+        "timestamp",
+        "version",
+        "compression",
+        "default_image",
+    }
+)
+
+_EXIF_ORIENTATION = 0x0112
+_EXIF_GPS_IFD = 0x8825
+_ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Pillow's own bomb check and truncation switch are module globals; we change them only
+# for the few milliseconds of a header parse (or a load when a caller had enabled
+# truncated loading), under this lock, and always restore them.
+_PILLOW_GLOBALS_LOCK = threading.Lock()
+_HEIF_LOCK = threading.Lock()
+_heif_registered = False
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    target_side: int | None = None,
+    strip_metadata: bool = True,
+) -> LoadedImage:
+    """Load ``source`` and normalise it (see the module docstring for what and why).
+
+    ``target_side`` is the long side the caller will downscale to: the image may then be
+    decoded or reduced to a smaller size whose long side is still at least
+    ``min(target_side, original long side)``. ``max_pixels`` bounds the declared pixel
+    count (checked before decoding). With ``strip_metadata=False`` EXIF (minus the
+    orientation, which has been applied), XMP and comments are kept in ``image.info``.
+
+    Raises :class:`~nbbanana.errors.EmptyImageError`, :class:`CorruptImageError`,
+    :class:`UnsupportedImageError` or :class:`DecompressionBombError`, each with a message
+    that says what to do.
+    """
+    if target_side is not None and target_side < 1:
+        raise ValueError(f"target_side must be a positive number of pixels, not {target_side}")
+    if isinstance(source, Image.Image):
+        return _load_pil(source, "<PIL image>", max_pixels, target_side, strip_metadata)
+    if isinstance(source, np.ndarray):
+        image = _array_to_image(source)
+        return _load_pil(
+            image, "<array>", max_pixels, target_side, strip_metadata, sha256=_array_sha256(source)
+        )
+    data, name = _read_source(source)
+    return _load_bytes(data, name, max_pixels, target_side, strip_metadata)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _read_source(source: object) -> tuple[bytes, str]:
+    """Return the encoded bytes and a display name of a path, bytes, file or upload item."""
+    if isinstance(source, bytes):
+        return source, "<bytes>"
+    if isinstance(source, bytearray | memoryview):
+        return bytes(source), "<bytes>"
+    if isinstance(source, str | os.PathLike):
+        return _read_path(source)
+    if isinstance(source, Mapping):
+        return _read_upload(source)
+    read = getattr(source, "read", None)
+    if callable(read):
+        raw_name = getattr(source, "name", None)
+        name = Path(raw_name).name if isinstance(raw_name, str) else "<file>"
+        try:
+            data = read()
+        except OSError as exc:
+            raise ImageError(f"could not read {name}: {exc}; check the file.", source=name) from exc
+        if isinstance(data, str):
+            raise UnsupportedImageError(
+                f"{name} was opened in text mode; open it with 'rb' (binary) instead.",
+                source=name,
+            )
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UnsupportedImageError(
+                f"{name}.read() returned {type(data).__name__}, not bytes; pass a binary file.",
+                source=name,
+            )
+        return bytes(data), name
+    if isinstance(source, list | tuple):
+        raise UnsupportedImageError(
+            f"got a {type(source).__name__} of {len(source)} items, not one image; pass one "
+            "item (e.g. upload.value[0]) or call this once per image.",
+            source=f"<{type(source).__name__}>",
+        )
+    raise UnsupportedImageError(
+        f"cannot load an image from a {type(source).__name__}; pass a path, bytes, a binary "
+        "file, a PIL image, a numpy array or a FileUpload item.",
+        source=f"<{type(source).__name__}>",
+    )
+
+
+def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
+    text = os.fspath(source)
+    name = Path(text).name or text
+    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        raise UnsupportedImageError(
+            f"{source!r} is a URL; nbbanana does not download images, so download it and "
+            "pass the file (or its bytes).",
+            source=name,
+        )
+    path = Path(text).expanduser()
+    try:
+        return path.read_bytes(), name
+    except FileNotFoundError as exc:
+        raise ImageError(f"{text} does not exist; check the path.", source=name) from exc
+    except IsADirectoryError as exc:
+        raise ImageError(
+            f"{text} is a folder, not an image; pass the image files in it.", source=name
+        ) from exc
+    except OSError as exc:
+        raise ImageError(
+            f"could not read {text} ({exc.strerror or exc}); check the path and its permissions.",
+            source=name,
+        ) from exc
+
+
+def _read_upload(item: Mapping[str, Any]) -> tuple[bytes, str]:
+    """Bytes and name of one ipywidgets 8 ``FileUpload.value`` item."""
+    name = str(item.get("name") or "<upload>")
+    if "content" not in item:
+        if len(item) == 1 and isinstance(next(iter(item.values())), Mapping):
+            hint = "this looks like an ipywidgets 7 upload value; pass one of its values"
+        else:
+            hint = "pass one item of FileUpload.value (a dict with 'name' and 'content')"
+        raise UnsupportedImageError(f"{name} has no 'content'; {hint}.", source=name)
+    content = item["content"]
+    if not isinstance(content, bytes | bytearray | memoryview):
+        raise UnsupportedImageError(
+            f"the 'content' of {name} is a {type(content).__name__}, not bytes; pass the "
+            "FileUpload item unchanged.",
+            source=name,
+        )
+    return bytes(content), name
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _array_to_image(array: np.ndarray[Any, Any]) -> Image.Image:
+    """Convert an HxW / HxWx3 / HxWx4 array (uint8, uint16, bool or float in [0, 1])."""
+    shape = array.shape
+    if array.size == 0:
+        raise EmptyImageError(
+            f"the array of shape {shape} has no pixels; pass a non-empty image.",
+            source="<array>",
+        )
+    if array.ndim == 3 and shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise UnsupportedImageError(
+            f"an array of shape {shape} is not an image; expected height×width (gray), "
+            "height×width×3 (RGB) or height×width×4 (RGBA).",
+            source="<array>",
+        )
+    dtype = array.dtype
+    if dtype == np.uint8:
+        pixels = array
+    elif dtype == np.uint16:
+        # Proper 16→8 bit scaling: 65535 → 255, rounding to nearest.
+        pixels = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif dtype == np.bool_:
+        pixels = array.astype(np.uint8) * 255
+    elif np.issubdtype(dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise UnsupportedImageError(
+                "the float array contains NaN or infinity; replace them (e.g. np.nan_to_num) "
+                "and pass values in [0, 1].",
+                source="<array>",
+            )
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise UnsupportedImageError(
+                f"float arrays must hold values in [0, 1], this one spans [{low:g}, {high:g}]; "
+                "scale it (e.g. array / 255) or convert it to uint8.",
+                source="<array>",
+            )
+        pixels = np.rint(array * 255.0).astype(np.uint8)
+    else:
+        raise UnsupportedImageError(
+            f"arrays of dtype {dtype} are not supported; convert to uint8 (0–255), uint16 "
+            "(0–65535) or float in [0, 1].",
+            source="<array>",
+        )
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[pixels.ndim if pixels.ndim == 2 else pixels.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(pixels), mode)
+
+
+def _array_sha256(array: np.ndarray[Any, Any]) -> str:
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def _pil_sha256(image: Image.Image) -> str:
+    digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+def _load_bytes(
+    data: bytes, name: str, max_pixels: int, target_side: int | None, strip_metadata: bool
+) -> LoadedImage:
+    if not data:
+        raise EmptyImageError(
+            f"{name} is empty (0 bytes); check that the file was saved or uploaded completely.",
+            source=name,
+        )
+    _refuse_non_raster(data, name)
+    if _is_heif(data):
+        _register_heif(name)
+    image = _open_header(data, name)
+    declared = image.size
+    _check_pixels(declared, max_pixels, name)
+    fmt = image.format
+    notes: list[str] = []
+    frames = _frame_count(image)
+    if frames > 1 and fmt != "MPO":
+        notes.append(_frames_warning(fmt, frames))
+    orientation = _orientation(image)
+    source_mode = image.mode
+    if target_side is not None and fmt in ("JPEG", "MPO"):
+        _draft(image, target_side)
+    _full_load(image, name, fmt)
+    facts = _Facts.of(image, data, fmt, source_mode, orientation)
+    loaded = _normalise(image, name, target_side, orientation, facts, strip_metadata, notes)
+    passthrough = data if facts.may_pass_through(strip_metadata) else None
+    return LoadedImage(
+        image=loaded.image,
+        name=name,
+        original_format=fmt,
+        original_bytes=len(data),
+        original_size=_oriented(declared, orientation),
+        has_alpha=loaded.has_alpha,
+        warnings=notes,
+        sha256=hashlib.sha256(data).hexdigest(),
+        passthrough=passthrough,
+        passthrough_mime=_PASSTHROUGH_MIME[fmt] if passthrough is not None and fmt else None,
+    )
+
+
+def _load_pil(
+    image: Image.Image,
+    name: str,
+    max_pixels: int,
+    target_side: int | None,
+    strip_metadata: bool,
+    *,
+    sha256: str | None = None,
+) -> LoadedImage:
+    """Normalise an in-memory (or lazily opened) PIL image without touching the caller's."""
+    if image.width == 0 or image.height == 0:
+        raise EmptyImageError(f"{name} has no pixels (size {image.size}).", source=name)
+    _check_pixels(image.size, max_pixels, name)
+    notes: list[str] = []
+    frames = _frame_count(image)
+    if frames > 1 and image.format != "MPO":
+        notes.append(_frames_warning(image.format, frames))
+    orientation = _orientation(image)
+    declared = image.size
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImageError(
+            f"{name} could not be decoded ({exc}); the image is truncated or damaged.",
+            source=name,
+        ) from exc
+    facts = _Facts.of(image, None, image.format, image.mode, orientation)
+    digest = sha256 or _pil_sha256(image)
+    loaded = _normalise(
+        image, name, target_side, orientation, facts, strip_metadata, notes, owned=False
+    )
+    result = loaded.image
+    if result is image and (result.info or result.format):
+        # Never strip metadata from (or otherwise change) the caller's own object.
+        result = image.copy()
+        result.info = _kept_info(image, strip_metadata, orientation)
+    return LoadedImage(
+        image=result,
+        name=name,
+        original_format=image.format,
+        original_bytes=None,
+        original_size=_oriented(declared, orientation),
+        has_alpha=loaded.has_alpha,
+        warnings=notes,
+        sha256=digest,
+    )
+
+
+def _refuse_non_raster(data: bytes, name: str) -> None:
+    """Recognise documents, vectors and text by their first bytes and say what to do."""
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"%pdf"):
+        raise UnsupportedImageError(
+            f"{name} is a PDF document, not an image; export the page as PNG or JPEG first.",
+            source=name,
+        )
+    if b"<svg" in head and (head.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg"))):
+        raise UnsupportedImageError(
+            f"{name} is an SVG (vector) image; export it as PNG first.", source=name
+        )
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        raise UnsupportedImageError(
+            f"{name} is an HTML page, not an image (a download link that returned a web "
+            "page?); save the image itself and pass that.",
+            source=name,
+        )
+    if head.startswith(b"%!ps") or data[:4] == b"\xc5\xd0\xd3\xc6":
+        raise UnsupportedImageError(
+            f"{name} is a PostScript/EPS file; export it as PNG first.", source=name
+        )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    sample = data[:4096]
+    if b"\x00" in sample:
+        return False
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return printable >= 0.95 * max(1, len(text))
+
+
+# Magic numbers of the formats we read: if the file starts like one of these but Pillow
+# cannot identify it, it is a damaged image rather than an unknown format.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _signature_format(data: bytes) -> str | None:
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if _is_heif(data):
+        return "HEIF"
+    return None
+
+
+def _is_heif(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in (
+        b"heic",
+        b"heix",
+        b"hevc",
+        b"hevx",
+        b"heim",
+        b"heis",
+        b"mif1",
+        b"msf1",
+        b"avif",
+        b"avis",
+    )
+
+
+def _register_heif(name: str) -> None:
+    """Register pillow-heif's opener the first time a HEIF file is seen."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    with _HEIF_LOCK:
+        if _heif_registered:
+            return
+        try:
+            import pillow_heif
+        except ImportError as exc:  # pragma: no cover - pillow-heif is a dependency
+            raise UnsupportedImageError(
+                f"{name} is a HEIC/HEIF image and reading it needs pillow-heif; "
+                "install it with: pip install pillow-heif",
+                source=name,
+            ) from exc
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
+
+@contextmanager
+def _pillow_bomb_check_disabled() -> Iterator[None]:
+    """Disable Pillow's global bomb check while our own limit is the one that applies."""
+    with _PILLOW_GLOBALS_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_header(data: bytes, name: str) -> Image.Image:
+    """Parse the header only (no pixels are decoded here)."""
+    try:
+        with _pillow_bomb_check_disabled():
+            return Image.open(io.BytesIO(data), formats=_readable_formats())
+    except UnidentifiedImageError as exc:
+        looks_like = _signature_format(data)
+        if looks_like is not None:
+            raise CorruptImageError(
+                f"{name} starts like a {looks_like} image but its header is damaged or cut "
+                "short; re-export or re-download it.",
+                source=name,
+            ) from exc
+        if _looks_like_text(data):
+            raise UnsupportedImageError(
+                f"{name} is a text file, not an image; pass a JPEG, PNG, WebP, HEIC or GIF.",
+                source=name,
+            ) from exc
+        raise UnsupportedImageError(
+            f"{name} is not an image format nbbanana can read; convert it to JPEG or PNG.",
+            source=name,
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+        raise CorruptImageError(
+            f"{name} has a damaged header ({exc}); re-export or re-download it.", source=name
+        ) from exc
+
+
+def _readable_formats() -> list[str]:
+    """The formats of :data:`_READABLE_FORMATS` that this Pillow has a plugin for."""
+    Image.init()
+    return [fmt for fmt in _READABLE_FORMATS if fmt in Image.OPEN]
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise CorruptImageError(
+            f"{name} declares an empty size of {width}×{height} pixels; the file is damaged.",
+            source=name,
+        )
+    pixels = width * height
+    if pixels > max_pixels:
+        raise DecompressionBombError(
+            f"{name} declares {width}×{height} pixels ({pixels / 1e6:,.0f} MP), more than the "
+            f"limit of {max_pixels / 1e6:,.0f} MP, so it was not decoded; if you trust it, "
+            f"pass max_pixels={pixels} (or more) to load it.",
+            source=name,
+        )
+
+
+def _frame_count(image: Image.Image) -> int:
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return 1
+
+
+def _frames_warning(fmt: str | None, frames: int) -> str:
+    if fmt in _ANIMATED_NAMES:
+        return f"{_ANIMATED_NAMES[fmt]}: first of {frames} frames used"
+    if fmt == "TIFF":
+        return f"multi-page TIFF: first of {frames} pages used"
+    if fmt == "HEIF":
+        return f"HEIF with {frames} images: the primary image used"
+    return f"{fmt or 'image'} with {frames} frames: the first used"
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _draft(image: Image.Image, target_side: int) -> None:
+    """Ask libjpeg to decode at the smallest 1/2, 1/4, 1/8 scale still >= target_side."""
+    width, height = image.size
+    long_side = max(width, height)
+    if target_side * 2 > long_side:
+        return
+    scale = target_side / long_side
+    requested = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+    image.draft(image.mode, requested)
+
+
+def _full_load(image: Image.Image, name: str, fmt: str | None) -> None:
+    """Decode all pixels, refusing truncated data instead of padding it with grey."""
+    try:
+        if ImageFile.LOAD_TRUNCATED_IMAGES:
+            with _PILLOW_GLOBALS_LOCK:
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                try:
+                    image.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = True
+        else:
+            image.load()
+    except Image.DecompressionBombError as exc:  # a later frame/layer larger than the header
+        raise DecompressionBombError(
+            f"{name} contains a frame larger than its declared size; it was not decoded.",
+            source=name,
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, RuntimeError) as exc:
+        kind = f"{fmt} " if fmt else ""
+        raise CorruptImageError(
+            f"{name} is a truncated or damaged {kind}image ({exc}); re-export or re-download it.",
+            source=name,
+        ) from exc
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@dataclass
+class _Facts:
+    """What decides whether the original bytes may be sent unchanged."""
+
+    fmt: str | None
+    data: bytes | None
+    source_mode: str
+    bit_depth: int
+    orientation: int
+    icc: bytes | None
+    icc_is_srgb: bool
+    has_exif: bool
+    has_gps: bool
+    has_other_metadata: bool
+    multi_frame: bool
+
+    @classmethod
+    def of(
+        cls,
+        image: Image.Image,
+        data: bytes | None,
+        fmt: str | None,
+        source_mode: str,
+        orientation: int,
+    ) -> _Facts:
+        info = image.info
+        icc = info.get("icc_profile") or None
+        exif = _exif_of(image)
+        has_gps = bool(exif is not None and _gps_present(exif))
+        other = any(
+            key not in _HARMLESS_INFO_KEYS and key != "exif" for key in info if isinstance(key, str)
+        )
+        applist = getattr(image, "applist", None) or []
+        for marker, payload in applist:
+            if not any(marker == m and payload.startswith(p) for m, p in _HARMLESS_JPEG_APPS):
+                other = True
+        bit_depth = 8
+        if fmt == "PNG" and data is not None and len(data) > 24:
+            bit_depth = data[24]
+        return cls(
+            fmt=fmt,
+            data=data,
+            source_mode=source_mode,
+            bit_depth=bit_depth,
+            orientation=orientation,
+            icc=icc if isinstance(icc, bytes) else None,
+            icc_is_srgb=icc is None or _is_srgb_profile(icc),
+            has_exif=exif is not None and len(exif) > 0,
+            has_gps=has_gps,
+            has_other_metadata=other,
+            multi_frame=_frame_count(image) > 1,
+        )
+
+    def may_pass_through(self, strip_metadata: bool) -> bool:
+        if self.data is None or self.fmt not in _PASSTHROUGH_MIME or self.multi_frame:
+            return False
+        modes = ("RGB", "L", "RGBA") if self.fmt == "PNG" else ("RGB", "L")
+        if self.source_mode not in modes or self.bit_depth != 8:
+            return False
+        if self.orientation != 1 or not self.icc_is_srgb:
+            return False
+        return not (strip_metadata and (self.has_exif or self.has_other_metadata))
+
+
+def _exif_of(image: Image.Image) -> Image.Exif | None:
+    try:
+        exif = image.getexif()
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError):
+        return None
+    return exif if len(exif) else None
+
+
+def _gps_present(exif: Image.Exif) -> bool:
+    if _EXIF_GPS_IFD not in exif:
+        return False
+    try:
+        return bool(exif.get_ifd(_EXIF_GPS_IFD))
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError):
+        return True  # a GPS pointer we cannot read is still a location to remove
+
+
+@lru_cache(maxsize=32)
+def _is_srgb_profile(icc: bytes) -> bool:
+    """True for the usual sRGB profiles (identified by their description)."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return False
+    return "srgb" in description.lower().replace(" ", "")
+
+
+@lru_cache(maxsize=1)
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@lru_cache(maxsize=16)
+def _to_srgb_transform(icc: bytes, in_mode: str, out_mode: str) -> ImageCms.ImageCmsTransform:
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.buildTransform(
+        source,
+        _srgb_profile(),
+        in_mode,
+        out_mode,
+        renderingIntent=ImageCms.Intent.PERCEPTUAL,
+    )
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+@dataclass
+class _Normalised:
+    image: Image.Image
+    has_alpha: bool
+
+
+def _normalise(
+    image: Image.Image,
+    name: str,
+    target_side: int | None,
+    orientation: int,
+    facts: _Facts,
+    strip_metadata: bool,
+    notes: list[str],
+    *,
+    owned: bool = True,
+) -> _Normalised:
+    """Decoded pixels → upright 8-bit sRGB RGB/RGBA/L, reduced towards ``target_side``.
+
+    ``owned`` says whether ``image`` is ours to change in place (False for a caller's
+    PIL image).
+    """
+    original = image
+    img = _to_8bit(image)
+    if target_side is not None:
+        img = _reduce(img, target_side)
+    in_place = owned or img is not original
+    img = _to_srgb(img, facts.icc, facts.icc_is_srgb, notes, in_place=in_place)
+    if orientation in _ORIENTATION_TRANSPOSE:
+        img = img.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    has_alpha = False
+    if img.mode == "RGBA":
+        lowest = img.getchannel("A").getextrema()[0]
+        has_alpha = isinstance(lowest, int | float) and lowest < 255
+        if not has_alpha:
+            img = img.convert("RGB")
+    if facts.has_gps and strip_metadata:
+        notes.append("GPS location removed")
+    if img is not original:
+        img.info = _kept_info(original, strip_metadata, orientation)
+    return _Normalised(img, has_alpha)
+
+
+def _kept_info(
+    image: Image.Image, strip_metadata: bool, orientation: int
+) -> dict[str | tuple[int, int], Any]:
+    """The ``info`` a normalised image keeps: nothing, or its metadata minus orientation."""
+    if strip_metadata:
+        return {}
+    kept: dict[str | tuple[int, int], Any] = {}
+    exif = _exif_of(image)
+    if exif is not None:
+        upright = Image.Exif()
+        upright.load(exif.tobytes())
+        upright.pop(_EXIF_ORIENTATION, None)
+        kept["exif"] = upright.tobytes()
+    for key in ("xmp", "XML:com.adobe.xmp", "comment"):
+        if key in image.info:
+            kept[key] = image.info[key]
+    return kept
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Any decoded mode → 8-bit "RGB", "RGBA", "L" or "CMYK" (CMYK is converted later)."""
+    mode = image.mode
+    if mode in ("RGB", "L", "CMYK"):
+        if mode in ("RGB", "L") and "transparency" in image.info:
+            return image.convert("RGBA")
+        return image
+    if mode == "RGBA":
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("P", "PA"):
+        transparent = mode == "PA" or "transparency" in image.info
+        return image.convert("RGBA" if transparent else "RGB")
+    if mode in ("LA", "La"):
+        return image.convert("RGBA")
+    if mode in ("RGBa",):
+        return image.convert("RGBA")
+    if mode in ("RGBX", "YCbCr", "HSV"):
+        return image.convert("RGB")
+    if mode == "LAB":
+        lab_to_srgb = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB"
+        )
+        converted = ImageCms.applyTransform(image, lab_to_srgb)
+        assert converted is not None
+        return converted
+    if mode.startswith("I;16") or mode == "I":
+        return _scaled_to_l(np.asarray(image), 65535 if mode != "I" else None)
+    if mode == "F":
+        return _scaled_to_l(np.asarray(image), None)
+    return image.convert("RGB")
+
+
+def _scaled_to_l(values: np.ndarray[Any, Any], full_scale: int | None) -> Image.Image:
+    """Gray values of any depth → 8-bit "L", full scale mapped to 255 (rounded).
+
+    For 32-bit integer and float images, whose range the format does not say, the full
+    scale is guessed from the data: 1.0 for floats within [0, 1], else 255 when nothing
+    exceeds it, else 65535.
+    """
+    data = values.astype(np.float64, copy=False)
+    if full_scale is None:
+        high = float(data.max()) if data.size else 0.0
+        if values.dtype.kind == "f" and high <= 1.0:
+            full_scale = 1
+        elif high <= 255:
+            full_scale = 255
+        else:
+            full_scale = 65535
+    scaled = np.rint(np.clip(data, 0, full_scale) * (255.0 / full_scale)).astype(np.uint8)
+    return Image.fromarray(scaled, "L")
+
+
+def _reduce(image: Image.Image, target_side: int) -> Image.Image:
+    """Box-reduce by the largest integer factor that keeps the long side >= target_side."""
+    factor = max(image.size) // target_side
+    if factor < 2:
+        return image
+    if image.mode == "RGBA":
+        # Premultiply so fully transparent pixels do not bleed their colour into edges.
+        return image.convert("RGBa").reduce(factor).convert("RGBA")
+    return image.reduce(factor)
+
+
+def _to_srgb(
+    image: Image.Image,
+    icc: bytes | None,
+    icc_is_srgb: bool,
+    notes: list[str],
+    *,
+    in_place: bool,
+) -> Image.Image:
+    """Convert with the embedded profile to sRGB; CMYK without one is converted naively."""
+    mode = image.mode
+    if icc is not None and not icc_is_srgb and mode in ("RGB", "RGBA", "CMYK"):
+        out_mode = "RGBA" if mode == "RGBA" else "RGB"
+        try:
+            transform = _to_srgb_transform(icc, mode, out_mode)
+            if mode == out_mode and in_place:
+                ImageCms.applyTransform(image, transform, inPlace=True)
+                return image
+            converted = ImageCms.applyTransform(image, transform)
+            assert converted is not None
+            return converted
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            notes.append("unreadable colour profile ignored (colours assumed sRGB)")
+    if mode == "CMYK":
+        if icc is None:
+            notes.append("CMYK image without a colour profile: colours converted approximately")
+        return image.convert("RGB")
+    return image
