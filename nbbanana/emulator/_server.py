@@ -1,0 +1,505 @@
+"""HTTP plumbing of the emulator: a loopback server in a background thread.
+
+Why the standard library (``http.server.ThreadingHTTPServer``): no dependency to install
+or keep in step; it runs in a plain thread, so it works inside a Jupyter kernel whose
+asyncio loop is already running (an asyncio server would need that loop); one thread
+per connection is plenty for tests, notebooks and benchmarks; and it gives direct access
+to the socket, which the ``reset`` fault needs (``SO_LINGER`` 0, then close → TCP RST).
+
+Each request goes through the same steps, in the order the real front end applies them:
+the body size from ``Content-Length`` (a body over the limit is drained without being kept
+and refused with the profile's wording), the API key, an injected fault, the configured
+latency (model calls only), then the route. Every request is recorded in
+:attr:`Emulator.requests` — method, path (never the query, which may hold a key), status,
+body size and fault — so tests can watch retries happen on the wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from ..models import get_profile
+from ._batches import BatchStore
+from ._faults import Fault, FaultPlan, parse_fault
+from ._files import FileStore
+from ._routes import Api, Call, Reply, Route, classify
+from ._status import ApiError, invalid_api_key, missing_api_key
+
+__all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
+
+#: The key offline sessions use with the in-process emulator. Not a secret: the emulator
+#: accepts any non-empty key unless it was given a set of keys.
+OFFLINE_API_KEY = "nbbanana-offline-emulator"
+
+_DRAIN_CHUNK = 1 << 20
+_MAX_DRAIN = 4 * 1024**3  # past this, a refused body is not drained: the connection is cut
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it. ``status`` is ``None`` when no answer was sent
+    (``reset``, or a ``timeout`` the client gave up on)."""
+
+    method: str
+    path: str
+    status: int | None
+    body_bytes: int
+    fault: str | None
+    started: float
+    seconds: float
+
+
+class Emulator:
+    """An offline Gemini REST server on loopback, running in a background thread.
+
+    >>> with Emulator() as emulator:                       # doctest: +SKIP
+    ...     client = genai.Client(api_key=OFFLINE_API_KEY,
+    ...                           http_options=types.HttpOptions(base_url=emulator.base_url))
+
+    ``api_keys``: accepted keys; ``None`` accepts any non-empty key except those starting
+    with ``invalid`` (so tests can provoke the "API key not valid" answer).
+    ``profile``: an endpoint profile name from :data:`nbbanana.models.PROFILES` whose
+    limits and wording to imitate; ``request_limit`` overrides its request limit.
+    ``latency``: seconds added to every model call. ``fault_rate``/``fault_kinds``: see
+    :mod:`nbbanana.emulator._faults`. ``clock``: time source for file expiry (tests).
+    ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        request_limit: int | None = None,
+        profile: str = "gemini",
+        api_keys: Collection[str] | None = None,
+        fault_kinds: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        batch_delay: float = 0.05,
+        batch_item_seconds: float = 0.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.seed = seed
+        self.profile = get_profile(profile)
+        self.request_limit = (
+            request_limit if request_limit is not None else self.profile.request_limit
+        )
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.clock = clock
+        self.requests: list[RequestRecord] = []
+        self._faults = FaultPlan(fault_rate, seed, fault_kinds)
+        self._files = FileStore(clock=clock, seed=seed)
+        self._batches = BatchStore(
+            files=self._files,
+            seed=seed,
+            clock=clock,
+            start_delay=batch_delay,
+            item_seconds=batch_item_seconds,
+            parse=lambda body, model, key: self._api.parse(body, model, key),
+        )
+        self._api = Api(
+            profile=self.profile,
+            files=self._files,
+            batches=self._batches,
+            faults=self._faults,
+            seed=seed,
+        )
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("The emulator is not running; call start() first.")
+        host, port = self._server.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else str(host)
+        return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server_class = type("_Server", (_Server,), {"address_family": family})
+        self._server = server_class((self.host, self.port), _Handler)
+        self._server.emulator = self
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"nbbanana-emulator:{self._server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._batches.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        self._batches.stop()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None else "stopped"
+        return f"<nbbanana Emulator {where} profile={self.profile.name!r}>"
+
+    # ---------------------------------------------------------------- faults
+
+    def inject(
+        self,
+        fault: str,
+        *,
+        count: int = 1,
+        on: Literal["generate", "any"] = "generate",
+        **params: object,
+    ) -> None:
+        """Queue ``fault`` for the next ``count`` model calls (``on="any"``: any API request).
+
+        ``params`` as in the header form, e.g. ``inject("429", retry=5)``,
+        ``inject("slow", seconds=2)``, ``inject("blocked", reason="OTHER")``.
+        """
+        self._faults.inject(fault, count, on, {k: str(v) for k, v in params.items()})
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    # --------------------------------------------------------------- helpers
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    def _check_key(self, headers: dict[str, str], query: dict[str, str]) -> None:
+        key = headers.get("x-goog-api-key") or query.get("key") or ""
+        if not key.strip():
+            raise missing_api_key()
+        if self.api_keys is not None:
+            if key not in self.api_keys:
+                raise invalid_api_key()
+        elif key.startswith("invalid"):
+            raise invalid_api_key()
+
+    def _too_large(self) -> ApiError:
+        limit = self.request_limit or 0
+        message = self.profile.too_large_message.format(limit=limit)
+        if self.profile.too_large_status == 413:
+            return ApiError(413, message, plain_text=True)  # relays answer in plain text
+        return ApiError(self.profile.too_large_status, message)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    emulator: Emulator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        """Cut idle keep-alive connections so stop() leaves nothing serving."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nbbanana-emulator"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections are closed after this
+    server: _Server
+    _fault: Fault | None = None
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: request lines may carry ``?key=``; :attr:`Emulator.requests` records
+        what tests need."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    # ------------------------------------------------------------------ core
+
+    def _handle(self) -> None:
+        emulator = self.server.emulator
+        started = time.monotonic()
+        split = urlsplit(self.path)
+        route = classify(split.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = _int(headers.get("content-length"))
+        status: int | None = None
+        fault: Fault | None = None
+        try:
+            reply: Reply | None
+            try:
+                reply = self._process(emulator, route, query, headers, length, started)
+            except ApiError as error:
+                reply = Reply.error(error)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as exc:  # a bug in the emulator: answer like the service would
+                traceback.print_exc(file=sys.stderr)
+                reply = Reply.error(
+                    ApiError(500, f"Emulator internal error: {type(exc).__name__}.")
+                )
+            except _Dropped as dropped:
+                fault = dropped.fault
+                reply = None
+            if reply is not None:
+                fault = getattr(self, "_fault", None)
+                status = self._send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            fault = fault or getattr(self, "_fault", None)
+            self._fault = None
+            emulator._record(
+                RequestRecord(
+                    self.command,
+                    split.path,
+                    status,
+                    length,
+                    fault.name if fault else None,
+                    started,
+                    time.monotonic() - started,
+                )
+            )
+
+    def _process(
+        self,
+        emulator: Emulator,
+        route: Route,
+        query: dict[str, str],
+        headers: dict[str, str],
+        length: int,
+        started: float,
+    ) -> Reply:
+        self._fault = None
+        limited = route.kind in ("generate", "api", "unknown") or (
+            route.kind == "upload_start" and "upload_id" not in query
+        )
+        if limited and emulator.request_limit is not None and length > emulator.request_limit:
+            self._drain(length)
+            raise emulator._too_large()
+        body = self.rfile.read(length) if length else b""
+        if route.kind == "upload_start" and "upload_id" in query:
+            route = Route("upload_chunk", route.version, route.rest, route.prefix)
+        if route.kind in ("generate", "api", "unknown") or (route.kind == "upload_start"):
+            emulator._check_key(headers, query)
+        if route.kind in ("generate", "api", "upload_start"):
+            self._fault = self._pick_fault(emulator, route, headers)
+        if self._fault is not None and self._fault.transient:
+            self._apply_transient(emulator, self._fault, headers)
+        if route.kind == "generate" and emulator.latency > 0:
+            emulator._stopping.wait(emulator.latency)
+        call = Call(self.command, route, query, headers, body, emulator.base_url, self._fault)
+        if route.kind == "upload_chunk":
+            call.route = Route("upload_start", route.version, route.rest, route.prefix)
+        return emulator._api.dispatch(call)
+
+    def _pick_fault(
+        self, emulator: Emulator, route: Route, headers: dict[str, str]
+    ) -> Fault | None:
+        generate = route.kind == "generate"
+        header = headers.get("x-emulator-fault")
+        if header:
+            try:
+                fault = parse_fault(header)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+            if generate or fault.transient:
+                return fault
+            return None
+        return emulator._faults.take(generate=generate)
+
+    def _apply_transient(self, emulator: Emulator, fault: Fault, headers: dict[str, str]) -> None:
+        name = fault.name
+        if name == "slow":
+            emulator._stopping.wait(fault.number("seconds", 2.0))
+            return
+        if name == "timeout":
+            client_timeout = _int(headers.get("x-server-timeout")) or 28
+            self._hang(emulator, fault.number("seconds", client_timeout + 2.0))
+            raise ApiError(504, "Deadline expired before operation could complete.")
+        if name == "reset":
+            self._reset()
+            raise _Dropped(fault)
+        raise _transient_error(name, fault)
+
+    def _hang(self, emulator: Emulator, seconds: float) -> None:
+        """Wait without answering, until ``seconds`` pass, the client hangs up or the
+        emulator stops."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not emulator._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.1)
+            if readable:
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        raise _Dropped(None)  # the client gave up
+                except OSError:
+                    raise _Dropped(None) from None
+        if emulator._stopping.is_set():
+            raise _Dropped(None)
+
+    def _reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _drain(self, length: int) -> None:
+        """Read and discard a refused body so the client can read the refusal."""
+        if length > _MAX_DRAIN:
+            self.close_connection = True
+            return
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(_DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _send(self, reply: Reply) -> int:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.events is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for event in reply.events:
+                data = b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\r\n\r\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(reply.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(reply.body)
+        self.wfile.flush()
+        return reply.status
+
+
+class _Dropped(Exception):
+    """No answer is sent (the connection was reset, or the client hung up)."""
+
+    def __init__(self, fault: Fault | None) -> None:
+        super().__init__("dropped")
+        self.fault = fault
+
+
+_TRANSIENT_MESSAGES = {
+    "500": "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    "503": "The model is overloaded. Please try again later.",
+    "504": "Deadline expired before operation could complete.",
+}
+
+
+def _transient_error(name: str, fault: Fault) -> ApiError:
+    if name == "429":
+        delay = fault.number("retry", 2.0)
+        delay_text = f"{delay:g}s"
+        return ApiError(
+            429,
+            "You exceeded your current quota, please check your plan and billing details. "
+            "For more information on this error, head to: "
+            "https://ai.google.dev/gemini-api/docs/rate-limits.",
+            details=[
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                            "quotaDimensions": {"location": "global"},
+                            "quotaValue": "10",
+                        }
+                    ],
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [
+                        {
+                            "description": "Learn more about Gemini API quotas",
+                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay_text},
+            ],
+        )
+    return ApiError(int(name), _TRANSIENT_MESSAGES[name])
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
