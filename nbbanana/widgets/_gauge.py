@@ -1,0 +1,280 @@
+"""The size gauge: what an upload costs in bytes, tokens and dollars, as plain numbers.
+
+The uploader widget shows, for every image and for the whole request, how the file
+compares with the endpoint's budget *before* and *after* the fitting engine has done its
+work. All of that arithmetic lives here, free of widgets, so it can be tested directly and
+reused by anything that wants to explain a request (a CLI, a notebook cell).
+
+Numbers come from the fitting engine (:class:`~nbbanana.fit.FittedImage`), the request
+budget (:class:`~nbbanana.budget.RequestBudget`, which knows the exact JSON size the SDK
+sends) and the model table (:mod:`nbbanana.models`, tokens and prices). Nothing here
+decodes an image or talks to a server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..models import ModelInfo, get_model
+
+if TYPE_CHECKING:
+    from ..budget import RequestBudget
+    from ..fit import FittedImage
+
+__all__ = [
+    "ACCEPTED_MIME_TYPES",
+    "ImageGauge",
+    "RequestGauge",
+    "format_bytes",
+    "format_usd",
+    "image_gauge",
+    "request_gauge",
+    "text_tokens",
+]
+
+#: MIME types the API accepts for image parts; anything else must be converted first.
+ACCEPTED_MIME_TYPES: frozenset[str] = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
+)
+
+
+def format_bytes(n: int | None) -> str:
+    """Bytes in the decimal units the endpoints' limits use ("20 MB" means 20·10⁶ or less)."""
+    if n is None:
+        return "no limit"
+    if n < 1000:
+        return f"{n} B"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        value = n / scale
+        if value < 999.95 or unit == "GB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_usd(usd: float) -> str:
+    """Dollars with enough digits to tell cheap requests apart ($0.0013, $0.039, $1.20)."""
+    if usd == 0:
+        return "$0"
+    if usd < 0.01:
+        return f"${usd:.4f}"
+    if usd < 1:
+        return f"${usd:.3f}"
+    return f"${usd:.2f}"
+
+
+def text_tokens(prompt: str) -> int:
+    """A prompt's input tokens, estimated at four UTF-8 bytes per token.
+
+    Good enough for a cost gauge: a prompt is a few dozen tokens next to an image's
+    hundreds or thousands; the live ``countTokens`` endpoint gives the exact figure.
+    """
+    size = len(prompt.encode("utf-8"))
+    return math.ceil(size / 4) if size else 0
+
+
+@dataclass(frozen=True)
+class ImageGauge:
+    """One uploaded image: as it arrived and as the fitting engine will send it."""
+
+    name: str
+    raw_bytes: int
+    raw_mime: str | None
+    #: Bytes of a request carrying the file unchanged (base64 and JSON framing included);
+    #: ``None`` when the API would not accept the format as it is (GIF, TIFF, BMP, ...).
+    raw_request_bytes: int | None
+    original_size: tuple[int, int]
+    fitted_bytes: int
+    fitted_mime: str
+    fitted_size: tuple[int, int]
+    quality: int | None
+    passthrough: bool
+    tokens: int
+    #: Bytes of a request carrying just the fitted image (and the prompt).
+    request_bytes: int
+    cost_usd: float
+    warnings: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """The gauge in plain words, one fact per line."""
+        (ow, oh), (fw, fh) = self.original_size, self.fitted_size
+        as_is = (
+            f"as is: {format_bytes(self.raw_request_bytes)} request after base64"
+            if self.raw_request_bytes is not None
+            else f"as is: {self.raw_mime or 'this format'} is not accepted by the API"
+        )
+        if self.passthrough:
+            sent = f"sent unchanged: {fw}×{fh}, {format_bytes(self.fitted_bytes)}"
+        else:
+            quality = f", quality {self.quality}" if self.quality is not None else ""
+            kind = self.fitted_mime.removeprefix("image/").upper()
+            sent = f"fitted: {fw}×{fh} {kind}{quality}, {format_bytes(self.fitted_bytes)}"
+        return [
+            f"{ow}×{oh}, {format_bytes(self.raw_bytes)} uploaded",
+            as_is,
+            f"{sent} → {format_bytes(self.request_bytes)} request",
+            f"≈{self.tokens:,} input tokens ({format_usd(self.cost_usd)})",
+        ]
+
+
+@dataclass(frozen=True)
+class RequestGauge:
+    """The whole request: every image, the prompt, and the model's output."""
+
+    model: str
+    images: tuple[ImageGauge, ...]
+    #: The endpoint's limit for the whole JSON body; ``None`` when it has none.
+    limit: int | None
+    #: Bytes of the JSON body with the fitted images the plan sends inline.
+    request_bytes: int
+    #: Bytes of the body if every file were sent unchanged (``None``: some format is refused).
+    raw_request_bytes: int | None
+    #: Per image: sent inline (``True``) or through the Files API (``False``).
+    inline: tuple[bool, ...]
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    warnings: tuple[str, ...]
+
+    @property
+    def fraction(self) -> float:
+        """How much of the limit the fitted request uses (0 when there is no limit)."""
+        return self.request_bytes / self.limit if self.limit else 0.0
+
+    @property
+    def files_api_count(self) -> int:
+        return sum(1 for inline in self.inline if not inline)
+
+    @property
+    def raw_fits(self) -> bool | None:
+        """Whether the files would have fitted unchanged (``None``: no limit or unknown)."""
+        if self.limit is None or self.raw_request_bytes is None:
+            return None
+        return self.raw_request_bytes <= self.limit
+
+    def lines(self) -> list[str]:
+        n = len(self.images)
+        noun = "image" if n == 1 else "images"
+        lines = []
+        if self.raw_request_bytes is not None:
+            verdict = {True: "fits", False: "too large", None: ""}[self.raw_fits]
+            lines.append(
+                f"{n} {noun} as uploaded: {format_bytes(self.raw_request_bytes)} request"
+                + (f" ({verdict})" if verdict else "")
+            )
+        lines.append(
+            f"fitted request: {format_bytes(self.request_bytes)} of "
+            f"{format_bytes(self.limit)} budget" + (f" ({self.fraction:.0%})" if self.limit else "")
+        )
+        lines.append(
+            f"≈{self.input_tokens:,} input + {self.output_tokens:,} output tokens ≈ "
+            f"{format_usd(self.cost_usd)} on {self.model}"
+        )
+        return lines
+
+
+def image_gauge(
+    fitted: FittedImage,
+    *,
+    raw_bytes: int,
+    raw_mime: str | None,
+    model: str | ModelInfo,
+    budget: RequestBudget,
+    prompt: str = "",
+    has_alpha: bool = False,
+) -> ImageGauge:
+    """The gauge of one image the fitting engine has fitted for ``model`` and ``budget``."""
+    info = get_model(model)
+    raw_request = (
+        budget.request_bytes(prompt, [(raw_bytes, raw_mime)])
+        if raw_mime in ACCEPTED_MIME_TYPES
+        else None
+    )
+    report = fitted.report
+    return ImageGauge(
+        name=fitted.name,
+        raw_bytes=raw_bytes,
+        raw_mime=raw_mime,
+        raw_request_bytes=raw_request,
+        original_size=report.input_size,
+        fitted_bytes=len(fitted.data),
+        fitted_mime=fitted.mime,
+        fitted_size=(fitted.width, fitted.height),
+        quality=fitted.quality,
+        passthrough=report.passthrough,
+        tokens=fitted.tokens,
+        request_bytes=budget.request_bytes(prompt, [(len(fitted.data), fitted.mime)]),
+        cost_usd=info.cost_usd(input_tokens=fitted.tokens),
+        warnings=plain_warnings(report.warnings, has_alpha=has_alpha, fitted_mime=fitted.mime),
+    )
+
+
+def plain_warnings(
+    warnings: Sequence[str], *, has_alpha: bool = False, fitted_mime: str = "image/png"
+) -> tuple[str, ...]:
+    """The fitting engine's warnings, plus what the gauge itself knows, without repeats.
+
+    Transparency is lost when an image with a non-opaque alpha channel is sent as JPEG; the
+    fitting engine may already say so, in which case its wording wins.
+    """
+    out: list[str] = []
+    for warning in warnings:
+        if warning and warning not in out:
+            out.append(warning)
+    mentions_alpha = any("alpha" in w.lower() or "transparen" in w.lower() for w in out)
+    if has_alpha and fitted_mime == "image/jpeg" and not mentions_alpha:
+        out.append("transparency dropped: sent as JPEG on a white background")
+    return tuple(out)
+
+
+def request_gauge(
+    images: Sequence[tuple[FittedImage, ImageGauge]],
+    *,
+    model: str | ModelInfo,
+    budget: RequestBudget,
+    prompt: str = "",
+    image_size: str | None = None,
+) -> RequestGauge:
+    """The gauge of a request carrying every fitted image, as the budget would plan it."""
+    info = get_model(model)
+    sizes = [(len(f.data), f.mime) for f, _ in images]
+    plan = budget.plan(prompt, sizes)
+    raw_known = all(g.raw_mime in ACCEPTED_MIME_TYPES for _, g in images)
+    raw_request = (
+        budget.request_bytes(prompt, [(g.raw_bytes, g.raw_mime or "") for _, g in images])
+        if raw_known
+        else None
+    )
+    input_tokens = sum(f.tokens for f, _ in images) + text_tokens(prompt)
+    output_tokens = info.output_image_tokens(image_size if image_size in info.image_sizes else None)
+    warnings: list[str] = []
+    n = len(images)
+    if n > info.max_reference_images:
+        warnings.append(
+            f"{info.name} accepts at most {info.max_reference_images} images per request: "
+            f"remove {n - info.max_reference_images}."
+        )
+    elif n > info.recommended_reference_images:
+        warnings.append(
+            f"{info.name} works best with up to {info.recommended_reference_images} images."
+        )
+    offloaded = sum(1 for inline in plan.inline if not inline)
+    if offloaded:
+        warnings.append(
+            f"{offloaded} {'image' if offloaded == 1 else 'images'} too large to send inline: "
+            "the Files API will be used."
+        )
+    return RequestGauge(
+        model=info.id,
+        images=tuple(g for _, g in images),
+        limit=budget.limit,
+        request_bytes=plan.request_bytes,
+        raw_request_bytes=raw_request,
+        inline=tuple(plan.inline),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=info.cost_usd(input_tokens=input_tokens, output_image_tokens=output_tokens),
+        warnings=tuple(warnings),
+    )

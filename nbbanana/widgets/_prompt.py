@@ -1,0 +1,333 @@
+"""The prompt box: what to ask, of which model, at which size — and what came of it.
+
+The rules (which sizes a model offers, what makes a request incomplete, how an error is
+explained to a person, what the status line says) are plain functions here; the
+:class:`PromptBox` widget only shows them and calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import ipywidgets as w
+
+from ..errors import (
+    APIError,
+    AuthError,
+    Blocked,
+    CostLimitExceeded,
+    ImageError,
+    NoImage,
+    RateLimited,
+    RequestTooLarge,
+    ServiceUnavailable,
+    TooManyReferenceImages,
+    redact,
+)
+from ..models import DEFAULT_MODEL, MODELS, get_model
+from ._gauge import format_usd
+
+__all__ = [
+    "KEEP_RATIO",
+    "TEMPLATES",
+    "PromptBox",
+    "RunRequest",
+    "UserMessage",
+    "aspect_ratio_options",
+    "describe_error",
+    "image_size_options",
+    "status_text",
+    "validate_request",
+]
+
+#: Prompt templates offered in the box; ``{}``-free so they can be used as they are.
+TEMPLATES: dict[str, str] = {
+    "Remove the background": "Remove the background and place the subject on plain white.",
+    "Watercolour": "Turn this photo into a soft watercolour painting, keeping the composition.",
+    "Golden hour": "Relight the scene as if at golden hour, with warm low sunlight.",
+    "Product shot": "Make a clean studio product shot of the main object on a light grey table.",
+    "Sketch": "Redraw this as a detailed pencil sketch.",
+}
+
+#: The aspect-ratio option meaning "let the model decide" (edits keep the input's ratio).
+KEEP_RATIO = "auto"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One click of Run, validated: what the studio will send."""
+
+    prompt: str
+    model: str
+    aspect_ratio: str | None
+    image_size: str | None
+
+
+@dataclass(frozen=True)
+class UserMessage:
+    """An error as a person should read it: what happened, and what to do."""
+
+    title: str
+    detail: str
+    action: str
+
+    def html(self) -> str:
+        return (
+            f"<div class='nbb-error' role='alert'><b>{escape(self.title)}</b>"
+            + (f"<div>{escape(self.detail)}</div>" if self.detail else "")
+            + (f"<div><i>What to do:</i> {escape(self.action)}</div>" if self.action else "")
+            + "</div>"
+        )
+
+
+def image_size_options(model: str) -> tuple[str, ...]:
+    """The ``image_size`` values ``model`` supports; empty for models without the option."""
+    return get_model(model).image_sizes
+
+
+def aspect_ratio_options(model: str) -> list[tuple[str, str]]:
+    """(label, value) pairs for the aspect-ratio choice, "auto" first."""
+    info = get_model(model)
+    sizes = info.output_sizes[info.default_image_size]
+    options = [("auto (edits keep the input's shape)", KEEP_RATIO)]
+    for ratio in info.aspect_ratios:
+        if ratio in sizes:
+            width, height = sizes[ratio]
+            options.append((f"{ratio}  ({width}×{height})", ratio))
+        else:
+            options.append((ratio, ratio))
+    return options
+
+
+def validate_request(
+    prompt: str,
+    *,
+    model: str,
+    image_size: str | None = None,
+    images: int = 0,
+    uploads_busy: bool = False,
+    upload_errors: int = 0,
+) -> list[str]:
+    """Everything that stops a request from being sent, in plain words (empty: ready)."""
+    info = get_model(model)
+    problems = []
+    if not prompt.strip():
+        problems.append("Type a prompt: say what to generate, or how to change the images.")
+    if uploads_busy:
+        problems.append("Wait until every image has arrived and been fitted.")
+    if upload_errors:
+        problems.append("Remove the images that were refused (marked in red) first.")
+    if images > info.max_reference_images:
+        problems.append(
+            f"{info.name} accepts at most {info.max_reference_images} images: remove "
+            f"{images - info.max_reference_images}."
+        )
+    if image_size is not None and image_size not in info.image_sizes:
+        problems.append(
+            f"{info.name} has no image size {image_size!r}; choose one of "
+            f"{', '.join(info.image_sizes) or 'none'}."
+        )
+    return problems
+
+
+def describe_error(exc: BaseException) -> UserMessage:
+    """Turn any failure of a request into a message for the person at the keyboard."""
+    text = redact(str(exc))
+    if isinstance(exc, Blocked):
+        reason = f" ({exc.reason})" if exc.reason else ""
+        return UserMessage(
+            f"Blocked by the safety filters{reason}",
+            text,
+            "Rephrase the prompt, or use different input images.",
+        )
+    if isinstance(exc, NoImage):
+        said = f"The model said: “{exc.text.strip()[:300]}”" if exc.text.strip() else text
+        return UserMessage(
+            "The model answered without an image",
+            said,
+            "Ask explicitly for an image (e.g. “Generate an image of …”), or run again.",
+        )
+    if isinstance(exc, RateLimited):
+        wait = f"Wait {exc.retry_after:.0f} s" if exc.retry_after else "Wait a minute"
+        return UserMessage(
+            "Rate limited: too many requests for your quota",
+            text,
+            f"{wait} and run again, or check your quota in Google AI Studio.",
+        )
+    if isinstance(exc, AuthError):
+        return UserMessage(
+            "The API key was refused",
+            text,
+            "Set GEMINI_API_KEY (or pass a session made with nbbanana.connect(api_key=...)), "
+            "or use the offline emulator: nbbanana.studio(nbbanana.connect(offline=True)).",
+        )
+    if isinstance(exc, RequestTooLarge):
+        return UserMessage(
+            "The request was too large for this endpoint",
+            text,
+            "Run again: the images are fitted to the limit the server named.",
+        )
+    if isinstance(exc, TooManyReferenceImages):
+        return UserMessage("Too many images", text, "Remove some images, or choose another model.")
+    if isinstance(exc, ServiceUnavailable):
+        return UserMessage("The service is busy or down", text, "Run again in a minute.")
+    if isinstance(exc, CostLimitExceeded):
+        return UserMessage(
+            "Stopped by the session's cost limit",
+            text,
+            "Raise max_cost_usd in nbbanana.connect(...), or start a new session.",
+        )
+    if isinstance(exc, ImageError):
+        return UserMessage("An image could not be used", text, "Choose another image.")
+    if isinstance(exc, APIError):
+        return UserMessage(
+            "The request failed", text, "Check the prompt and settings, then run again."
+        )
+    return UserMessage(
+        "Something unexpected went wrong",
+        f"{type(exc).__name__}: {text}",
+        "Run again; if it keeps happening, please report it with the steps that led here.",
+    )
+
+
+def status_text(
+    *,
+    state: str,
+    elapsed: float,
+    estimate_usd: float | None = None,
+    cost_usd: float | None = None,
+    spent_usd: float = 0.0,
+    offline: bool = False,
+) -> str:
+    """The one-line status under the Run button.
+
+    ``state`` is "running", "done" or "failed"; offline sessions say that nothing is billed.
+    """
+    parts = []
+    if state == "running":
+        parts.append(f"Running… {elapsed:.1f} s")
+        if estimate_usd is not None:
+            parts.append(f"estimate {format_usd(estimate_usd)}")
+    elif state == "done":
+        parts.append(f"Done in {elapsed:.1f} s")
+        if cost_usd is not None:
+            parts.append(f"cost {format_usd(cost_usd)}")
+    else:
+        parts.append(f"Failed after {elapsed:.1f} s")
+    parts.append(f"session spend {format_usd(spent_usd)}")
+    if offline:
+        parts.append("offline emulator: nothing billed")
+    return " · ".join(parts)
+
+
+class PromptBox(w.VBox):  # type: ignore[misc]
+    """Prompt, model, aspect ratio, image size, templates, a Run button and a status line."""
+
+    def __init__(self, *, model: str = DEFAULT_MODEL, prompt: str = "") -> None:
+        model_ids = list(MODELS)
+        if model not in model_ids:
+            model_ids.append(model)
+        self.prompt = w.Textarea(
+            value=prompt,
+            placeholder="Describe the image to generate, or how to change the uploaded ones…",
+            layout=w.Layout(width="100%", height="80px"),
+        )
+        self.prompt.add_class("nbb-prompt")
+        self.template = w.Dropdown(
+            options=[("Templates…", ""), *((name, text) for name, text in TEMPLATES.items())],
+            value="",
+            layout=w.Layout(width="180px"),
+        )
+        self.model = w.Dropdown(
+            options=[(f"{get_model(m).name} ({m})", m) for m in model_ids],
+            value=model,
+            description="Model",
+            layout=w.Layout(width="380px"),
+        )
+        self.aspect_ratio = w.Dropdown(description="Aspect", layout=w.Layout(width="300px"))
+        self.image_size = w.Dropdown(description="Size", layout=w.Layout(width="160px"))
+        self.run = w.Button(description="Run", button_style="primary", icon="play")
+        self.run.add_class("nbb-run")
+        self.status = w.HTML(value="")
+        self.status.add_class("nbb-status")
+        self.error = w.HTML(value="")
+        self.error.add_class("nbb-error-box")
+        self._run_callbacks: list[Callable[[RunRequest], None]] = []
+        self._update_model_options(model)
+
+        self.template.observe(self._template_chosen, names="value")
+        self.model.observe(lambda change: self._update_model_options(change["new"]), names="value")
+        self.run.on_click(lambda _button: self._clicked())
+        super().__init__(
+            children=[
+                self.prompt,
+                w.HBox([self.model, self.aspect_ratio, self.image_size, self.template]),
+                w.HBox([self.run, self.status], layout=w.Layout(align_items="center")),
+                self.error,
+            ]
+        )
+        self.add_class("nbb-prompt-box")
+
+    # ------------------------------------------------------------------ behaviour
+
+    def on_run(self, callback: Callable[[RunRequest], None]) -> None:
+        """Call ``callback(request)`` when Run is clicked with a complete request."""
+        self._run_callbacks.append(callback)
+
+    def request(self) -> RunRequest:
+        aspect = self.aspect_ratio.value
+        return RunRequest(
+            prompt=self.prompt.value.strip(),
+            model=self.model.value,
+            aspect_ratio=None if aspect == KEEP_RATIO else aspect,
+            image_size=self.image_size.value if self.image_size.options else None,
+        )
+
+    def set_running(self, running: bool) -> None:
+        self.run.disabled = running
+        self.run.description = "Running…" if running else "Run"
+        self.run.icon = "spinner" if running else "play"
+
+    def show_status(self, text: str) -> None:
+        self.status.value = f"<span class='nbb-status-text'>{escape(text)}</span>"
+
+    def show_error(self, message: UserMessage | None) -> None:
+        self.error.value = message.html() if message else ""
+
+    def show_problems(self, problems: list[str]) -> None:
+        if problems:
+            self.show_error(UserMessage("Not ready to run", " ".join(problems), ""))
+        else:
+            self.show_error(None)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _template_chosen(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.prompt.value = change["new"]
+            self.template.value = ""
+
+    def _update_model_options(self, model: str) -> None:
+        current_ratio = self.aspect_ratio.value
+        options = aspect_ratio_options(model)
+        self.aspect_ratio.options = options
+        values = [value for _, value in options]
+        self.aspect_ratio.value = current_ratio if current_ratio in values else KEEP_RATIO
+        sizes = image_size_options(model)
+        current_size = self.image_size.value
+        self.image_size.options = sizes
+        if sizes:
+            default = get_model(model).default_image_size
+            self.image_size.value = current_size if current_size in sizes else default or sizes[0]
+        self.image_size.layout.display = "" if sizes else "none"
+        self.image_size.disabled = not sizes
+
+    def _clicked(self) -> None:
+        if self.run.disabled:
+            return
+        request = self.request()
+        for callback in list(self._run_callbacks):
+            callback(request)

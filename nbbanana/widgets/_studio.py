@@ -1,0 +1,202 @@
+"""The studio: uploader, prompt box, before/after view and history strip in one app.
+
+Runs never block the kernel: each one is an ``asyncio`` task on the kernel's running
+loop (the SDK's async client does the waiting), so cells can be run while an image is
+being made. The session (and its API key) stays in Python: no widget trait holds it, so
+nothing secret is saved with the notebook's widget state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from ._compare import CompareView
+from ._history import HistoryStrip
+from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
+from ._state import StudioState
+from ._uploader import ImageUploader
+
+if TYPE_CHECKING:
+    from ..result import Result
+    from ..session import Session
+
+__all__ = ["Studio", "studio"]
+
+#: Seconds between updates of the elapsed time while a request runs.
+_TICK = 0.25
+
+
+class Studio(w.VBox):  # type: ignore[misc]
+    """Drop images, write a prompt, run, compare, iterate — in one widget."""
+
+    def __init__(self, session: Session | None = None) -> None:
+        if session is None:
+            from ..session import connect
+
+            session = connect()
+        self.session = session
+        self.state = StudioState(session)
+        self.uploader = ImageUploader(
+            model=session.model, endpoint=session.endpoint, base_url=session.limit_key
+        )
+        self.prompt_box = PromptBox(model=session.model)
+        self.compare = CompareView()
+        self.history = HistoryStrip()
+        self.task: asyncio.Task[Result | None] | None = None
+
+        where = (
+            "offline emulator — nothing is billed, images are synthetic"
+            if session.offline
+            else "Gemini API"
+        )
+        header = w.HTML(f"<b>nbbanana studio</b> · <span class='nbb-where'>{escape(where)}</span>")
+        self.prompt_box.model.observe(self._model_chosen, names="value")
+        self.prompt_box.prompt.observe(self._prompt_typed, names="value")
+        self.uploader.on_change(self._uploads_changed)
+        self.prompt_box.on_run(self._run_clicked)
+        self.history.on_branch(self.branch)
+        super().__init__(
+            children=[
+                header,
+                self.uploader,
+                self.prompt_box,
+                self.compare,
+                w.HTML("<b>History</b> — click a turn to branch from it"),
+                self.history,
+            ],
+            layout=w.Layout(gap="8px"),
+        )
+        self.add_class("nbb-studio")
+
+    # ------------------------------------------------------------------ actions
+
+    def run(self, request: RunRequest | None = None) -> asyncio.Task[Result | None] | Result | None:
+        """Run ``request`` (default: what the prompt box says).
+
+        In a kernel this returns at once with the :class:`asyncio.Task` doing the work;
+        outside one (a script, a test) it runs to completion and returns the result.
+        Returns ``None`` when the request is not ready (the box says why).
+        """
+        request = request or self.prompt_box.request()
+        problems = validate_request(
+            request.prompt,
+            model=request.model,
+            image_size=request.image_size,
+            images=len(self.state.reference_images())
+            if self.state.turns
+            else len(self.uploader.images),
+            uploads_busy=self.uploader.busy,
+            upload_errors=len(self.uploader.errors),
+        )
+        self.prompt_box.show_problems(problems)
+        if problems:
+            return None
+        self.state.set_inputs(self.uploader.images)
+        self.prompt_box.set_running(True)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._run(request))
+        self.task = loop.create_task(self._run(request))
+        return self.task
+
+    def branch(self, turn: int) -> None:
+        """Continue from ``turn`` (0-based): the next run edits that turn's image."""
+        if self.prompt_box.run.disabled:
+            return  # a request is running; its result belongs to the current branch
+        self.state.branch(turn)
+        turns = self.state.turns
+        self.history.set_turns(turns)
+        before = turns[-2].image if len(turns) > 1 else self._first_input()
+        self.compare.show(turns[-1], before)
+        self.prompt_box.show_status(f"Branched from turn {turn + 1}: the next run edits its image.")
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self, request: RunRequest) -> Result | None:
+        before = self.state.before_image()
+        estimate = self._estimate(request)
+        started = time.monotonic()
+
+        async def tick() -> None:
+            while True:
+                self.prompt_box.show_status(
+                    status_text(
+                        state="running",
+                        elapsed=time.monotonic() - started,
+                        estimate_usd=estimate,
+                        spent_usd=self.session.spent,
+                        offline=self.session.offline,
+                    )
+                )
+                await asyncio.sleep(_TICK)
+
+        ticker = asyncio.ensure_future(tick())
+        self.prompt_box.show_error(None)
+        result: Result | None = None
+        cost: float | None = None
+        try:
+            result = await self.state.run(request)
+            self.compare.show(result, before)
+            self.history.set_turns(self.state.turns)
+            cost = result.cost_usd
+        except Exception as exc:
+            self.prompt_box.show_error(describe_error(exc))
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self.prompt_box.set_running(False)
+        state = "failed" if result is None else "done"
+        self.prompt_box.show_status(
+            status_text(
+                state=state,
+                elapsed=time.monotonic() - started,
+                cost_usd=cost,
+                spent_usd=self.session.spent,
+                offline=self.session.offline,
+            )
+        )
+        return result
+
+    def _estimate(self, request: RunRequest) -> float | None:
+        try:
+            return self.session.estimate(
+                request.prompt,
+                self.state.reference_images(),
+                model=request.model,
+                image_size=request.image_size,
+            ).usd
+        except Exception:  # an estimate is a courtesy; the run reports real problems
+            return None
+
+    def _run_clicked(self, request: RunRequest) -> None:
+        self.run(request)
+
+    def _first_input(self) -> Any:
+        return self.state.inputs[0].to_pil() if self.state.inputs else None
+
+    def _model_chosen(self, change: dict[str, Any]) -> None:
+        self.uploader.model = change["new"]
+
+    def _prompt_typed(self, change: dict[str, Any]) -> None:
+        self.uploader.prompt = change["new"]
+
+    def _uploads_changed(self, uploader: ImageUploader) -> None:
+        if uploader.busy:
+            return
+        if self.state.set_inputs(uploader.images):
+            self.history.set_turns([])
+            self.compare.show_input(self._first_input())
+
+
+def studio(session: Session | None = None) -> Studio:
+    """The nbbanana studio for ``session`` (default: :func:`nbbanana.connect`, which is
+    the offline emulator when no API key is set). Display it as a cell's last value."""
+    return Studio(session)

@@ -1,0 +1,192 @@
+"""The studio in a real browser: JupyterLab, headless Chromium, a 30 MB photo.
+
+Starts an isolated JupyterLab (default websocket limits, no API key: offline emulator),
+opens a notebook showing ``nbbanana.studio()``, uploads a ~30 MB JPEG through the
+uploader's file input, checks the gauge shows the fitted size and that the bytes arrived
+intact, runs an edit, checks the after-image, runs a second turn, branches from the first
+turn and runs again. Screenshots go to ``tests/artifacts/``; the README's
+``docs/studio.png`` is written when missing or when ``NBBANANA_UPDATE_SCREENSHOT=1``.
+
+Uses Debian's Chromium (``/usr/bin/chromium``); the test is skipped when it is missing,
+and never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _imagegen import jpeg_bytes, photo_like
+from PIL import Image
+
+from nbbanana.models import get_model
+from nbbanana.widgets._prompt import aspect_ratio_options
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"
+README_SCREENSHOT = REPO / "docs" / "studio.png"
+README_SCREENSHOT_MAX_BYTES = 300_000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Generous: a slow CI machine may take long to start a kernel; nothing here is timed.
+WAIT_MS = 120_000
+MODEL = "gemini-2.5-flash-image"
+ASPECT = "3:2"
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "Chromium is not installed at /usr/bin/chromium (Debian package 'chromium'; "
+        "`make system-deps` installs it): skipping the browser test",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def photo(work: Path) -> Path:
+    """A 48 MP photo-like JPEG of about 30 MB (three times the 10 MiB websocket cap)."""
+    path = work / "big-photo.jpg"
+    path.write_bytes(jpeg_bytes(photo_like(8000, 6000, seed=3), 98))
+    assert path.stat().st_size > 25_000_000
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(work: Path) -> Iterator[JupyterLab]:
+    server = start_jupyterlab(work / "jupyter", [HERE / "studio.ipynb"])
+    try:
+        yield server
+    finally:
+        stop_jupyterlab(server)
+
+
+def _shrink_png(data: bytes, max_bytes: int) -> bytes:
+    """A screenshot as a PNG under ``max_bytes``: palette colours, then smaller if needed."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    while True:
+        buffer = io.BytesIO()
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            buffer, format="PNG", optimize=True
+        )
+        if buffer.tell() <= max_bytes or image.width < 400:
+            return buffer.getvalue()
+        image = image.resize(
+            (image.width * 4 // 5, image.height * 4 // 5), Image.Resampling.LANCZOS
+        )
+
+
+def test_studio_uploads_runs_and_branches(lab: JupyterLab, photo: Path) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=WAIT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    expected_size = get_model(MODEL).output_size(ASPECT)
+    aspect_label = next(label for label, value in aspect_ratio_options(MODEL) if value == ASPECT)
+    console: list[str] = []
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400})
+            page.set_default_timeout(WAIT_MS)
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+            try:
+                _drive(page, expect, lab, photo, expected_size, aspect_label)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "studio-failure.png"), full_page=True)
+                raise
+        finally:
+            (ARTIFACTS / "studio-console.log").write_text("\n".join(console))
+            browser.close()
+
+
+def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_label: str):  # type: ignore[no-untyped-def]
+    expected_width, expected_height = width_height
+
+    # Open the notebook, wait for its kernel, run every cell from the Run menu.
+    page.goto(lab.notebook_url("studio.ipynb"))
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    expect(page.locator(".jp-StatusBar-TextItem:has-text('| Idle')").first).to_be_visible()
+    page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
+    page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
+    studio = page.locator(".nbb-studio")
+    # JupyterLab may still ask which kernel to use if the session was not ready: accept.
+    dialog_or_studio = page.locator(".jp-Dialog .jp-mod-accept").or_(studio)
+    expect(dialog_or_studio.first).to_be_visible()
+    if page.locator(".jp-Dialog .jp-mod-accept").count():
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    expect(studio).to_be_visible()
+    expect(studio.locator(".nbb-where")).to_contain_text("offline emulator")
+
+    # Upload the 30 MB photo; it arrives in slices and is fitted in the kernel.
+    studio.locator(".nbb-upload-input").set_input_files(str(photo))
+    item = studio.locator(".nbb-item")
+    expect(item).to_have_count(1)
+    expect(item).to_have_class("nbb-item nbb-state-ready")
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    expect(item).to_have_attribute("data-sha256", digest)  # every byte arrived
+    fit_side = get_model(MODEL).fit_max_side
+    gauge = item.locator(".nbb-gauge")
+    expect(gauge).to_contain_text("8000×6000")
+    expect(gauge).to_contain_text(f"fitted: {fit_side}×{fit_side * 3 // 4} JPEG")
+    expect(studio.locator(".nbb-upload-summary")).to_contain_text("fitted request")
+    page.screenshot(path=str(ARTIFACTS / "studio-1-uploaded.png"), full_page=True)
+
+    # First turn: prompt, aspect ratio, Run; the after-image has the model's size.
+    studio.locator(".nbb-prompt textarea").fill("Make the sky violet")
+    studio.locator(".widget-dropdown:has-text('Aspect') select").select_option(label=aspect_label)
+    studio.locator("button.nbb-run").click()
+    after = studio.locator("img.nbb-after-img")
+    expect(after).to_have_attribute("data-width", str(expected_width))
+    expect(after).to_have_attribute("data-height", str(expected_height))
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=after.element_handle()
+    )
+    expect(studio.locator(".nbb-status")).to_contain_text("Done in")
+    expect(studio.locator(".nbb-before-img")).to_be_visible()
+    expect(studio.locator("button.nbb-turn")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "studio-2-first-turn.png"), full_page=True)
+    shot = _shrink_png(studio.screenshot(), README_SCREENSHOT_MAX_BYTES)
+    (ARTIFACTS / "studio.png").write_bytes(shot)
+    if os.environ.get("NBBANANA_UPDATE_SCREENSHOT") or not README_SCREENSHOT.exists():
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        README_SCREENSHOT.write_bytes(shot)
+
+    # Second turn continues the chat.
+    studio.locator(".nbb-prompt textarea").fill("Add a small red kite")
+    studio.locator("button.nbb-run").click()
+    turns = studio.locator("button.nbb-turn")
+    expect(turns).to_have_count(2)
+    expect(studio.locator("button.nbb-run")).to_be_enabled()
+
+    # Branch from the first turn and run again: the strip shows turn 1 and the new turn.
+    turns.first.click()
+    expect(studio.locator(".nbb-status")).to_contain_text("Branched from turn 1")
+    expect(turns).to_have_count(1)
+    studio.locator(".nbb-prompt textarea").fill("Make it night")
+    studio.locator("button.nbb-run").click()
+    expect(turns).to_have_count(2)
+    expect(turns.nth(1)).to_have_attribute("title", "Turn 2: Make it night")
+    expect(studio.locator(".nbb-status")).to_contain_text("Done in")
+    page.screenshot(path=str(ARTIFACTS / "studio-3-branched.png"), full_page=True)

@@ -1,0 +1,157 @@
+"""The size gauge's arithmetic, with real fitted images and the real request budget."""
+
+from __future__ import annotations
+
+import pytest
+from _imagegen import animated_gif_bytes, jpeg_bytes, photo_like, png_bytes
+
+from nbbanana.budget import RequestBudget
+from nbbanana.fit import fit_image
+from nbbanana.models import get_model
+from nbbanana.widgets._gauge import (
+    format_bytes,
+    format_usd,
+    image_gauge,
+    plain_warnings,
+    request_gauge,
+    text_tokens,
+)
+
+FLASH = "gemini-2.5-flash-image"
+PRO = "gemini-3-pro-image-preview"
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (20_000_000, "20.0 MB"),
+        (20_971_520, "21.0 MB"),
+        (999_960_000, "1.0 GB"),
+        (None, "no limit"),
+    ],
+)
+def test_format_bytes_uses_the_decimal_units_limits_are_given_in(n: int | None, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+def test_format_usd_keeps_cheap_requests_apart() -> None:
+    assert format_usd(0) == "$0"
+    assert format_usd(0.00031) == "$0.0003"
+    assert format_usd(0.039) == "$0.039"
+    assert format_usd(1.2) == "$1.20"
+
+
+def test_text_tokens_counts_utf8_bytes() -> None:
+    assert text_tokens("") == 0
+    assert text_tokens("abcd") == 1
+    assert text_tokens("abcde") == 2
+    assert text_tokens("ü" * 4) == 2  # 8 bytes
+
+
+def test_image_gauge_of_a_photo_sent_unchanged(photo_jpeg: bytes) -> None:
+    budget = RequestBudget.for_endpoint("gemini")
+    fitted = fit_image(photo_jpeg, model=FLASH, budget=budget)
+    gauge = image_gauge(
+        fitted, raw_bytes=len(photo_jpeg), raw_mime="image/jpeg", model=FLASH, budget=budget
+    )
+    assert gauge.raw_request_bytes == budget.request_bytes("", [(len(photo_jpeg), "image/jpeg")])
+    assert gauge.request_bytes == budget.request_bytes("", [(len(fitted.data), fitted.mime)])
+    assert gauge.original_size == (320, 240)
+    assert gauge.fitted_size == (fitted.width, fitted.height)
+    assert gauge.tokens == get_model(FLASH).input_image_tokens(fitted.width, fitted.height)
+    assert gauge.cost_usd == pytest.approx(get_model(FLASH).cost_usd(input_tokens=gauge.tokens))
+    lines = gauge.lines()
+    assert lines[0] == f"320×240, {format_bytes(len(photo_jpeg))} uploaded"
+    assert "request after base64" in lines[1]
+    assert f"{fitted.width}×{fitted.height}" in lines[2]
+
+
+def test_image_gauge_of_a_large_photo_reports_the_fitted_size_and_quality() -> None:
+    big = jpeg_bytes(photo_like(2400, 1800, seed=5), 95)
+    budget = RequestBudget.for_endpoint("gemini")
+    fitted = fit_image(big, model=FLASH, budget=budget)
+    gauge = image_gauge(
+        fitted, raw_bytes=len(big), raw_mime="image/jpeg", model=FLASH, budget=budget
+    )
+    side = get_model(FLASH).fit_max_side
+    assert gauge.fitted_size == (side, side * 3 // 4)
+    assert not gauge.passthrough
+    assert gauge.fitted_bytes < len(big)
+    assert f"fitted: {side}×{side * 3 // 4} JPEG" in gauge.lines()[2]
+    if fitted.quality is not None:
+        assert f"quality {fitted.quality}" in gauge.lines()[2]
+
+
+def test_a_format_the_api_refuses_has_no_as_is_request_size() -> None:
+    gif = animated_gif_bytes(3, (64, 48))
+    budget = RequestBudget.for_endpoint("gemini")
+    fitted = fit_image(gif, model=FLASH, budget=budget)
+    gauge = image_gauge(
+        fitted, raw_bytes=len(gif), raw_mime="image/gif", model=FLASH, budget=budget
+    )
+    assert gauge.raw_request_bytes is None
+    assert "image/gif is not accepted by the API" in gauge.lines()[1]
+    assert any("frame" in w for w in gauge.warnings)  # the first animation frame is used
+
+
+def test_plain_warnings_add_lost_transparency_once() -> None:
+    assert plain_warnings([], has_alpha=True, fitted_mime="image/jpeg") == (
+        "transparency dropped: sent as JPEG on a white background",
+    )
+    assert plain_warnings([], has_alpha=True, fitted_mime="image/png") == ()
+    engine = ("alpha channel flattened onto white",)
+    assert plain_warnings(engine, has_alpha=True, fitted_mime="image/jpeg") == engine
+    assert plain_warnings(["GPS location removed", "GPS location removed"]) == (
+        "GPS location removed",
+    )
+
+
+def _gauged(data: bytes, model: str, budget: RequestBudget, mime: str = "image/jpeg"):  # type: ignore[no-untyped-def]
+    fitted = fit_image(data, model=model, budget=budget)
+    return fitted, image_gauge(
+        fitted, raw_bytes=len(data), raw_mime=mime, model=model, budget=budget
+    )
+
+
+def test_request_gauge_sums_tokens_and_prices_the_output(photo_jpeg: bytes) -> None:
+    budget = RequestBudget.for_endpoint("gemini")
+    images = [_gauged(photo_jpeg, FLASH, budget), _gauged(photo_jpeg, FLASH, budget)]
+    gauge = request_gauge(images, model=FLASH, budget=budget, prompt="Make it blue")
+    info = get_model(FLASH)
+    expected_in = sum(f.tokens for f, _ in images) + text_tokens("Make it blue")
+    assert gauge.input_tokens == expected_in
+    assert gauge.output_tokens == 1290
+    assert gauge.cost_usd == pytest.approx(
+        info.cost_usd(input_tokens=expected_in, output_image_tokens=1290)
+    )
+    sizes = [(len(f.data), f.mime) for f, _ in images]
+    assert gauge.request_bytes == budget.plan("Make it blue", sizes).request_bytes
+    assert gauge.inline == (True, True)
+    assert gauge.limit == budget.limit
+    assert gauge.raw_fits is True
+    assert gauge.warnings == ()
+    assert "2 images as uploaded" in gauge.lines()[0]
+
+
+def test_request_gauge_follows_the_model_and_image_size(photo_jpeg: bytes) -> None:
+    budget = RequestBudget.for_endpoint("gemini")
+    images = [_gauged(photo_jpeg, PRO, budget)]
+    at_1k = request_gauge(images, model=PRO, budget=budget, image_size="1K")
+    at_4k = request_gauge(images, model=PRO, budget=budget, image_size="4K")
+    assert (at_1k.output_tokens, at_4k.output_tokens) == (1120, 2000)
+    assert at_4k.cost_usd > at_1k.cost_usd
+    assert at_1k.input_tokens == 1120  # Gemini 3: a fixed count per image
+
+
+def test_request_gauge_warns_about_too_many_images_and_the_files_api() -> None:
+    data = png_bytes(photo_like(200, 150, seed=2))
+    tight = RequestBudget(limit=3 * len(data), margin=0, files_api=True)
+    roomy = RequestBudget.for_endpoint("gemini")
+    images = [_gauged(data, FLASH, roomy, "image/png") for _ in range(4)]
+    gauge = request_gauge(images, model=FLASH, budget=tight)
+    assert any("at most 3 images" in w for w in gauge.warnings)
+    assert gauge.files_api_count >= 1
+    assert any("Files API will be used" in w for w in gauge.warnings)
