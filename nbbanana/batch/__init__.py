@@ -14,16 +14,23 @@ anything is sent.
 
 from __future__ import annotations
 
+from ._api import BatchJob, submit_batch
 from ._engine import DEFAULT_CONCURRENCY, BatchError, BatchReport, run_batch, run_batch_async
+from ._grid import GridResult, prompt_grid, prompt_grid_async
 from ._manifest import BatchItem, ManifestError, load_manifest
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "BatchError",
     "BatchItem",
+    "BatchJob",
     "BatchReport",
+    "GridResult",
     "ManifestError",
     "load_manifest",
+    "prompt_grid",
+    "prompt_grid_async",
     "run_batch",
     "run_batch_async",
+    "submit_batch",
 ]

@@ -3,9 +3,9 @@
 How it works, and why:
 
 * **Bounded concurrency, bounded memory.** ``concurrency`` lanes (asyncio tasks) pull items
-  from one shared iterator. An item's images are loaded and fitted (in a worker thread, so
-  the event loop keeps serving the other lanes) only when a lane takes it, and dropped when
-  its outputs are written. At most ``concurrency`` items' images are in memory at once, no
+  from one shared iterator. An item's images are loaded and fitted (by the Session, in a
+  worker thread, so the event loop keeps serving the other lanes) only when a lane takes
+  it, and dropped when its outputs are written. At most ``concurrency`` items' images are in memory at once, no
   matter how many items the job has.
 * **Pacing.** ``rpm`` is enforced with an ``aiolimiter.AsyncLimiter`` of capacity one that
   refills every ``60 / rpm`` seconds: requests are spaced evenly and never burst, so no
@@ -27,7 +27,6 @@ import json
 import os
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,6 @@ from ._manifest import BatchItem, ManifestError, check_params, normalise_items
 from ._retries import RetryCounter, current_item
 
 if TYPE_CHECKING:
-    from ..fit import FittedImage
     from ..result import Result
     from ..session import Session
 
@@ -365,15 +363,13 @@ class _Engine:
         model = item.model or self.model
         started = time.monotonic()
         try:
-            fitted = await asyncio.to_thread(_fit_inputs, item, model, self.session)
             if self.limiter is not None:
                 await self.limiter.acquire()
             self.in_flight += 1
             try:
-                result = await self._request(item, fitted, model)
+                result = await self._request(item, model)
             finally:
                 self.in_flight -= 1
-            del fitted
             files = await asyncio.to_thread(_write_outputs, self.outdir, item, result)
         except asyncio.CancelledError:
             raise
@@ -413,14 +409,17 @@ class _Engine:
             self.active.discard(item.id)
             self._tick()
 
-    async def _request(self, item: BatchItem, fitted: list[FittedImage], model: str) -> Result:
+    async def _request(self, item: BatchItem, model: str) -> Result:
+        """One request through the Session's async API. An edit's images are loaded and
+        fitted by the Session (in a worker thread) only now, so memory holds at most
+        ``concurrency`` items' images."""
         options: dict[str, Any] = {"model": model}
         if item.aspect_ratio is not None:
             options["aspect_ratio"] = item.aspect_ratio
         if item.image_size is not None:
             options["image_size"] = item.image_size
-        if fitted:
-            return await self.session.aedit(fitted, item.prompt, **options)
+        if item.images:
+            return await self.session.aedit(list(item.images), item.prompt, **options)
         return await self.session.agenerate(item.prompt, **options)
 
     def _tick(self) -> None:
@@ -443,21 +442,6 @@ def _progress_bar(total: int, *, enabled: bool) -> Any:
 
 
 # --------------------------------------------------------------------------- per item work
-
-
-def _fit_inputs(item: BatchItem, model: str, session: Session) -> list[FittedImage]:
-    """Load and fit this item's images (runs in a worker thread, one item at a time)."""
-    if not item.images:
-        return []
-    from ..fit import fit_image
-
-    endpoint = getattr(session, "endpoint", None) or "gemini"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # unknown model ids: the server decides
-        return [
-            fit_image(path, model=model, prompt=item.prompt, endpoint=endpoint)
-            for path in item.images
-        ]
 
 
 def _write_outputs(outdir: Path, item: BatchItem, result: Result) -> list[str]:

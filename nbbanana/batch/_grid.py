@@ -1,0 +1,189 @@
+"""Prompt grids for workshops: inputs × prompt variants × parameters, in one figure.
+
+Every cell is one item of an ordinary batch (so grids get the journal, resume, pacing and
+retries for free); the figure puts inputs in rows and prompt variants (× parameter sets)
+in columns, with the input itself in the first column, and labels both. The figure is a
+plain ``matplotlib.figure.Figure`` (no pyplot state): it shows itself in Jupyter and
+``fig.savefig("grid.png")`` exports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from PIL import Image
+
+from ._engine import BatchReport, run_batch, run_batch_async
+from ._manifest import BatchItem
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..session import Session
+
+__all__ = ["GridResult", "prompt_grid", "prompt_grid_async"]
+
+#: Long side, in pixels, of the images drawn in the grid (keeps figures light).
+CELL_SIDE = 512
+_LABEL_WIDTH = 28
+_PARAM_KEYS = ("model", "aspect_ratio", "image_size")
+
+InputSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+PromptsSpec = Sequence[str] | Mapping[str, str]
+
+
+class GridResult(NamedTuple):
+    """``fig, report = prompt_grid(...)``."""
+
+    figure: Figure
+    report: BatchReport
+
+
+class _Layout(NamedTuple):
+    items: list[BatchItem]
+    row_labels: list[str]
+    col_labels: list[str]
+    inputs: list[tuple[Path, ...]]
+    #: (row, column) → item id
+    cells: dict[tuple[int, int], str]
+
+
+def _plan(
+    inputs: Sequence[InputSpec] | None, prompts: PromptsSpec, params: Sequence[Mapping[str, Any]]
+) -> _Layout:
+    if not prompts:
+        raise ValueError("prompt_grid needs at least one prompt.")
+    named = list(prompts.items()) if isinstance(prompts, Mapping) else [(p, p) for p in prompts]
+    rows: list[tuple[Path, ...]] = []
+    for spec in inputs if inputs else [None]:
+        if spec is None:
+            rows.append(())
+        elif isinstance(spec, (str, os.PathLike)):
+            rows.append((Path(spec),))
+        else:
+            rows.append(tuple(Path(p) for p in spec))
+    param_sets = [dict(p) for p in params] or [{}]
+    for p in param_sets:
+        unknown = set(p) - set(_PARAM_KEYS)
+        if unknown:
+            raise ValueError(f"Unknown grid parameters {sorted(unknown)}; use {list(_PARAM_KEYS)}.")
+    items: list[BatchItem] = []
+    cells: dict[tuple[int, int], str] = {}
+    col_labels: list[str] = []
+    for j, (label, prompt) in enumerate(named):
+        for k, p in enumerate(param_sets):
+            col = len(col_labels)
+            variant = ", ".join(str(v) for v in p.values())
+            col_labels.append(f"{label}\n{variant}" if len(param_sets) > 1 else label)
+            for i, images in enumerate(rows):
+                item_id = f"r{i:02d}-p{j:02d}-v{k:02d}"
+                items.append(
+                    BatchItem(id=item_id, prompt=prompt, images=images, line=len(items) + 1, **p)
+                )
+                cells[(i, col)] = item_id
+    row_labels = [", ".join(p.name for p in images) or "(no input)" for images in rows]
+    return _Layout(items, row_labels, col_labels, rows, cells)
+
+
+async def prompt_grid_async(
+    inputs: Sequence[InputSpec] | None,
+    prompts: PromptsSpec,
+    *,
+    params: Sequence[Mapping[str, Any]] = (),
+    session: Session | None = None,
+    outdir: str | os.PathLike[str] | None = None,
+    **batch_options: Any,
+) -> GridResult:
+    """:func:`prompt_grid` for a notebook cell: ``fig, report = await prompt_grid_async(...)``."""
+    layout = _plan(inputs, prompts, params)
+    out = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="nbbanana-grid-"))
+    batch_options.setdefault("resume", True)
+    report = await run_batch_async(layout.items, out, session=session, **batch_options)
+    return GridResult(_figure(layout, report), report)
+
+
+def prompt_grid(
+    inputs: Sequence[InputSpec] | None,
+    prompts: PromptsSpec,
+    *,
+    params: Sequence[Mapping[str, Any]] = (),
+    session: Session | None = None,
+    outdir: str | os.PathLike[str] | None = None,
+    **batch_options: Any,
+) -> GridResult:
+    """Run every input × prompt × parameter set as a batch and lay the results out.
+
+    * ``inputs`` — image paths (or a list of paths per row for several references);
+      ``None`` or ``[]`` for one row of pure generations.
+    * ``prompts`` — the prompt variants, or a mapping ``{short label: prompt}`` for
+      readable column titles.
+    * ``params`` — parameter sets, e.g. ``[{"aspect_ratio": "1:1"}, {"aspect_ratio":
+      "16:9"}]``; each multiplies the columns.
+    * ``outdir`` — where the outputs and journal go (a temporary folder by default).
+      Running the same grid into the same folder again resumes it: cells already done
+      are not paid for twice. Other options go to :func:`run_batch`.
+
+    Returns ``(figure, report)``; ``figure.savefig("grid.png", dpi=150)`` exports it.
+    """
+    layout = _plan(inputs, prompts, params)
+    out = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="nbbanana-grid-"))
+    batch_options.setdefault("resume", True)
+    report = run_batch(layout.items, out, session=session, **batch_options)
+    return GridResult(_figure(layout, report), report)
+
+
+def _figure(layout: _Layout, report: BatchReport) -> Figure:
+    from matplotlib.figure import Figure
+
+    show_inputs = any(layout.inputs)
+    n_rows = len(layout.row_labels)
+    n_cols = len(layout.col_labels) + (1 if show_inputs else 0)
+    fig = Figure(figsize=(2.6 * n_cols, 2.6 * n_rows + 0.6), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    offset = 1 if show_inputs else 0
+    for i in range(n_rows):
+        if show_inputs:
+            ax = axes[i][0]
+            if layout.inputs[i]:
+                ax.imshow(_thumbnail(layout.inputs[i][0]))
+            if i == 0:
+                ax.set_title("input", fontsize=9)
+        for c in range(len(layout.col_labels)):
+            ax = axes[i][c + offset]
+            item_id = layout.cells[(i, c)]
+            files = [f for f in report.outputs.get(item_id, []) if f.suffix == ".png"]
+            if files:
+                ax.imshow(_thumbnail(files[0]))
+            else:
+                message = report.failures.get(item_id, "not run")
+                ax.text(
+                    0.5, 0.5, textwrap.fill(f"failed: {message}", 30)[:200], ha="center",
+                    va="center", fontsize=7, color="#a00", transform=ax.transAxes, wrap=True,
+                )  # fmt: skip
+                ax.set_facecolor("#f2f2f2")
+            if i == 0:
+                ax.set_title(_wrap(layout.col_labels[c]), fontsize=9)
+        axes[i][0].set_ylabel(_wrap(layout.row_labels[i]), fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def _wrap(text: str) -> str:
+    lines = text.splitlines() or [""]
+    first = textwrap.shorten(lines[0], width=_LABEL_WIDTH * 2, placeholder="…")
+    return "\n".join([textwrap.fill(first, _LABEL_WIDTH), *lines[1:]])
+
+
+def _thumbnail(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.draft("RGB", (CELL_SIDE, CELL_SIDE))
+        small = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+    small.thumbnail((CELL_SIDE, CELL_SIDE))
+    return small
