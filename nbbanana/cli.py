@@ -19,6 +19,8 @@ from .errors import NbbananaError
 # Modules that contribute subcommands, in the order `nbbanana --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
     "nbbanana._cli_fit",
+    "nbbanana._cli_emulator",
+    "nbbanana._cli_batch",
 )
 
 
