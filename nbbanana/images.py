@@ -194,7 +194,7 @@ _heif_registered = False
 
 
 def load_image(
-    source: ImageSource,
+    source: ImageSource | LoadedImage,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     target_side: int | None = None,
@@ -208,12 +208,16 @@ def load_image(
     count (checked before decoding). With ``strip_metadata=False`` EXIF (minus the
     orientation, which has been applied), XMP and comments are kept in ``image.info``.
 
+    A :class:`LoadedImage` is returned as it is, so callers can accept either.
+
     Raises :class:`~nbbanana.errors.EmptyImageError`, :class:`CorruptImageError`,
     :class:`UnsupportedImageError` or :class:`DecompressionBombError`, each with a message
     that says what to do.
     """
     if target_side is not None and target_side < 1:
         raise ValueError(f"target_side must be a positive number of pixels, not {target_side}")
+    if isinstance(source, LoadedImage):
+        return source
     if isinstance(source, Image.Image):
         return _load_pil(source, "<PIL image>", max_pixels, target_side, strip_metadata)
     if isinstance(source, np.ndarray):
@@ -413,7 +417,9 @@ def _load_bytes(
     return LoadedImage(
         image=loaded.image,
         name=name,
-        original_format=fmt,
+        # A multi-picture JPEG (MPO: phone photos with a preview or depth map appended)
+        # is a JPEG to the user; its extra pictures are metadata and are not kept.
+        original_format="JPEG" if fmt == "MPO" else fmt,
         original_bytes=len(data),
         original_size=_oriented(declared, orientation),
         has_alpha=loaded.has_alpha,
@@ -834,6 +840,8 @@ def _to_srgb_transform(icc: bytes, in_mode: str, out_mode: str) -> ImageCms.Imag
         in_mode,
         out_mode,
         renderingIntent=ImageCms.Intent.PERCEPTUAL,
+        # Without LittleCMS's one-pixel cache a shared transform is safe across threads.
+        flags=ImageCms.Flags.NOCACHE,
     )
 
 

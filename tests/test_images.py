@@ -430,6 +430,22 @@ def test_animations_use_the_first_frame(make: Any, words: str) -> None:
     assert loaded.passthrough is None
 
 
+def test_multi_picture_jpeg_is_a_jpeg_without_its_extra_pictures() -> None:
+    main, preview = photo_like(64, 48, seed=15), photo_like(32, 24, seed=16)
+    data = encode(main, "MPO", save_all=True, append_images=[preview], quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    loaded = load_image(data)
+    assert loaded.original_format == "JPEG"
+    assert loaded.image.size == (64, 48)
+    assert loaded.warnings == []
+    assert loaded.passthrough is None  # the appended picture would be sent too
+
+
+def test_loaded_image_is_returned_as_is(small_jpeg: bytes) -> None:
+    loaded = load_image(small_jpeg)
+    assert load_image(loaded) is loaded
+
+
 def test_multipage_tiff_warns() -> None:
     pages = [Image.new("RGB", (8, 8), c) for c in (RED, GREEN)]
     data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
