@@ -1,0 +1,168 @@
+"""Multi-turn editing: "make it blue" … "now add a hat" … "go back two steps and try red".
+
+A :class:`Chat` is built on the SDK's ``client.chats``, which sends the whole history
+with every turn — including the model's ``thoughtSignature`` parts, which Gemini 3 image
+models need to keep editing the same picture. On top of it, a chat keeps one
+:class:`~nbbanana.result.Result` per turn (:attr:`Chat.history`), fits any new reference
+images to the room the history leaves in the request, books each turn against the
+session's cost guard, and can :meth:`~Chat.branch` from an earlier turn: a new chat whose
+SDK history is the curated history up to that turn.
+
+A turn that fails (an error, a blocked answer, no image) leaves the chat as it was, so
+turns and :attr:`history` always line up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.genai import types
+
+from .budget import base64_size
+from .errors import InvalidRequest
+from .models import get_model
+from .result import Result
+
+if TYPE_CHECKING:
+    from .session import ImageInput, Session, _Call
+
+__all__ = ["Chat"]
+
+#: JSON framing bytes counted per history part on top of its payload (generous: the
+#: real framing of an inline image part is about 50 bytes).
+_PART_FRAMING = 96
+
+
+class Chat:
+    """A conversation with an image model. Create one with :meth:`Session.chat`."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+        _results: Sequence[Result] = (),
+        _turns: Sequence[list[types.Content]] = (),
+    ) -> None:
+        from .session import _check_options, _config
+
+        self.session = session
+        info = get_model(model or session.model)
+        self.model = info.id
+        self.aspect_ratio, self.image_size = _check_options(info, aspect_ratio, image_size)
+        self._config = _config(True, self.aspect_ratio, self.image_size)
+        self._results: list[Result] = list(_results)
+        #: The SDK contents (user turn + model answer) of each turn, in order.
+        self._turns: list[list[types.Content]] = [list(t) for t in _turns]
+        self._lock = threading.Lock()
+        self._sdk_chat = self._new_sdk_chat()
+
+    def _new_sdk_chat(self) -> Any:
+        history: list[types.Content | types.ContentDict] = [
+            content for turn in self._turns for content in turn
+        ]
+        return self.session.client.chats.create(
+            model=self.model, config=self._config, history=history
+        )
+
+    # ------------------------------------------------------------ history
+
+    @property
+    def history(self) -> list[Result]:
+        """One result per successful turn, oldest first."""
+        return list(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __repr__(self) -> str:
+        return f"<nbbanana.Chat {self.model}: {len(self._results)} turn(s)>"
+
+    def _history_bytes(self) -> int:
+        """About how many bytes the history adds to the next request body."""
+        total = 0
+        for turn in self._turns:
+            for content in turn:
+                for part in content.parts or []:
+                    total += _PART_FRAMING
+                    if part.inline_data is not None and part.inline_data.data:
+                        total += base64_size(len(part.inline_data.data))
+                    if part.text:
+                        total += len(part.text.encode("utf-8")) * 2  # JSON escapes, generously
+                    if part.thought_signature:
+                        total += base64_size(len(part.thought_signature))
+                    if part.file_data is not None and part.file_data.file_uri:
+                        total += len(part.file_data.file_uri)
+        return total
+
+    def _history_tokens(self) -> int:
+        """Input tokens the history adds: the last turn's prompt and answer."""
+        if not self._results:
+            return 0
+        last = self._results[-1].usage
+        return last.prompt_tokens + last.output_tokens
+
+    # ------------------------------------------------------------ turns
+
+    def send(self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()) -> Result:
+        """Send one turn: ``prompt`` and optionally new reference images.
+
+        The answer's image becomes part of the conversation: the next turn edits it.
+        """
+        from .session import _as_list
+
+        sources = _as_list(images) if images is not None else []
+        with self._lock:
+            session = self.session
+            call = session._prepare(
+                "chat",
+                prompt,
+                sources,
+                self.aspect_ratio,
+                self.image_size,
+                self.model,
+                history_bytes=self._history_bytes(),
+                history_tokens=self._history_tokens(),
+                config=self._config,
+            )
+            before = len(self._sdk_chat.get_history(curated=True))
+
+            def send(prepared: _Call) -> types.GenerateContentResponse:
+                parts = session._parts_sync(prepared)
+                response: types.GenerateContentResponse = self._sdk_chat.send_message(parts)
+                return response
+
+            try:
+                result = session._run_sync(call, send)
+            except BaseException:
+                # Forget whatever the SDK recorded for the failed turn.
+                self._sdk_chat = self._new_sdk_chat()
+                raise
+            curated = self._sdk_chat.get_history(curated=True)
+            self._turns.append(list(curated[before:]))
+            if result.parent is None and self._results:
+                result.parent = self._results[-1]
+            self._results.append(result)
+            return result
+
+    def branch(self, turn: int) -> Chat:
+        """A new chat that continues from after turn ``turn`` (1-based; 0 = from the
+        start). This chat is left unchanged."""
+        with self._lock:
+            if not 0 <= turn <= len(self._results):
+                raise InvalidRequest(
+                    f"turn must be between 0 and {len(self._results)} (this chat has "
+                    f"{len(self._results)} turn(s)); got {turn}."
+                )
+            return Chat(
+                self.session,
+                model=self.model,
+                aspect_ratio=self.aspect_ratio,
+                image_size=self.image_size,
+                _results=self._results[:turn],
+                _turns=self._turns[:turn],
+            )
