@@ -28,7 +28,7 @@ class HistoryStrip(w.HBox):  # type: ignore[misc]
     turn's button calls the branch callbacks with its 0-based index."""
 
     def __init__(self) -> None:
-        super().__init__(layout=w.Layout(flex_flow="row wrap", gap="8px"))
+        super().__init__(layout=w.Layout(flex_flow="row wrap"))
         self.add_class("nbb-history")
         self.buttons: list[w.Button] = []
         self._callbacks: list[Callable[[int], None]] = []

@@ -69,8 +69,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.compare,
                 w.HTML("<b>History</b> — click a turn to branch from it"),
                 self.history,
-            ],
-            layout=w.Layout(gap="8px"),
+            ]
         )
         self.add_class("nbb-studio")
 

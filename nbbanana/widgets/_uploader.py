@@ -16,7 +16,6 @@ slice. The kernel side is split in two plain parts that tests drive directly:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import pathlib
 from collections.abc import Callable, Sequence
@@ -184,8 +183,10 @@ def fit_upload(
 
     info = get_model(model)
     try:
-        loaded = load_image(data, target_side=info.fit_max_side)
-        loaded = dataclasses.replace(loaded, name=name)
+        # The upload-item form (as ipywidgets' FileUpload gives) keeps the file's name in
+        # every message the loader writes.
+        upload = {"name": name, "type": mime or "", "content": memoryview(data)}
+        loaded = load_image(upload, target_side=info.fit_max_side)
         fitted = fit_image(loaded, model=info, budget=budget, endpoint=endpoint)
         thumb = data_url(loaded.image, THUMB_SIDE)
     except ImageError as exc:

@@ -1,0 +1,113 @@
+"""Before/after view and history strip, with real results from the offline emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import nbbanana
+from nbbanana.result import Result
+from nbbanana.session import Session
+from nbbanana.widgets import CompareView, HistoryStrip
+from nbbanana.widgets._compare import can_slide
+from nbbanana.widgets._history import turn_label
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    with nbbanana.connect(offline=True) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def result(session: Session) -> Result:
+    return session.generate("A banana in space", aspect_ratio="3:2")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "slide"),
+    [
+        ((1536, 1024), (1248, 832), True),  # both 3:2
+        ((1000, 1000), (1024, 1024), True),
+        ((1536, 1152), (1248, 832), False),  # 4:3 before, 3:2 after
+        ((1016, 1000), (1000, 1000), True),  # within 2 %
+        ((1040, 1000), (1000, 1000), False),
+        (None, (1024, 1024), False),
+        ((0, 10), (10, 10), False),
+    ],
+)
+def test_slider_only_when_shapes_match(
+    before: tuple[int, int] | None, after: tuple[int, int], slide: bool
+) -> None:
+    assert can_slide(before, after) is slide
+
+
+def test_show_puts_previews_and_real_sizes_in_the_view(result: Result) -> None:
+    view = CompareView()
+    assert view.save_button.disabled
+    before = Image.new("RGB", (3000, 2000), "orange")
+    view.show(result, before)
+    canvas = view.canvas
+    assert canvas.after_size == [1248, 832] == list(result.image.size)  # type: ignore[union-attr]
+    assert canvas.before_size == [3000, 2000]
+    assert canvas.can_slide  # both 3:2
+    assert canvas.before.startswith("data:image/jpeg;base64,")
+    assert len(canvas.before) < 400_000  # a preview, not the 6 MP image
+    assert "A banana in space" in canvas.caption
+    assert not view.save_button.disabled
+
+
+def test_a_differently_shaped_input_gets_no_slider(result: Result) -> None:
+    view = CompareView()
+    view.show(result, Image.new("RGB", (800, 800), "grey"))
+    assert not view.canvas.can_slide
+    view.show_input(Image.new("RGB", (640, 480), "grey"))
+    assert view.canvas.after == "" and view.canvas.before_size == [640, 480]
+    assert view.save_button.disabled
+
+
+def test_save_button_writes_the_result_with_its_provenance(result: Result, tmp_path: Path) -> None:
+    view = CompareView(directory=tmp_path / "out")
+    view.show(result)
+    view.save_button.click()
+    files = sorted((tmp_path / "out").iterdir())
+    assert any(f.suffix == ".png" for f in files)
+    sidecar = next(f for f in files if f.suffix == ".json")
+    assert json.loads(sidecar.read_text())["prompt"] == "A banana in space"
+    assert "Saved" in view.saved.value
+
+
+def test_save_failure_is_a_message(result: Result, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    view = CompareView(directory=blocker / "sub")
+    view.show(result)
+    assert view.save() == []
+    assert "Could not save" in view.saved.value
+
+
+def test_history_strip_branches_from_the_clicked_turn(session: Session) -> None:
+    chat = session.chat(aspect_ratio="1:1")
+    results = [chat.send("A red apple"), chat.send("Make it green"), chat.send("Add a leaf")]
+    strip = HistoryStrip()
+    clicked: list[int] = []
+    strip.on_branch(clicked.append)
+    strip.set_turns(results)
+    assert [b.description for b in strip.buttons] == ["1 · branch", "2 · branch", "3 · current"]
+    assert strip.buttons[1].tooltip == "Turn 2: Make it green"
+    strip.buttons[0].click()
+    strip.buttons[2].click()  # the current turn: nothing to branch
+    assert clicked == [0]
+    strip.set_turns([])
+    assert strip.children == ()
+
+
+def test_turn_label_shortens_long_prompts(result: Result) -> None:
+    assert turn_label(0, result) == "Turn 1: A banana in space"
+    result_long = Result(**{**result.__dict__, "prompt": "x" * 100})
+    label = turn_label(4, result_long)
+    assert label.startswith("Turn 5: ") and label.endswith("…") and len(label) == 8 + 58

@@ -1,0 +1,176 @@
+"""The studio, driven by clicks and values without a browser, against the real emulator.
+
+Covers the whole loop (upload → run → compare → second turn → branch), errors shown with
+what to do, runs that leave the kernel's event loop free, and that the API key never
+appears in any widget's state (what a notebook saves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import ipywidgets
+import pytest
+from _imagegen import jpeg_bytes, photo_like
+from ipywidgets.embed import embed_data
+
+import nbbanana
+from nbbanana.emulator import Emulator
+from nbbanana.models import get_model
+from nbbanana.widgets import Studio, studio
+
+FLASH = "gemini-2.5-flash-image"
+KEY = "AIzaSyD-nbbanana-widget-test-key-9876543"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(api_keys=[KEY]) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def upload() -> bytes:
+    return jpeg_bytes(photo_like(900, 600, seed=11), 90)
+
+
+def _studio(emulator: Emulator) -> Studio:
+    session = nbbanana.connect(api_key=KEY, base_url=emulator.base_url, endpoint="gemini")
+    return Studio(session)
+
+
+def _generate_calls(emulator: Emulator) -> int:
+    return sum(1 for r in emulator.requests if "generateContent" in r.path)
+
+
+def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) -> None:
+    app = _studio(emulator)
+    app.uploader.add_bytes(upload, "street.jpg")
+    assert app.compare.canvas.before_size == [900, 600]  # the input is shown at once
+    box = app.prompt_box
+    box.prompt.value = "Make the sky violet"
+    box.aspect_ratio.value = "3:2"
+    box.run.click()
+
+    assert box.error.value == ""
+    assert app.compare.canvas.after_size == list(get_model(FLASH).output_size("3:2"))
+    assert app.compare.canvas.before_size == [900, 600]
+    assert app.compare.canvas.can_slide  # both 3:2
+    assert "Done in" in box.status.value and not box.run.disabled
+    assert [b.description for b in app.history.buttons] == ["1 · current"]
+
+    box.prompt.value = "Add a red kite"
+    box.run.click()
+    assert len(app.history.buttons) == 2
+    first, second = app.state.turns
+    assert app.compare.result is second
+    assert second.parent is first  # the chat edits its own previous image
+
+    app.history.buttons[0].click()  # branch from turn 1
+    assert [t.id for t in app.state.turns] == [first.id]
+    assert "Branched from turn 1" in box.status.value
+    assert app.compare.result is first
+    box.prompt.value = "Make it night"
+    box.run.click()
+    assert [b.tooltip for b in app.history.buttons] == [
+        "Turn 1: Make the sky violet",
+        "Turn 2: Make it night",
+    ]
+    assert app.state.turns[1].parent is first
+
+
+def test_problems_are_shown_and_nothing_is_sent(emulator: Emulator, upload: bytes) -> None:
+    app = _studio(emulator)
+    before = _generate_calls(emulator)
+    app.prompt_box.run.click()  # no prompt
+    assert "Type a prompt" in app.prompt_box.error.value
+    app.uploader.add_bytes(b"\x89PNG\r\n\x1a\n broken", "broken.png")
+    app.prompt_box.prompt.value = "Make it blue"
+    app.prompt_box.run.click()
+    assert "refused" in app.prompt_box.error.value
+    assert "broken.png" in app.uploader.items[0]["error"]
+    assert _generate_calls(emulator) == before
+
+
+def test_a_blocked_answer_is_explained_and_run_is_enabled_again(emulator: Emulator) -> None:
+    app = _studio(emulator)
+    emulator.inject("blocked", reason="SAFETY")
+    app.prompt_box.prompt.value = "Something the filters dislike"
+    app.prompt_box.run.click()
+    error = app.prompt_box.error.value
+    assert "Blocked" in error and "What to do" in error and "Rephrase" in error
+    assert "Failed after" in app.prompt_box.status.value
+    assert not app.prompt_box.run.disabled
+    assert app.state.turns == []  # the failed turn left the chat as it was
+    app.prompt_box.prompt.value = "A harmless banana"
+    app.prompt_box.run.click()
+    assert app.prompt_box.error.value == "" and len(app.state.turns) == 1
+
+
+def test_a_run_leaves_the_event_loop_free() -> None:
+    with Emulator(api_keys=[KEY], latency=0.3) as slow:
+        app = _studio(slow)
+        app.prompt_box.prompt.value = "A slow banana"
+
+        async def scenario() -> tuple[int, bool, str]:
+            task = app.run()
+            assert isinstance(task, asyncio.Task)
+            disabled_while_running = app.prompt_box.run.disabled
+            ticks = 0
+            while not task.done():  # other work goes on while the request runs
+                ticks += 1
+                await asyncio.sleep(0.01)
+            await task
+            return ticks, disabled_while_running, app.prompt_box.status.value
+
+        ticks, disabled, status = asyncio.run(scenario())
+    assert ticks > 5
+    assert disabled
+    assert "Done in" in status and not app.prompt_box.run.disabled
+
+
+def _all_widget_state() -> str:
+    """Every live widget's state, as the notebook would save it (bytes as base64 + raw)."""
+
+    def default(value: Any) -> str:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raw = bytes(value)
+            return base64.b64encode(raw).decode() + raw.decode("latin-1")
+        return repr(value)
+
+    with warnings.catch_warnings():  # Widget.widgets is deprecated but still the registry
+        warnings.simplefilter("ignore", DeprecationWarning)
+        registry = dict(ipywidgets.Widget.widgets)
+    states = {model_id: widget.get_state() for model_id, widget in registry.items()}
+    return json.dumps(states, default=default)
+
+
+def test_the_api_key_never_reaches_widget_state(emulator: Emulator, upload: bytes) -> None:
+    app = _studio(emulator)
+    app.uploader.add_bytes(upload, "street.jpg")
+    app.prompt_box.prompt.value = "Make the sky violet"
+    app.prompt_box.run.click()
+    assert app.compare.result is not None
+    emulator.inject("blocked")  # an error message on screen as well
+    app.prompt_box.run.click()
+    assert app.prompt_box.error.value
+    assert app.session._secret.reveal() == KEY  # the key is in use ...
+    state = _all_widget_state()
+    assert len(state) > 10_000 and "Make the sky violet" in state
+    assert KEY not in state  # ... and in no widget's state
+    saved = json.dumps(embed_data(views=[app])["manager_state"], default=repr)
+    assert KEY not in saved
+
+
+def test_studio_without_a_key_is_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    app = studio()
+    assert app.session.offline
+    assert "offline emulator" in app.children[0].value
+    assert nbbanana.studio is studio
