@@ -29,6 +29,8 @@ Why each step exists:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import math
@@ -277,6 +279,8 @@ def _read_source(source: object) -> tuple[bytes, str]:
 def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
     text = os.fspath(source)
     name = Path(text).name or text
+    if isinstance(source, str) and source[:5].lower() == "data:":
+        return _read_data_url(source)
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         raise UnsupportedImageError(
             f"{source!r} is a URL; nbbanana does not download images, so download it and "
@@ -296,6 +300,24 @@ def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
         raise ImageError(
             f"could not read {text} ({exc.strerror or exc}); check the path and its permissions.",
             source=name,
+        ) from exc
+
+
+def _read_data_url(url: str) -> tuple[bytes, str]:
+    """Bytes of a ``data:[<mime>][;base64],<data>`` URL (as browsers and widgets produce)."""
+    name = "<data URL>"
+    header, comma, payload = url.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        raise UnsupportedImageError(
+            "only base64 data URLs (data:image/...;base64,...) can be read; pass the image "
+            "bytes instead.",
+            source=name,
+        )
+    try:
+        return base64.b64decode(payload, validate=False), name
+    except (binascii.Error, ValueError) as exc:
+        raise CorruptImageError(
+            f"the data URL's base64 text is damaged ({exc}); copy it again in full.", source=name
         ) from exc
 
 
@@ -486,7 +508,9 @@ def _refuse_non_raster(data: bytes, name: str) -> None:
             f"{name} is a PDF document, not an image; export the page as PNG or JPEG first.",
             source=name,
         )
-    if b"<svg" in head and (head.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg"))):
+    if head.startswith((b"<?xml", b"<svg", b"<!--", b"<!doctype svg")) and (
+        b"<svg" in data[:8192].lower()
+    ):
         raise UnsupportedImageError(
             f"{name} is an SVG (vector) image; export it as PNG first.", source=name
         )

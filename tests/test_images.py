@@ -219,6 +219,17 @@ def test_unknown_source_types_missing_files_and_urls(tmp_path: Path) -> None:
         load_image("https://example.com/cat.jpg")
 
 
+def test_base64_data_url(small_jpeg: bytes) -> None:
+    import base64
+
+    url = "data:image/jpeg;base64," + base64.b64encode(small_jpeg).decode()
+    loaded = load_image(url)
+    assert loaded.name == "<data URL>"
+    assert loaded.sha256 == hashlib.sha256(small_jpeg).hexdigest()
+    with pytest.raises(UnsupportedImageError, match="only base64 data URLs"):
+        load_image("data:text/plain,hello")
+
+
 def test_target_side_must_be_positive(small_jpeg: bytes) -> None:
     with pytest.raises(ValueError, match="target_side"):
         load_image(small_jpeg, target_side=0)
@@ -658,6 +669,10 @@ def test_cut_header_is_corrupt_not_unsupported() -> None:
             "is an SVG (vector) image; export it as PNG first.",
         ),
         (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG (vector) image"),
+        (
+            b"<?xml version='1.0'?>\n<!-- " + b"x" * 3000 + b" -->\n<svg></svg>",
+            "SVG (vector) image",
+        ),
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "is a PDF document"),
         (b"<!DOCTYPE html><html><body>Not found</body></html>", "is an HTML page"),
         (b"just some notes\nabout a picture\n", "is a text file"),
@@ -754,3 +769,16 @@ def test_bundled_samples_load_and_are_credited() -> None:
     assert samples.sample_path("coffee.jpg") == paths[0]
     with pytest.raises(KeyError, match=r"coffee\.jpg"):
         samples.sample_path("missing.png")
+
+
+# --------------------------------------------------------------------------- test helpers
+
+
+def test_photo_like_is_deterministic_and_compresses_like_a_photo() -> None:
+    a, b = photo_like(640, 480, seed=3), photo_like(640, 480, seed=3)
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != photo_like(640, 480, seed=4).tobytes()
+    bytes_per_pixel = len(jpeg_bytes(a, 90)) / (640 * 480)
+    assert 0.05 < bytes_per_pixel < 1.5  # real photos at q90: about 0.1 to 1
+    assert photo_like(30, 20, mode="RGBA").getpixel((0, 0))[3] == 0
+    assert photo_like(30, 20, mode="L").mode == "L"
