@@ -11,11 +11,14 @@ from typing import Any
 
 import httpx2
 import pytest
+from _client_helpers import session_for
 from google.genai import errors as genai_errors
 from google.genai import types
+from PIL import Image
 
 from nbbanana import errors
 from nbbanana._sdk_errors import error_from_exception, error_from_response, retry_delay_seconds
+from nbbanana.emulator import Emulator
 
 FAKE_KEY = "AIzaFAKEfakeFAKEfakeFAKEfakeFAKEfake123"
 
@@ -185,3 +188,116 @@ def test_text_only_answer_is_no_image_with_the_text() -> None:
     assert error_from_response(_answer([types.Part(text="a cat")]), want_image=False) is None
     image = _answer([types.Part.from_bytes(data=b"png", mime_type="image/png")])
     assert error_from_response(image, want_image=True) is None
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Any:
+    with Emulator(seed=5) as emu:
+        yield emu
+
+
+def _calls(emulator: Emulator, since: int) -> list[Any]:
+    return [r for r in emulator.requests[since:] if ":generateContent" in r.path]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected", "status"),
+    [
+        ("429", errors.RateLimited, 429),
+        ("500", errors.ServiceUnavailable, 500),
+        ("503", errors.ServiceUnavailable, 503),
+        ("504", errors.ServiceUnavailable, 504),
+    ],
+)
+def test_transient_faults_are_retried_then_mapped(
+    emulator: Emulator, fault: str, expected: type[Exception], status: int
+) -> None:
+    session = session_for(emulator.base_url)  # 3 attempts
+    since = len(emulator.requests)
+    emulator.inject(fault, count=3, **({"retry": 0.01} if fault == "429" else {}))
+    with pytest.raises(expected) as info:
+        session.generate("x")
+    assert isinstance(info.value.__cause__, genai_errors.APIError)
+    assert info.value.__cause__.code == status
+    assert [r.status for r in _calls(emulator, since)] == [status] * 3
+    assert session.spent == 0 and session.calls == 0
+
+
+def test_connection_reset_is_service_unavailable(emulator: Emulator) -> None:
+    session = session_for(emulator.base_url)
+    emulator.inject("reset", count=3)
+    with pytest.raises(errors.ServiceUnavailable) as info:
+        session.generate("x")
+    assert isinstance(info.value.__cause__, httpx2.TransportError)
+    emulator.clear_faults()
+
+
+def test_timeouts_are_retried_then_mapped(emulator: Emulator) -> None:
+    retry = types.HttpRetryOptions(attempts=2, initial_delay=0.01, jitter=0.0)
+    session = session_for(emulator.base_url, retry=retry, timeout=0.5)
+    since = len(emulator.requests)
+    emulator.inject("timeout", seconds=2)
+    assert session.generate("slow once").image is not None  # the second attempt answers
+    assert len(_calls(emulator, since)) == 2
+    emulator.inject("timeout", count=2, seconds=2)
+    with pytest.raises(errors.ServiceUnavailable, match="timed out") as info:
+        session.generate("slow twice")
+    assert isinstance(info.value.__cause__, httpx2.TimeoutException)
+
+
+def test_a_slow_answer_within_the_timeout_is_fine(emulator: Emulator) -> None:
+    session = session_for(emulator.base_url, timeout=10)
+    emulator.inject("slow", seconds=0.2)
+    assert session.generate("take your time").image is not None
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "reason"),
+    [
+        ("image_safety", {}, "IMAGE_SAFETY"),
+        ("prohibited", {}, "PROHIBITED_CONTENT"),
+        ("blocked", {}, "SAFETY"),
+        ("blocked", {"reason": "OTHER"}, "OTHER"),
+    ],
+)
+def test_blocked_answers(
+    emulator: Emulator, fault: str, params: dict[str, str], reason: str
+) -> None:
+    session = session_for(emulator.base_url)
+    emulator.inject(fault, **params)
+    with pytest.raises(errors.Blocked) as info:
+        session.edit(Image.new("RGB", (64, 64)), "something")
+    assert info.value.reason == reason
+    assert "Rephrase" in str(info.value)
+    assert session.calls == 1  # answered (and billed for what usage it reported)
+
+
+def test_text_only_answer(emulator: Emulator) -> None:
+    session = session_for(emulator.base_url)
+    emulator.inject("text_only")
+    with pytest.raises(errors.NoImage) as info:
+        session.generate("a banana")
+    assert info.value.text
+    assert " ".join(info.value.text.split())[:100] in str(info.value)
+    assert info.value.finish_reason == "STOP"
+
+
+def test_bad_key_is_auth_error(emulator: Emulator) -> None:
+    session = session_for(emulator.base_url, key="invalid-key-for-test")
+    with pytest.raises(errors.AuthError, match="GEMINI_API_KEY") as info:
+        session.generate("x")
+    assert isinstance(info.value.__cause__, genai_errors.ClientError)
+    assert "invalid-key-for-test" not in str(info.value)
+
+
+def test_unknown_model_is_invalid_request(emulator: Emulator) -> None:
+    session = session_for(emulator.base_url)
+    with (
+        pytest.warns(UserWarning, match="does not know the model"),
+        pytest.raises(errors.InvalidRequest, match="model") as info,
+    ):
+        session.generate("x", model="gemini-0-imaginary-image")
+    assert info.value.code == 404
