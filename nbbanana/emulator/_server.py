@@ -293,43 +293,38 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = _int(headers.get("content-length"))
-        status: int | None = None
-        fault: Fault | None = None
+        self._fault = None
+        reply: Reply | None = None
         try:
-            reply: Reply | None
-            try:
-                reply = self._process(emulator, route, query, headers, length, started)
-            except ApiError as error:
-                reply = Reply.error(error)
-            except (BrokenPipeError, ConnectionResetError):
-                raise
-            except Exception as exc:  # a bug in the emulator: answer like the service would
-                traceback.print_exc(file=sys.stderr)
-                reply = Reply.error(
-                    ApiError(500, f"Emulator internal error: {type(exc).__name__}.")
-                )
-            except _Dropped as dropped:
-                fault = dropped.fault
-                reply = None
-            if reply is not None:
-                fault = getattr(self, "_fault", None)
-                status = self._send(reply)
+            reply = self._process(emulator, route, query, headers, length)
+        except ApiError as error:
+            reply = Reply.error(error)
+        except _Dropped:
+            reply = None
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        finally:
-            fault = fault or getattr(self, "_fault", None)
-            self._fault = None
-            emulator._record(
-                RequestRecord(
-                    self.command,
-                    split.path,
-                    status,
-                    length,
-                    fault.name if fault else None,
-                    started,
-                    time.monotonic() - started,
-                )
+        except Exception as exc:  # a bug in the emulator: answer like the service would
+            traceback.print_exc(file=sys.stderr)
+            reply = Reply.error(ApiError(500, f"Emulator internal error: {type(exc).__name__}."))
+        # Recorded before the answer goes out, so a client that has its answer always
+        # finds its request in Emulator.requests.
+        fault = self._fault
+        emulator._record(
+            RequestRecord(
+                self.command,
+                split.path,
+                reply.status if reply is not None else None,
+                length,
+                fault.name if fault else None,
+                started,
+                time.monotonic() - started,
             )
+        )
+        if reply is not None:
+            try:
+                self._send(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     def _process(
         self,
@@ -338,9 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         query: dict[str, str],
         headers: dict[str, str],
         length: int,
-        started: float,
     ) -> Reply:
-        self._fault = None
         limited = route.kind in ("generate", "api", "unknown") or (
             route.kind == "upload_start" and "upload_id" not in query
         )
@@ -389,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(504, "Deadline expired before operation could complete.")
         if name == "reset":
             self._reset()
-            raise _Dropped(fault)
+            raise _Dropped()
         raise _transient_error(name, fault)
 
     def _hang(self, emulator: Emulator, seconds: float) -> None:
@@ -401,11 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
             if readable:
                 try:
                     if self.connection.recv(1, socket.MSG_PEEK) == b"":
-                        raise _Dropped(None)  # the client gave up
+                        raise _Dropped()  # the client gave up
                 except OSError:
-                    raise _Dropped(None) from None
+                    raise _Dropped() from None
         if emulator._stopping.is_set():
-            raise _Dropped(None)
+            raise _Dropped()
 
     def _reset(self) -> None:
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -424,7 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             remaining -= len(chunk)
 
-    def _send(self, reply: Reply) -> int:
+    def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         for name, value in reply.headers.items():
@@ -443,15 +436,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(reply.body)
         self.wfile.flush()
-        return reply.status
 
 
 class _Dropped(Exception):
     """No answer is sent (the connection was reset, or the client hung up)."""
 
-    def __init__(self, fault: Fault | None) -> None:
+    def __init__(self) -> None:
         super().__init__("dropped")
-        self.fault = fault
 
 
 _TRANSIENT_MESSAGES = {
