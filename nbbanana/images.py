@@ -683,11 +683,18 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
     pixels = width * height
     if pixels > max_pixels:
         raise DecompressionBombError(
-            f"{name} declares {width}×{height} pixels ({pixels / 1e6:,.0f} MP), more than the "
-            f"limit of {max_pixels / 1e6:,.0f} MP, so it was not decoded; if you trust it, "
+            f"{name} declares {width}×{height} pixels ({_amount(pixels)}), more than the "
+            f"limit of {_amount(max_pixels)}, so it was not decoded; if you trust it, "
             f"pass max_pixels={pixels} (or more) to load it.",
             source=name,
         )
+
+
+def _amount(pixels: int) -> str:
+    """``12.2 MP`` for millions of pixels, ``3,071 pixels`` below a million."""
+    if pixels >= 1_000_000:
+        return f"{pixels / 1e6:,.1f} MP".replace(".0 MP", " MP")
+    return f"{pixels:,} pixels"
 
 
 def _frame_count(image: Image.Image) -> int:
