@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest_plugins = ["_emulator_fixtures"]  # emulator, sdk_client, make_client
 
 from _imagegen import jpeg_bytes, photo_like, png_bytes, screenshot_like
+
+pytest_plugins = ["_emulator_fixtures"]  # emulator, sdk_client, make_client
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,7 @@ def test_describe_answers_text_from_the_image(sdk_client: genai.Client) -> None:
     parts = response.candidates[0].content.parts
     assert all(p.inline_data is None for p in parts)
     assert "640×480" in response.text and "green" in response.text
-    assert not response.usage_metadata.candidates_tokens_details[0].modality.value == "IMAGE"
+    assert response.usage_metadata.candidates_tokens_details[0].modality.value != "IMAGE"
 
 
 def test_chat_keeps_signatures_and_edits_the_previous_image(sdk_client: genai.Client) -> None:
