@@ -1,0 +1,145 @@
+"""``nbbanana generate``, ``nbbanana edit`` and ``nbbanana demo``.
+
+All three go through :func:`nbbanana.connect`, so they use the offline emulator unless
+an API key is set (``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``) or ``--base-url`` points at
+a running emulator or proxy. Results are saved as PNG + JSON sidecar (see
+:meth:`Result.save`) and the paths printed, one per line, after a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+#: What ``nbbanana demo`` (``make demo``) asks the model to do with the sample photo.
+DEMO_PROMPT = "Turn the coffee cup bright blue and add a small paper boat next to it."
+DEMO_SAMPLE = "coffee.jpg"
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    generate = subparsers.add_parser(
+        "generate",
+        help="generate an image from a prompt",
+        description="Generate an image from a prompt and save it (PNG with provenance + "
+        "JSON sidecar). Offline emulator unless an API key is set or --base-url is given.",
+    )
+    generate.add_argument("-p", "--prompt", required=True, help="what to generate")
+    _add_common(generate)
+    generate.set_defaults(handler=_run_generate)
+
+    edit = subparsers.add_parser(
+        "edit",
+        help="edit or combine images according to a prompt",
+        description="Fit IMAGE(s) to the endpoint's limits, send them with the prompt and "
+        "save the result. Offline emulator unless an API key is set or --base-url is given.",
+    )
+    edit.add_argument("images", nargs="+", metavar="IMAGE", help="reference image file(s)")
+    edit.add_argument("-p", "--prompt", required=True, help="what to change")
+    _add_common(edit)
+    edit.set_defaults(handler=_run_edit)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="fit the bundled sample images and run an edit (offline unless a key is set)",
+        description="Fit the bundled sample images and print the fit report, then edit the "
+        "sample photo (offline emulator unless an API key is set) and save the result.",
+    )
+    demo.add_argument(
+        "-o", "--outdir", default="demo-output", help="where to save (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--offline", action="store_true", help="use the offline emulator even with a key"
+    )
+    demo.set_defaults(handler=_run_demo)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--outdir", default=".", help="where to save (default: current folder)"
+    )
+    parser.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9 (edits keep the input's by default)")
+    parser.add_argument("--image-size", help='e.g. "1K", "2K", "4K" (models that support it)')
+    parser.add_argument("--model", help="model id (default: gemini-2.5-flash-image)")
+    parser.add_argument("--base-url", help="a Gemini-compatible endpoint: an emulator or a proxy")
+    parser.add_argument(
+        "--endpoint",
+        help="endpoint profile for the byte limits (gemini, gemini-2025, vertex, proxy-20mb); "
+        "default: gemini for Google and the emulator, proxy-20mb for other --base-url",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="use the offline emulator even with a key"
+    )
+    parser.add_argument(
+        "--max-cost", type=float, metavar="USD", help="refuse to spend more than USD"
+    )
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from .session import connect
+
+    options: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        options["model"] = args.model
+    if getattr(args, "base_url", None):
+        options["base_url"] = args.base_url
+    if getattr(args, "endpoint", None):
+        options["endpoint"] = args.endpoint
+    if getattr(args, "max_cost", None) is not None:
+        options["max_cost_usd"] = args.max_cost
+    if args.offline:
+        options["offline"] = True
+    return connect(**options)
+
+
+def _report(result: Any, outdir: str) -> None:
+    paths = result.save(outdir)
+    print(result.footer())
+    if result.text:
+        print(f"model said: {result.text}")
+    for path in paths:
+        print(path)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    session = _connect(args)
+    result = session.generate(
+        args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
+    )
+    _report(result, args.outdir)
+    return 0
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    session = _connect(args)
+    missing = [name for name in args.images if not Path(name).is_file()]
+    if missing:
+        from .errors import ImageError
+
+        raise ImageError(f"No such image file: {', '.join(missing)}.", source=missing[0])
+    result = session.edit(
+        list(args.images), args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
+    )
+    _report(result, args.outdir)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ._cli_fit import print_fit_table
+    from .samples import sample_path, sample_paths
+
+    print("1. Fit the bundled sample images to the request budget.\n")
+    print_fit_table(sample_paths(), file=sys.stdout)
+
+    session = _connect(args)
+    where = "the offline emulator" if session.offline else (session.base_url or "Gemini")
+    print(f"\n2. Edit {DEMO_SAMPLE} via {where}.\n   prompt: {DEMO_PROMPT}")
+    result = session.edit(sample_path(DEMO_SAMPLE), DEMO_PROMPT)
+    paths = result.save(args.outdir)
+    print(f"   {result.footer()}")
+    print(f"\nSaved the edited image to {paths[0]}")
+    print(f"(its provenance is in {paths[-1]})")
+    return 0
