@@ -185,8 +185,8 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 
 # Pillow's own bomb check and truncation switch are module globals; we change them only
-# for the few milliseconds of a header parse (or a load when a caller had enabled
-# truncated loading), under this lock, and always restore them.
+# for a header parse (milliseconds), or for a decode when Pillow's settings would
+# interfere with ours (rare), under this lock, and always restore them.
 _PILLOW_GLOBALS_LOCK = threading.Lock()
 _HEIF_LOCK = threading.Lock()
 _heif_registered = False
@@ -425,7 +425,9 @@ def _load_bytes(
     _check_pixels(declared, max_pixels, name)
     fmt = image.format
     notes: list[str] = []
-    frames = _frame_count(image)
+    with _pillow_globals():
+        frames = _frame_count(image)
+    _check_pixels(image.size, max_pixels, name)  # counting GIF frames may grow the canvas
     if frames > 1 and fmt != "MPO":
         notes.append(_frames_warning(fmt, frames))
     orientation = _orientation(image)
@@ -463,7 +465,9 @@ def _load_pil(
 ) -> LoadedImage:
     """Normalise an in-memory (or lazily opened) PIL image without touching the caller's."""
     if image.width == 0 or image.height == 0:
-        raise EmptyImageError(f"{name} has no pixels (size {image.size}).", source=name)
+        raise EmptyImageError(
+            f"{name} has no pixels (size {image.size}); pass a non-empty image.", source=name
+        )
     _check_pixels(image.size, max_pixels, name)
     notes: list[str] = []
     frames = _frame_count(image)
@@ -471,13 +475,7 @@ def _load_pil(
         notes.append(_frames_warning(image.format, frames))
     orientation = _orientation(image)
     declared = image.size
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CorruptImageError(
-            f"{name} could not be decoded ({exc}); the image is truncated or damaged.",
-            source=name,
-        ) from exc
+    _full_load(image, name, image.format)
     facts = _Facts.of(image, None, image.format, image.mode, orientation)
     digest = sha256 or _pil_sha256(image)
     loaded = _normalise(
@@ -598,21 +596,34 @@ def _register_heif(name: str) -> None:
 
 
 @contextmanager
-def _pillow_bomb_check_disabled() -> Iterator[None]:
-    """Disable Pillow's global bomb check while our own limit is the one that applies."""
+def _pillow_globals(*, pixels: int | None = None) -> Iterator[None]:
+    """Our limits instead of Pillow's globals while we parse or decode.
+
+    Pillow's ``MAX_IMAGE_PIXELS`` check (a warning, then an error at twice the value) is
+    replaced by our ``max_pixels``, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off
+    so a cut-off file is an error rather than grey padding. ``pixels`` is the declared
+    size when known: if Pillow's check could not fire for it and truncated loading is off
+    (the usual case), nothing is changed and no lock is taken, so decodes run in parallel.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    bomb_check_in_the_way = limit is not None and (pixels is None or pixels > limit)
+    if not bomb_check_in_the_way and not ImageFile.LOAD_TRUNCATED_IMAGES:
+        yield
+        return
     with _PILLOW_GLOBALS_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
         Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _open_header(data: bytes, name: str) -> Image.Image:
     """Parse the header only (no pixels are decoded here)."""
     try:
-        with _pillow_bomb_check_disabled():
+        with _pillow_globals():
             return Image.open(io.BytesIO(data), formats=_readable_formats())
     except UnidentifiedImageError as exc:
         looks_like = _signature_format(data)
@@ -740,14 +751,7 @@ def _draft(image: Image.Image, target_side: int) -> None:
 def _full_load(image: Image.Image, name: str, fmt: str | None) -> None:
     """Decode all pixels, refusing truncated data instead of padding it with grey."""
     try:
-        if ImageFile.LOAD_TRUNCATED_IMAGES:
-            with _PILLOW_GLOBALS_LOCK:
-                ImageFile.LOAD_TRUNCATED_IMAGES = False
-                try:
-                    image.load()
-                finally:
-                    ImageFile.LOAD_TRUNCATED_IMAGES = True
-        else:
+        with _pillow_globals(pixels=image.width * image.height):
             image.load()
     except Image.DecompressionBombError as exc:  # a later frame/layer larger than the header
         raise DecompressionBombError(

@@ -608,6 +608,8 @@ def test_pillows_own_bomb_check_does_not_leak(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_image(small_jpeg).image.size == (64, 48)
+        gif = load_image(animated_gif_bytes(3, (64, 48)))  # frame counting checks sizes too
+        assert gif.warnings == ["animated GIF: first of 3 frames used"]
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # Pillow would only warn
         assert load_image(small_jpeg).image.size == (64, 48)
     assert Image.MAX_IMAGE_PIXELS == 2000  # restored after use
