@@ -1,0 +1,59 @@
+"""Prompt grids: one labelled figure for inputs × prompts × parameters."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from nbbanana.batch import prompt_grid
+from nbbanana.emulator import Emulator
+from nbbanana.session import connect
+
+
+def test_grid_axes_labels_and_png_export(tmp_path: Path) -> None:
+    inputs = []
+    for colour in ("red", "blue"):
+        path = tmp_path / f"{colour}.png"
+        Image.new("RGB", (40, 40), colour).save(path)
+        inputs.append(path)
+    with Emulator() as emulator:
+        session = connect(base_url=emulator.base_url, timeout=10)
+        fig, report = prompt_grid(
+            inputs,
+            {"violet": "Make the sky violet", "snow": "Add falling snow"},
+            params=[{"aspect_ratio": "1:1"}, {"aspect_ratio": "16:9"}],
+            session=session,
+            outdir=tmp_path / "grid",
+            progress=False,
+        )
+        calls = sum(1 for r in emulator.requests if r.path.endswith(":generateContent"))
+    assert report.ok and report.total == 8 and calls == 8
+    axes = fig.get_axes()
+    assert len(axes) == 2 * (1 + 2 * 2)  # rows: inputs; columns: the input + prompts × params
+    titles = [ax.get_title() for ax in axes[:5]]
+    assert titles == ["input", "violet\n1:1", "violet\n16:9", "snow\n1:1", "snow\n16:9"]
+    assert [axes[0].get_ylabel(), axes[5].get_ylabel()] == ["red.png", "blue.png"]
+    assert all(ax.get_images() for ax in axes)  # every cell shows an image
+    # The wide column holds wide images.
+    wide = axes[2].get_images()[0].get_array()
+    assert wide.shape[1] > wide.shape[0]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "PNG"
+
+
+def test_grid_without_inputs_shows_failures_in_place(tmp_path: Path) -> None:
+    with Emulator() as emulator:
+        session = connect(base_url=emulator.base_url, timeout=10)
+        emulator.inject("prohibited", count=1)
+        fig, report = prompt_grid(
+            None, ["a banana", "two bananas"], session=session, outdir=tmp_path, concurrency=1,
+            progress=False,
+        )  # fmt: skip
+    assert report.failed == 1
+    axes = fig.get_axes()
+    assert len(axes) == 2 and axes[0].get_ylabel() == "(no input)"
+    assert axes[0].texts and axes[0].texts[0].get_text().startswith("failed:")
+    assert axes[1].get_images()
