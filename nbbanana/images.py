@@ -430,11 +430,13 @@ def _load_bytes(
     _check_pixels(image.size, max_pixels, name)  # counting GIF frames may grow the canvas
     if frames > 1 and fmt != "MPO":
         notes.append(_frames_warning(fmt, frames))
-    orientation = _orientation(image)
     source_mode = image.mode
     if target_side is not None and fmt in ("JPEG", "MPO"):
         _draft(image, target_side)
     _full_load(image, name, fmt)
+    # After the load: for a PNG whose eXIf chunk follows the pixels, reading the EXIF
+    # would otherwise trigger a decode outside _full_load's safeguards.
+    orientation = _orientation(image)
     facts = _Facts.of(image, data, fmt, source_mode, orientation)
     loaded = _normalise(image, name, target_side, orientation, facts, strip_metadata, notes)
     passthrough = data if facts.may_pass_through(strip_metadata) else None
@@ -473,9 +475,9 @@ def _load_pil(
     frames = _frame_count(image)
     if frames > 1 and image.format != "MPO":
         notes.append(_frames_warning(image.format, frames))
-    orientation = _orientation(image)
     declared = image.size
     _full_load(image, name, image.format)
+    orientation = _orientation(image)
     facts = _Facts.of(image, None, image.format, image.mode, orientation)
     digest = sha256 or _pil_sha256(image)
     loaded = _normalise(

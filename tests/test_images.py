@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,37 @@ def test_png_exif_orientation() -> None:
     stored = orient_for_exif(asymmetric_image(40, 30), 6)
     loaded = load_image(png_bytes(stored, exif_orientation=6))
     assert quadrant_colours(loaded.image) == UPRIGHT_QUADRANTS
+
+
+def test_webp_exif_orientation_and_exif_after_png_pixels() -> None:
+    stored = orient_for_exif(asymmetric_image(40, 30), 8)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    loaded = load_image(webp_bytes(stored, lossless=True, exif=exif.tobytes()))
+    assert quadrant_colours(loaded.image) == UPRIGHT_QUADRANTS
+    assert loaded.passthrough is None
+    # A PNG whose eXIf chunk comes after IDAT (some tools write it there).
+    plain = png_bytes(orient_for_exif(asymmetric_image(40, 30), 3))
+    iend = plain.rindex(b"IEND") - 4
+    payload = b"MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x03\x00\x00"
+    payload += bytes(4)
+    chunk = (
+        len(payload).to_bytes(4, "big")
+        + b"eXIf"
+        + payload
+        + zlib.crc32(b"eXIf" + payload).to_bytes(4, "big")
+    )
+    late = plain[:iend] + chunk + plain[iend:]
+    assert load_image(late).image.getpixel((5, 5)) == RED
+
+
+def test_concurrent_loads_with_colour_profiles() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = jpeg_bytes(Image.new("RGB", (64, 64), RED), 95, icc=swapped_rgb_icc_profile())
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: load_image(data).image.getpixel((9, 9)), range(16)))
+    assert all(close(pixel, BLUE, tol=20) for pixel in results)
 
 
 def test_orientation_with_reduction_reports_the_upright_original_size() -> None:
