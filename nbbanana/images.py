@@ -270,17 +270,18 @@ def _read_source(source: object) -> tuple[bytes, str]:
             source=f"<{type(source).__name__}>",
         )
     raise UnsupportedImageError(
-        f"cannot load an image from a {type(source).__name__}; pass a path, bytes, a binary "
+        f"cannot load an image from an object of type {type(source).__name__}; pass a path, "
+        "bytes, a binary "
         "file, a PIL image, a numpy array or a FileUpload item.",
         source=f"<{type(source).__name__}>",
     )
 
 
 def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
-    text = os.fspath(source)
-    name = Path(text).name or text
     if isinstance(source, str) and source[:5].lower() == "data:":
         return _read_data_url(source)
+    text = os.fspath(source)
+    name = Path(text).name or text
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         raise UnsupportedImageError(
             f"{source!r} is a URL; nbbanana does not download images, so download it and "

@@ -209,7 +209,7 @@ def test_bad_arrays(array: np.ndarray, error: type[Exception], words: str) -> No
 
 
 def test_unknown_source_types_missing_files_and_urls(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedImageError, match="from a int"):
+    with pytest.raises(UnsupportedImageError, match="from an object of type int"):
         load_image(42)  # type: ignore[arg-type]
     with pytest.raises(ImageError, match="does not exist") as err:
         load_image(tmp_path / "nope.jpg")
