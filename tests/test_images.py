@@ -33,6 +33,8 @@ from _imagegen import (
     swapped_rgb_icc_profile,
     webp_bytes,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from nbbanana import samples
@@ -817,3 +819,63 @@ def test_photo_like_is_deterministic_and_compresses_like_a_photo() -> None:
     assert 0.05 < bytes_per_pixel < 1.5  # real photos at q90: about 0.1 to 1
     assert photo_like(30, 20, mode="RGBA").getpixel((0, 0))[3] == 0
     assert photo_like(30, 20, mode="L").mode == "L"
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 300),
+    height=st.integers(1, 300),
+    mode=st.sampled_from(["RGB", "L", "RGBA", "LA", "P", "1", "I;16", "CMYK"]),
+    fmt=st.sampled_from(["JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP"]),
+    orientation=st.integers(1, 8),
+    target_side=st.one_of(st.none(), st.integers(1, 400)),
+)
+def test_any_input_is_normalised(
+    width: int,
+    height: int,
+    mode: str,
+    fmt: str,
+    orientation: int,
+    target_side: int | None,
+) -> None:
+    base = photo_like(width, height, seed=width * 1000 + height)
+    img = base.convert("L").convert(mode) if mode in ("I;16", "1", "LA") else base.convert(mode)
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 257).astype("<u2"))
+    accepted = {
+        "JPEG": {"RGB", "L", "CMYK"},
+        "PNG": {"RGB", "L", "RGBA", "LA", "P", "1", "I;16"},
+        "WEBP": {"RGB", "RGBA"},
+        "TIFF": {"RGB", "L", "RGBA", "LA", "P", "1", "I;16", "CMYK"},
+        "GIF": {"L", "P", "1"},
+        "BMP": {"RGB", "L", "P", "1"},
+    }[fmt]
+    if mode not in accepted:
+        img = img.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    params = {"exif": exif.tobytes()} if fmt in ("JPEG", "PNG", "WEBP") else {}
+    data = encode(img, fmt, **params)
+    loaded = load_image(data, target_side=target_side)
+
+    applied = orientation if params else 1
+    upright = (height, width) if applied in (5, 6, 7, 8) else (width, height)
+    assert loaded.original_size == upright
+    assert loaded.image.mode in ("RGB", "RGBA", "L")
+    assert loaded.image.info == {}
+    long_side = max(loaded.image.size)
+    assert long_side >= min(target_side or max(upright), max(upright))
+    assert long_side <= max(upright)
+    if target_side is None:
+        assert loaded.image.size == upright
+    if loaded.image.mode == "RGBA":
+        assert loaded.has_alpha
+    else:
+        assert not loaded.has_alpha
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    if loaded.passthrough is not None:
+        assert loaded.passthrough == data
+        assert applied == 1 and not params  # EXIF present means nothing passes through
