@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +181,18 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     expect(turns).to_have_count(2)
     expect(studio.locator("button.nbb-run")).to_be_enabled()
 
+    # Drag-to-compare (turn 1 and turn 2 are both 3:2) and click to enlarge.
+    studio.locator("button.nbb-mode:text-is('Slider')").click()
+    studio.locator(".nbb-slider-range").fill("25")
+    expect(studio.locator(".nbb-slider-over")).to_have_attribute("style", re.compile("inset.*25%"))
+    page.screenshot(path=str(ARTIFACTS / "studio-2b-slider.png"), full_page=True)
+    studio.locator("button.nbb-mode:text-is('Side by side')").click()
+    studio.locator("img.nbb-after-img").click()
+    enlarged = page.locator(".nbb-enlarged")
+    expect(enlarged).to_be_visible()
+    enlarged.click()
+    expect(enlarged).to_have_count(0)
+
     # Branch from the first turn and run again: the strip shows turn 1 and the new turn.
     turns.first.click()
     expect(studio.locator(".nbb-status")).to_contain_text("Branched from turn 1")
@@ -190,3 +203,11 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     expect(turns.nth(1)).to_have_attribute("title", "Turn 2: Make it night")
     expect(studio.locator(".nbb-status")).to_contain_text("Done in")
     page.screenshot(path=str(ARTIFACTS / "studio-3-branched.png"), full_page=True)
+
+    # A damaged file is refused with the loader's message, not a traceback.
+    broken = photo.with_name("broken.jpg")
+    broken.write_bytes(photo.read_bytes()[:2000])
+    studio.locator(".nbb-upload-input").set_input_files(str(broken))
+    error = studio.locator(".nbb-item.nbb-state-error .nbb-item-error")
+    expect(error).to_contain_text("broken.jpg")
+    expect(error).not_to_contain_text("Traceback")
