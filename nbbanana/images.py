@@ -438,7 +438,7 @@ def _load_bytes(
     # After the load: for a PNG whose eXIf chunk follows the pixels, reading the EXIF
     # would otherwise trigger a decode outside _full_load's safeguards.
     orientation = _orientation(image)
-    facts = _Facts.of(image, data, fmt, source_mode, orientation)
+    facts = _Facts.of(image, data, fmt, source_mode, orientation, frames)
     loaded = _normalise(image, name, target_side, orientation, facts, strip_metadata, notes)
     passthrough = data if facts.may_pass_through(strip_metadata) else None
     return LoadedImage(
@@ -479,7 +479,7 @@ def _load_pil(
     declared = image.size
     _full_load(image, name, image.format)
     orientation = _orientation(image)
-    facts = _Facts.of(image, None, image.format, image.mode, orientation)
+    facts = _Facts.of(image, None, image.format, image.mode, orientation, frames)
     digest = sha256 or _pil_sha256(image)
     loaded = _normalise(
         image, name, target_side, orientation, facts, strip_metadata, notes, owned=False
@@ -796,6 +796,7 @@ class _Facts:
         fmt: str | None,
         source_mode: str,
         orientation: int,
+        frames: int,
     ) -> _Facts:
         info = image.info
         icc = info.get("icc_profile") or None
@@ -822,7 +823,7 @@ class _Facts:
             has_exif=exif is not None and len(exif) > 0,
             has_gps=has_gps,
             has_other_metadata=other,
-            multi_frame=_frame_count(image) > 1,
+            multi_frame=frames > 1,
         )
 
     def may_pass_through(self, strip_metadata: bool) -> bool:
