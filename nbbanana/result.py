@@ -368,8 +368,22 @@ class Result:
 
 
 def _decode(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
+    """Open an image lazily: only the header is read now; PIL decodes the pixels on
+    first use, so a result that is only saved or passed on costs no decode here."""
+    return Image.open(io.BytesIO(data))
+
+
+def thumbnail_from_bytes(data: bytes, side: int) -> Image.Image:
+    """A small preview of encoded image ``data`` without decoding it at full size
+    (JPEG ``draft`` decodes at 1/2, 1/4 or 1/8 scale; other formats use ``reduce``)."""
+    image: Image.Image = Image.open(io.BytesIO(data))
+    gap: float | None = 2.0
+    if image.format == "JPEG":
+        image.draft("RGB", (side, side))
+        gap = None  # thumbnail() would otherwise redo the draft at twice the size
+    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=gap)
+    if image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     return image
 
 

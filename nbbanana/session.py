@@ -58,7 +58,7 @@ from .errors import (
 from .fit import FittedImage, fit_image
 from .images import LoadedImage, load_image
 from .models import EndpointProfile, ModelInfo, get_model, get_profile
-from .result import INPUT_THUMBNAIL_SIDE, InputRef, Result, thumbnail
+from .result import INPUT_THUMBNAIL_SIDE, InputRef, Result, thumbnail_from_bytes
 
 if TYPE_CHECKING:
     from .chat import Chat
@@ -215,7 +215,7 @@ class _Call:
                     bytes=len(fitted.data),
                     sent_sha256=fitted.sha256,
                     transport="inline" if inline else "files-api",
-                    thumbnail=thumbnail(fitted.to_pil(), INPUT_THUMBNAIL_SIDE),
+                    thumbnail=thumbnail_from_bytes(fitted.data, INPUT_THUMBNAIL_SIDE),
                 )
             )
         return refs
