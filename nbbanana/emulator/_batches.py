@@ -21,7 +21,8 @@ jobs in creation order, waits ``start_delay`` seconds, marks the job
 ``BATCH_STATE_RUNNING``, answers its requests one by one (``item_seconds`` each) exactly as
 ``generateContent`` would (same validation, same deterministic images), then marks it
 ``BATCH_STATE_SUCCEEDED``. A request the service refuses becomes an entry with
-``error`` (a ``google.rpc.Status``) instead of ``response``; the job still succeeds.
+``error`` (``{"code", "message", "status"}``) instead of ``response``; the job still
+succeeds.
 Results come back the way they went in: inline requests → ``output.inlinedResponses.
 inlinedResponses`` (each with its ``metadata``); a JSONL file → ``output.responsesFile``,
 a generated file (``source: GENERATED``, with ``downloadUri``) of ``{"key", "response"}``
@@ -327,7 +328,9 @@ class BatchStore:
             request = self._parse(item.request, model, key)
             entry["response"] = _generate.respond(request, None, self._seed)
         except ApiError as error:
-            entry["error"] = error.payload()["error"]
+            # code, message and status only: the SDK reads item errors as JobError, whose
+            # ``details`` are strings, so structured details would break its parsing.
+            entry["error"] = {"code": error.code, "message": error.message, "status": error.status}
         return entry
 
     def _output(self, job: _Job) -> dict[str, Any]:
