@@ -174,3 +174,35 @@ def test_studio_without_a_key_is_offline(monkeypatch: pytest.MonkeyPatch) -> Non
     assert app.session.offline
     assert "offline emulator" in app.children[0].value
     assert nbbanana.studio is studio
+
+
+def test_changing_the_model_continues_from_the_latest_image(
+    emulator: Emulator, upload: bytes
+) -> None:
+    app = _studio(emulator)
+    app.uploader.add_bytes(upload, "street.jpg")
+    box = app.prompt_box
+    box.prompt.value = "Make the sky violet"
+    box.run.click()
+    (first,) = app.state.turns
+    box.model.value = "gemini-3-pro-image-preview"
+    assert app.uploader.model == "gemini-3-pro-image-preview"  # the gauge follows
+    box.image_size.value = "2K"
+    box.aspect_ratio.value = "16:9"
+    box.prompt.value = "Now in widescreen"
+    box.run.click()
+    assert box.error.value == ""
+    (second,) = app.state.turns  # a new chat on the new model ...
+    assert second.model == "gemini-3-pro-image-preview"
+    assert second.image is not None and second.image.size == (2752, 1536)
+    assert app.compare.canvas.before_size == list(first.image.size)  # ... from the last image
+    assert [ref.sha256 for ref in second.inputs] != [ref.sha256 for ref in first.inputs]
+
+
+def test_a_text_only_answer_says_what_to_do(emulator: Emulator) -> None:
+    app = _studio(emulator)
+    emulator.inject("text_only")
+    app.prompt_box.prompt.value = "A banana"
+    app.prompt_box.run.click()
+    assert "without an image" in app.prompt_box.error.value
+    assert "Ask explicitly" in app.prompt_box.error.value

@@ -250,3 +250,14 @@ def test_an_outdated_fit_is_dropped(photo_jpeg: bytes) -> None:
 
     uploader = asyncio.run(scenario())
     assert uploader.gauge().model == PRO
+
+
+def test_add_file_reads_a_path_on_the_kernels_machine(tmp_path, photo_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "kernel-side.jpg"
+    path.write_bytes(photo_jpeg)
+    uploader = ImageUploader()
+    uploader.add_file(path)
+    assert uploader.items[0]["name"] == "kernel-side.jpg"
+    assert uploader.images[0].source_sha256 == hashlib.sha256(photo_jpeg).hexdigest()
+    uploader.clear()
+    assert uploader.items == [] and uploader.images == []
