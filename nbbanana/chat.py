@@ -14,6 +14,7 @@ turns and :attr:`history` always line up.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,11 @@ class Chat:
                 result.parent = self._results[-1]
             self._results.append(result)
             return result
+
+    async def asend(self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()) -> Result:
+        """:meth:`send` for ``asyncio`` (runs in a worker thread, so the event loop —
+        e.g. a notebook's, with widgets — stays responsive). Turns still go one at a time."""
+        return await asyncio.to_thread(self.send, prompt, images)
 
     def branch(self, turn: int) -> Chat:
         """A new chat that continues from after turn ``turn`` (1-based; 0 = from the

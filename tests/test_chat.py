@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -108,3 +109,17 @@ def test_chat_turns_respect_the_cost_cap(emulator: Emulator) -> None:
     with pytest.raises(errors.CostLimitExceeded):
         chat.send("two")
     assert len(chat) == 1
+
+
+def test_asend_keeps_turns_in_order(emulator: Emulator) -> None:
+    session, wire = recorded_session(emulator.base_url)
+    chat = session.chat()
+
+    async def main() -> list[Result]:
+        first = await chat.asend("a boat")
+        second = await chat.asend("make it red")
+        return [first, second]
+
+    first, second = asyncio.run(main())
+    assert chat.history == [first, second] and second.parent is first
+    assert _texts(wire.generate_bodies()[-1]) == ["a boat", "make it red"]

@@ -481,3 +481,18 @@ def test_unreachable_endpoint_is_service_unavailable() -> None:
     with pytest.raises(errors.ServiceUnavailable, match="Could not reach") as info:
         session.generate("x")
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    not __import__("os").environ.get("GEMINI_API_KEY"), reason="GEMINI_API_KEY is not set"
+)
+def test_live_generate_then_edit() -> None:
+    """Against the real API (a few cents): the same session code path as offline."""
+    session = connect(max_cost_usd=0.25)
+    assert not session.offline
+    first = session.generate("A flat, minimal icon of a yellow banana on white.")
+    assert first.image is not None and first.image.size == (1024, 1024)
+    second = session.edit(first, "Make the banana blue.")
+    assert second.image is not None and second.parent is first
+    assert 0 < session.spent <= 0.25
