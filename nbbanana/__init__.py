@@ -40,14 +40,29 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "Chat",
+    "Emulator",
     "EndpointProfile",
+    "FitReport",
+    "FittedImage",
+    "LoadedImage",
     "ModelInfo",
+    "RequestBudget",
+    "Result",
+    "Session",
     "__version__",
+    "check_image",
+    "connect",
     "errors",
+    "fit_image",
     "get_model",
     "get_profile",
+    "load_image",
     "models",
-    *_LAZY,
+    "prompt_grid",
+    "run_batch",
+    "studio",
+    "submit_batch",
 ]
 
 if TYPE_CHECKING:

@@ -115,7 +115,9 @@ class APIError(NbbananaError):
         sdk_error: BaseException | None = None,
     ) -> None:
         message = redact(message)
-        full = f"{message} {self.hint}".strip() if self.hint and self.hint not in message else message
+        full = (
+            f"{message} {self.hint}".strip() if self.hint and self.hint not in message else message
+        )
         super().__init__(full)
         self.message = message
         self.code = code
@@ -147,7 +149,9 @@ class RateLimited(APIError):
 class RequestTooLarge(APIError):
     """The server refused the request body as too large."""
 
-    hint = "nbbanana has learned this endpoint's limit; fit the images again (or use the Files API)."
+    hint = (
+        "nbbanana has learned this endpoint's limit; fit the images again (or use the Files API)."
+    )
 
     def __init__(self, message: str, *, limit_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -106,7 +106,9 @@ class ModelInfo:
     def default_image_size(self) -> str | None:
         return "1K" if "1K" in self.output_sizes else None
 
-    def output_size(self, aspect_ratio: str | None = None, image_size: str | None = None) -> tuple[int, int]:
+    def output_size(
+        self, aspect_ratio: str | None = None, image_size: str | None = None
+    ) -> tuple[int, int]:
         """The pixel size of a generated image. Raises ``ValueError`` for unsupported values."""
         size_key = image_size if image_size is not None else self.default_image_size
         if size_key not in self.output_sizes:
@@ -271,11 +273,26 @@ def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
     return replace(family, id=name, name=name, confirmed=False)
 
 
-def set_price(model_id: str, **prices: float) -> ModelInfo:
-    """Override a model's prices (USD per 1M tokens: ``input_per_m``, ``output_image_per_m``,
-    ``output_text_per_m``) for this Python session, e.g. after a price change."""
+def set_price(
+    model_id: str,
+    *,
+    input_per_m: float | None = None,
+    output_image_per_m: float | None = None,
+    output_text_per_m: float | None = None,
+) -> ModelInfo:
+    """Override a model's prices (USD per 1M tokens) for this Python session, e.g. after
+    a price change. Prices not given stay as they are."""
     info = get_model(model_id)
-    updated = replace(info, price=replace(info.price, as_of="user", **prices))
+    p = info.price
+    price = Price(
+        input_per_m=p.input_per_m if input_per_m is None else input_per_m,
+        output_image_per_m=p.output_image_per_m
+        if output_image_per_m is None
+        else output_image_per_m,
+        output_text_per_m=p.output_text_per_m if output_text_per_m is None else output_text_per_m,
+        as_of="user",
+    )
+    updated = replace(info, price=price)
     MODELS[info.id] = updated
     return updated
 
@@ -346,7 +363,9 @@ PROFILES: dict[str, EndpointProfile] = {
 }
 
 
-def get_profile(profile: str | EndpointProfile | None = None, **custom: int | None) -> EndpointProfile:
+def get_profile(
+    profile: str | EndpointProfile | None = None, **custom: int | None
+) -> EndpointProfile:
     """An endpoint profile by name, or a custom one: ``get_profile("custom", request_limit=15*MB)``."""
     if isinstance(profile, EndpointProfile):
         return profile
