@@ -113,25 +113,32 @@ def test_a_blocked_answer_is_explained_and_run_is_enabled_again(emulator: Emulat
 
 
 def test_a_run_leaves_the_event_loop_free() -> None:
-    with Emulator(api_keys=[KEY], latency=0.3) as slow:
+    with Emulator(api_keys=[KEY], latency=0.5) as slow:
         app = _studio(slow)
         app.prompt_box.prompt.value = "A slow banana"
 
-        async def scenario() -> tuple[int, bool, str]:
+        async def scenario() -> tuple[bool, bool, str, str]:
             task = app.run()
             assert isinstance(task, asyncio.Task)
+            # Other work (another cell, another widget) runs while the request is out.
+            for _ in range(3):
+                await asyncio.sleep(0)
+            pending_after_other_work = not task.done()
             disabled_while_running = app.prompt_box.run.disabled
-            ticks = 0
-            while not task.done():  # other work goes on while the request runs
-                ticks += 1
-                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            running_status = app.prompt_box.status.value
             await task
-            return ticks, disabled_while_running, app.prompt_box.status.value
+            return (
+                pending_after_other_work,
+                disabled_while_running,
+                running_status,
+                app.prompt_box.status.value,
+            )
 
-        ticks, disabled, status = asyncio.run(scenario())
-    assert ticks > 5
-    assert disabled
-    assert "Done in" in status and not app.prompt_box.run.disabled
+        pending, disabled, running, done = asyncio.run(scenario())
+    assert pending and disabled
+    assert "Running…" in running and "estimate $" in running
+    assert "Done in" in done and not app.prompt_box.run.disabled
 
 
 def _all_widget_state() -> str:
