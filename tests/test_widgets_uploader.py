@@ -261,3 +261,11 @@ def test_add_file_reads_a_path_on_the_kernels_machine(tmp_path, photo_jpeg: byte
     assert uploader.images[0].source_sha256 == hashlib.sha256(photo_jpeg).hexdigest()
     uploader.clear()
     assert uploader.items == [] and uploader.images == []
+
+
+def test_a_garbled_message_is_refused_not_raised() -> None:
+    uploader = ImageUploader()
+    browser = Browser(uploader)
+    browser.message({"type": "begin", "id": "g", "name": "g.jpg", "size": "many"})
+    assert browser.replies[-1]["type"] == "refused"
+    assert "garbled" in browser.replies[-1]["message"]

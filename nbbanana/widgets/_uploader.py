@@ -28,7 +28,7 @@ import traitlets
 from ..errors import ImageError, redact
 from ..models import DEFAULT_MODEL, get_model
 from ._background import run_in_background
-from ._gauge import ImageGauge, image_gauge, request_gauge
+from ._gauge import ImageGauge, RequestGauge, image_gauge, request_gauge
 from ._preview import THUMB_SIDE, data_url
 
 if TYPE_CHECKING:
@@ -350,6 +350,8 @@ class ImageUploader(anywidget.AnyWidget):
                 self.remove(transfer_id)
         except UploadRefused as exc:
             self._refuse(transfer_id, str(exc))
+        except (TypeError, ValueError):  # a message this version does not understand
+            self._refuse(transfer_id, "The upload was garbled on the way. Upload it again.")
 
     def _begin(self, transfer_id: str, content: dict[str, Any]) -> None:
         name = str(content.get("name") or "image")
@@ -451,9 +453,8 @@ class ImageUploader(anywidget.AnyWidget):
     def _find(self, item_id: str) -> _Item | None:
         return next((item for item in self._items if item.id == item_id), None)
 
-    def gauge(self) -> Any:
-        """The whole-request gauge (:class:`~._gauge.RequestGauge`), or ``None`` when no
-        image is ready."""
+    def gauge(self) -> RequestGauge | None:
+        """The whole-request gauge, or ``None`` when no image is ready."""
         ready = [
             (item.outcome.fitted, item.gauge)
             for item in self._items
