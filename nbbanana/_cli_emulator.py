@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="refuse request bodies larger than this (default: the profile's)")  # fmt: skip
     parser.add_argument("--profile", default="gemini", choices=sorted(PROFILES),
                         help="endpoint whose limits and error wording to imitate")  # fmt: skip
+    parser.add_argument("--batch-delay", type=float, default=0.05, metavar="SECONDS",
+                        help="time a batch job stays pending before it runs")  # fmt: skip
+    parser.add_argument("--batch-item-seconds", type=float, default=0.0, metavar="SECONDS",
+                        help="time a running batch job spends on each request")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             request_limit=args.request_limit,
             profile=args.profile,
+            batch_delay=args.batch_delay,
+            batch_item_seconds=args.batch_item_seconds,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

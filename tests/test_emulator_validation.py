@@ -259,3 +259,21 @@ def test_vertex_profile_per_image_limit() -> None:
             {"x-goog-api-key": "k"},
         )
         assert status == 200
+
+
+def test_chunked_request_body_is_read(emulator: Emulator) -> None:
+    import http.client
+
+    host, port = emulator.base_url.removeprefix("http://").split(":")
+    body = json.dumps({"contents": [{"parts": [{"text": "sixteen chars!!!"}]}]}).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(
+        "POST",
+        f"/v1/models/{FLASH}:countTokens",
+        body=iter([body[:7], body[7:]]),
+        headers={"x-goog-api-key": "k", "Transfer-Encoding": "chunked"},
+        encode_chunked=True,
+    )
+    answer = connection.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["totalTokens"] == 4
+    connection.close()

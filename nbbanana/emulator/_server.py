@@ -340,7 +340,16 @@ class _Handler(BaseHTTPRequestHandler):
         if limited and emulator.request_limit is not None and length > emulator.request_limit:
             self._drain(length)
             raise emulator._too_large()
-        body = self.rfile.read(length) if length else b""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+            if (
+                limited
+                and emulator.request_limit is not None
+                and len(body) > emulator.request_limit
+            ):
+                raise emulator._too_large()
+        else:
+            body = self.rfile.read(length) if length else b""
         if route.kind == "upload_start" and "upload_id" in query:
             route = Route("upload_chunk", route.version, route.rest, route.prefix)
         if route.kind in ("generate", "api", "unknown") or (route.kind == "upload_start"):
@@ -416,6 +425,19 @@ class _Handler(BaseHTTPRequestHandler):
             if not chunk:
                 break
             remaining -= len(chunk)
+
+    def _read_chunked(self) -> bytes:
+        """A request body sent with ``Transfer-Encoding: chunked`` (no Content-Length)."""
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            size = int(size_line or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return bytes(body)
+            body += self.rfile.read(size)
+            self.rfile.readline(8)  # the CRLF after each chunk
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)

@@ -14,6 +14,7 @@ Speed: the art is computed with numpy on a small canvas and scaled up (a 4K outp
 from __future__ import annotations
 
 import colorsys
+import functools
 import hashlib
 import io
 import math
@@ -79,6 +80,7 @@ def _art(width: int, height: int, rng: random.Random) -> Image.Image:
     return big
 
 
+@functools.lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
