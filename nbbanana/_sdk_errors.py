@@ -21,6 +21,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx2
@@ -239,14 +240,15 @@ def honour_retry_info(client: Any, options: types.HttpRetryOptions) -> bool:
 
 
 def error_from_response(
-    response: types.GenerateContentResponse, *, want_image: bool
+    response: types.GenerateContentResponse, *, want_image: bool, secrets: Sequence[str] = ()
 ) -> APIError | None:
     """:class:`Blocked` or :class:`NoImage` for a 200 answer that holds no usable image,
     else ``None``. ``want_image=False`` (describe) only checks for blocking."""
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
         reason = _enum_text(feedback.block_reason)
-        extra = f" {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        said = redact(feedback.block_reason_message or "", *secrets)
+        extra = f" {said}" if said else ""
         return Blocked(f"The prompt was blocked ({reason}).{extra}", reason=reason)
     candidates = response.candidates or []
     if not candidates:
@@ -263,7 +265,7 @@ def error_from_response(
     )
     if has_image:
         return None
-    text = "".join(p.text for p in parts if p.text and not p.thought)
+    text = redact("".join(p.text for p in parts if p.text and not p.thought), *secrets)
     said = f' It said: "{_shorten(text)}"' if text else ""
     return NoImage(
         f"The model answered without an image (finishReason {finish}).{said}",

@@ -53,7 +53,6 @@ from .errors import (
     NbbananaError,
     RequestTooLarge,
     TooManyReferenceImages,
-    redact,
 )
 from .fit import FittedImage, fit_image
 from .images import LoadedImage, load_image
@@ -790,9 +789,10 @@ class Session:
             self._settle(reserved, 0.0, answered=True)
             raise
         self._settle(reserved, result.cost_usd, answered=True)
-        problem = error_from_response(response, want_image=call.want_image)
+        problem = error_from_response(
+            response, want_image=call.want_image, secrets=(self._secret.reveal(),)
+        )
         if problem is not None:
-            problem.message = redact(problem.message, self._secret.reveal())
             raise problem
         return result
 

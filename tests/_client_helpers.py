@@ -44,6 +44,9 @@ class Wire:
         with self.lock:
             self.requests.append((request.method, str(request.url), body))
 
+    async def ahook(self, request: Any) -> None:
+        self.hook(request)
+
     def generate_bodies(self) -> list[dict[str, Any]]:
         with self.lock:
             return [b for _, url, b in self.requests if ":generateContent" in url]
@@ -82,6 +85,7 @@ def recorded_session(
             base_url=base_url,
             retry_options=retry,
             client_args={"event_hooks": {"request": [wire.hook]}},
+            async_client_args={"event_hooks": {"request": [wire.ahook]}},
         ),
     )
     honour_retry_info(client, retry)

@@ -212,6 +212,24 @@ def test_files_api_takes_what_does_not_fit_inline(emulator: Emulator) -> None:
     assert uri.startswith(emulator.base_url)
 
 
+def test_async_edit_uploads_through_the_async_files_api(emulator: Emulator) -> None:
+    tight = EndpointProfile(name="tight", request_limit=120_000, files_api=True)
+    session, wire = recorded_session(emulator.base_url, endpoint=tight)
+    noisy = Image.effect_noise((900, 600), 90).convert("RGB")
+
+    async def main() -> list[Result]:
+        return list(
+            await asyncio.gather(
+                session.aedit([noisy, noisy.rotate(180)], "blend"),
+                session.aedit([noisy.rotate(90), noisy], "blend again"),
+            )
+        )
+
+    for result in asyncio.run(main()):
+        assert sorted(r.transport for r in result.inputs) == ["files-api", "inline"]
+    assert sum("/upload/" in url for url in wire.urls()) >= 2
+
+
 def test_no_files_api_splits_the_budget_between_images(emulator: Emulator) -> None:
     tight = EndpointProfile(name="tight-proxy", request_limit=150_000, files_api=False)
     session, wire = recorded_session(emulator.base_url, endpoint=tight)
