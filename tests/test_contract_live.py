@@ -91,6 +91,7 @@ def test_bad_aspect_ratio(target: tuple[str | None, genai.Client]) -> None:
     with pytest.raises(errors.ClientError) as info:
         client.models.generate_content(model=FLASH, contents="a square", config=config)
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
+    assert "aspect_ratio must be one of '1:1'" in info.value.message
 
 
 def test_count_tokens_of_an_image(target: tuple[str | None, genai.Client]) -> None:

@@ -50,7 +50,10 @@ def test_unknown_model(sdk_client: genai.Client) -> None:
 def test_bad_aspect_ratio(sdk_client: genai.Client) -> None:
     error = refused(sdk_client, "x", aspect_ratio="7:3")
     assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
-    assert "7:3" in error.message
+    assert error.message == (
+        "* GenerateContentRequest.generation_config.image_config.aspect_ratio: aspect_ratio "
+        "must be one of '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', or '21:9'.\n"
+    )
 
 
 def test_extra_ratio_of_one_model_is_refused_by_another(sdk_client: genai.Client) -> None:
@@ -62,7 +65,11 @@ def test_extra_ratio_of_one_model_is_refused_by_another(sdk_client: genai.Client
 def test_image_size_not_supported_by_model(sdk_client: genai.Client, model: str, size: str) -> None:
     error = refused(sdk_client, "x", model=model, image_size=size)
     assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
-    assert size in error.message
+    assert error.message.startswith(
+        "* GenerateContentRequest.generation_config.image_config.image_size:"
+    )
+    for supported in get_model(model).image_sizes:
+        assert f"'{supported}'" in error.message
 
 
 def test_too_many_reference_images(sdk_client: genai.Client) -> None:

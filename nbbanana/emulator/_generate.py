@@ -285,20 +285,33 @@ def _check_signatures(contents: Sequence[Mapping[str, Any]]) -> None:
                 )
 
 
+def _one_of(values: Sequence[str]) -> str:
+    quoted = [f"'{v}'" for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + ", or " + quoted[-1]
+
+
+def _ratio_order(ratio: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in ratio.split(":"))
+
+
 def _check_image_config(request: GenerateRequest) -> None:
     model = request.model
     if request.aspect_ratio is not None and request.aspect_ratio not in model.aspect_ratios:
-        raise field_violation(  # emulator wording
+        # The service's wording, values in numeric order (seen for Nano Banana 2 in 2026).
+        allowed = _one_of(sorted(model.aspect_ratios, key=_ratio_order))
+        raise field_violation(
             "generation_config.image_config.aspect_ratio",
-            f"Unsupported aspect ratio: {request.aspect_ratio}. Supported aspect ratios for "
-            f"models/{model.id}: {', '.join(model.aspect_ratios)}.",
+            "* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            f"aspect_ratio must be one of {allowed}.\n",
         )
     if request.image_size is not None and request.image_size not in model.image_sizes:
-        supported = ", ".join(model.image_sizes) or "none (omit image_size)"
-        raise field_violation(  # emulator wording
+        if model.image_sizes:  # emulator wording, in the style of the aspect-ratio message
+            detail = f"image_size must be one of {_one_of(model.image_sizes)}."
+        else:
+            detail = f"image_size is not supported by models/{model.id}."
+        raise field_violation(
             "generation_config.image_config.image_size",
-            f"Unsupported image size: {request.image_size}. Supported image sizes for "
-            f"models/{model.id}: {supported}.",
+            f"* GenerateContentRequest.generation_config.image_config.image_size: {detail}\n",
         )
 
 
