@@ -198,6 +198,8 @@ class _Call:
     estimate: CostEstimate
     want_image: bool
     parent: Result | None
+    #: Bytes earlier chat turns add to the body.
+    history_bytes: int = 0
     #: Rebuild the call after the endpoint's limit was learned (None: nothing to refit).
     refit: Callable[[], _Call] | None = None
 
@@ -644,6 +646,7 @@ class Session:
             estimate=estimate,
             want_image=want_image,
             parent=parent,
+            history_bytes=history_bytes,
             refit=refit if inputs else None,
         )
 
@@ -659,10 +662,13 @@ class Session:
         what was sent). A refusal that names no limit, or one at or above what was sent
         (a relay that says "20MB" but counts differently), teaches half of what was sent.
         """
+        inline = [
+            (len(item.sent.data), item.sent.mime)
+            for item, keep in zip(call.inputs, call.inline, strict=True)
+            if keep
+        ]
         sent = self.budget().request_bytes(
-            call.prompt,
-            [(len(i.sent.data), i.sent.mime) for i in call.inputs],
-            config=call.config,
+            call.prompt, inline, config=call.config, history_bytes=call.history_bytes
         )
         named = err.limit_bytes
         limit = named if named is not None and named < sent else max(1, sent // 2)
