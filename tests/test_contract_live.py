@@ -142,3 +142,22 @@ def test_image_models_are_listed(target: tuple[str | None, genai.Client]) -> Non
     model = client.models.get(model=FLASH)
     assert model.name == f"models/{FLASH}"
     assert "generateContent" in (model.supported_actions or [])
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+def test_image_config_on_each_api_version(
+    target: tuple[str | None, genai.Client], version: str
+) -> None:
+    """google-genai 3.x defaults to ``v1``; one public report saw ``v1`` refuse
+    ``responseModalities``. This checks both versions accept the image fields (a text-only
+    answer keeps the live cost negligible)."""
+    base_url, _ = target
+    client = genai.Client(
+        api_key=KEY if base_url is None else "contract-key",
+        http_options=types.HttpOptions(base_url=base_url, api_version=version),
+    )
+    config = types.GenerateContentConfig(
+        response_modalities=["TEXT"], image_config=types.ImageConfig(aspect_ratio="1:1")
+    )
+    response = client.models.generate_content(model=FLASH, contents="Say OK.", config=config)
+    assert response.text

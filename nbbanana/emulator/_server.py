@@ -357,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route.kind in ("generate", "api", "upload_start"):
             self._fault = self._pick_fault(emulator, route, headers)
         if self._fault is not None and self._fault.transient:
-            self._apply_transient(emulator, self._fault, headers)
+            self._apply_transient(emulator, self._fault, headers, route.model)
         if route.kind == "generate" and emulator.latency > 0:
             emulator._stopping.wait(emulator.latency)
         call = Call(self.command, route, query, headers, body, emulator.base_url, self._fault)
@@ -380,7 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return emulator._faults.take(generate=generate)
 
-    def _apply_transient(self, emulator: Emulator, fault: Fault, headers: dict[str, str]) -> None:
+    def _apply_transient(
+        self, emulator: Emulator, fault: Fault, headers: dict[str, str], model: str | None
+    ) -> None:
         name = fault.name
         if name == "slow":
             emulator._stopping.wait(fault.number("seconds", 2.0))
@@ -392,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "reset":
             self._reset()
             raise _Dropped()
-        raise _transient_error(name, fault)
+        raise _transient_error(name, fault, model or "unknown")
 
     def _hang(self, emulator: Emulator, seconds: float) -> None:
         """Wait without answering, until ``seconds`` pass, the client hangs up or the
@@ -475,23 +477,27 @@ _TRANSIENT_MESSAGES = {
 }
 
 
-def _transient_error(name: str, fault: Fault) -> ApiError:
+def _transient_error(name: str, fault: Fault, model: str) -> ApiError:
     if name == "429":
         delay = fault.number("retry", 2.0)
         delay_text = f"{delay:g}s"
+        metric = "generativelanguage.googleapis.com/generate_content_paid_tier_requests"
         return ApiError(
             429,
+            # the service's wording (2026), with the emulator's quota numbers
             "You exceeded your current quota, please check your plan and billing details. "
             "For more information on this error, head to: "
-            "https://ai.google.dev/gemini-api/docs/rate-limits.",
+            "https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current usage, "
+            f"head to: https://ai.dev/rate-limit. \n* Quota exceeded for metric: {metric}, "
+            f"limit: 10, model: {model}\nPlease retry in {delay_text}.",
             details=[
                 {
                     "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                     "violations": [
                         {
-                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                            "quotaMetric": metric,
                             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
-                            "quotaDimensions": {"location": "global"},
+                            "quotaDimensions": {"location": "global", "model": model},
                             "quotaValue": "10",
                         }
                     ],
