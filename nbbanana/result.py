@@ -379,7 +379,8 @@ def thumbnail_from_bytes(data: bytes, side: int) -> Image.Image:
     image: Image.Image = Image.open(io.BytesIO(data))
     gap: float | None = 2.0
     if image.format == "JPEG":
-        image.draft("RGB", (side, side))
+        scale = min(1.0, side / max(image.size))
+        image.draft("RGB", (round(image.width * scale), round(image.height * scale)))
         gap = None  # thumbnail() would otherwise redo the draft at twice the size
     image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=gap)
     if image.mode not in ("RGB", "RGBA", "L"):
