@@ -145,3 +145,15 @@ def test_batch_create_refusals(sdk_client: genai.Client) -> None:
     with pytest.raises(errors.ClientError) as info:
         sdk_client.batches.create(model=FLASH, src=bad.name)
     assert info.value.code == 400 and "line 1" in info.value.message
+
+
+def test_unfinished_jobs_expire_after_48_hours() -> None:
+    now = [1_800_000_000.0]
+    with Emulator(clock=lambda: now[0], batch_delay=0.0, batch_item_seconds=30) as emulator:
+        client = genai.Client(
+            api_key="k", http_options=types.HttpOptions(base_url=emulator.base_url)
+        )
+        job = client.batches.create(model=FLASH, src=[inline_request("never done")])
+        now[0] += 48 * 3600
+        expired = client.batches.get(name=job.name)
+        assert expired.state == types.JobState.JOB_STATE_EXPIRED and expired.dest is None

@@ -27,7 +27,9 @@ Results come back the way they went in: inline requests → ``output.inlinedResp
 inlinedResponses`` (each with its ``metadata``); a JSONL file → ``output.responsesFile``,
 a generated file (``source: GENERATED``, with ``downloadUri``) of ``{"key", "response"}``
 or ``{"key", "error"}`` lines that ``client.files.download`` fetches. Cancel moves a
-pending or running job to ``BATCH_STATE_CANCELLED`` without output.
+pending or running job to ``BATCH_STATE_CANCELLED`` without output; a job still
+unfinished 48 hours after creation (on the emulator's clock) becomes
+``BATCH_STATE_EXPIRED``.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from . import _generate
 from ._files import FileStore, timestamp
 from ._status import ApiError, bad_request, not_found
 
-__all__ = ["BATCH_INLINE_LIMIT", "BatchStore"]
+__all__ = ["BATCH_INLINE_LIMIT", "BATCH_TTL_SECONDS", "BatchStore"]
 
 BATCH_INLINE_LIMIT = 20 * 1024 * 1024  # whole inline batch-create request [Batch API guide]
+BATCH_TTL_SECONDS = 48 * 3600  # jobs not finished by then expire [Batch API guide]
 _BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 _OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
 _DONE = (
@@ -238,7 +241,15 @@ class BatchStore:
         job = self._jobs.get(name.removeprefix("batches/"))
         if job is None:
             raise not_found("Requested entity was not found.")
+        self._expire(job)
         return job
+
+    def _expire(self, job: _Job) -> None:
+        """A job not finished 48 hours after creation expires (the worker then stops)."""
+        now = self._clock()
+        if job.state not in _DONE and now - job.created >= BATCH_TTL_SECONDS:
+            job.state = "BATCH_STATE_EXPIRED"
+            job.updated = job.ended = now
 
     def get(self, name: str) -> dict[str, Any]:
         with self._lock:
@@ -251,6 +262,8 @@ class BatchStore:
         start = int(page_token) if page_token and page_token.isdigit() else 0
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: (j.created, j.id), reverse=True)
+            for job in jobs:
+                self._expire(job)
             page = [j.resource() for j in jobs[start : start + size]]
             more = start + size < len(jobs)
         return page, str(start + size) if more else None
