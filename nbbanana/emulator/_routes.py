@@ -59,8 +59,9 @@ class Route:
     method: str | None = None
 
 
-def classify(path: str) -> Route:
-    """What a request path is, before its body is read (for limits, faults, latency)."""
+def classify(path: str, *, upload_id: bool = False) -> Route:
+    """What a request path is, before its body is read (for limits, faults, latency).
+    ``upload_id``: the query names an upload session (a chunk of a resumable upload)."""
     if path.startswith("/emulator/"):
         return Route("control", rest=path.removeprefix("/emulator/"))
     match = _VERSIONED.match(path)
@@ -68,7 +69,7 @@ def classify(path: str) -> Route:
         return Route("unknown", rest=path)
     version, rest, prefix = match["version"], match["rest"], match["prefix"]
     if prefix == "upload":
-        return Route("upload_start", version, rest, prefix)
+        return Route("upload_chunk" if upload_id else "upload_start", version, rest, prefix)
     call = _MODEL_CALL.match(rest)
     if call is not None:
         kind: Kind = (
@@ -147,7 +148,7 @@ class Api:
         route = call.route
         if route.kind == "control":
             return self._control(call)
-        if route.kind == "upload_start":
+        if route.kind in ("upload_start", "upload_chunk"):
             return self._upload(call)
         rest, method = route.rest, call.method
         if route.method is not None:

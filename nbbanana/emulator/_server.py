@@ -289,8 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         started = time.monotonic()
         split = urlsplit(self.path)
-        route = classify(split.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
+        route = classify(split.path, upload_id="upload_id" in query)
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = _int(headers.get("content-length"))
         self._fault = None
@@ -334,9 +334,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str],
         length: int,
     ) -> Reply:
-        limited = route.kind in ("generate", "api", "unknown") or (
-            route.kind == "upload_start" and "upload_id" not in query
-        )
+        # Upload chunks are exempt from the request limit (files may be 2 GB), from the key
+        # (the SDK sends none: the upload id is the credential) and from faults.
+        limited = route.kind in ("generate", "api", "unknown", "upload_start")
         if limited and emulator.request_limit is not None and length > emulator.request_limit:
             self._drain(length)
             raise emulator._too_large()
@@ -350,9 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise emulator._too_large()
         else:
             body = self.rfile.read(length) if length else b""
-        if route.kind == "upload_start" and "upload_id" in query:
-            route = Route("upload_chunk", route.version, route.rest, route.prefix)
-        if route.kind in ("generate", "api", "unknown") or (route.kind == "upload_start"):
+        if limited:
             emulator._check_key(headers, query)
         if route.kind in ("generate", "api", "upload_start"):
             self._fault = self._pick_fault(emulator, route, headers)
@@ -361,8 +359,6 @@ class _Handler(BaseHTTPRequestHandler):
         if route.kind == "generate" and emulator.latency > 0:
             emulator._stopping.wait(emulator.latency)
         call = Call(self.command, route, query, headers, body, emulator.base_url, self._fault)
-        if route.kind == "upload_chunk":
-            call.route = Route("upload_start", route.version, route.rest, route.prefix)
         return emulator._api.dispatch(call)
 
     def _pick_fault(
