@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -170,41 +171,45 @@ def test_rpm_budget_never_exceeded(tmp_path: Path, emu: Emulator) -> None:
             assert in_window <= budget + 1, (window, in_window, starts)
 
 
-def test_concurrency_bound_and_lazy_inputs(tmp_path: Path) -> None:
-    """At most ``concurrency`` items are in progress, and items reach the session as
-    paths: images are loaded by the session only when their item's turn comes."""
+class _Probe:
+    """A Session stand-in that counts the calls in progress and can act between items.
+    (It wraps the real Session, which drives the real SDK: nothing is patched.)"""
 
-    class Probe:
-        def __init__(self, session: Session) -> None:
-            self.session = session
-            self.model = session.model
-            self.active = 0
-            self.peak = 0
-            self.seen: list[Any] = []
+    def __init__(self, session: Session, after_first: Any = None) -> None:
+        self.session = session
+        self.active = 0
+        self.peak = 0
+        self.calls = 0
+        self.after_first = after_first
 
-        async def _tracked(self, coro: Any) -> Any:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-            try:
-                return await coro
-            finally:
-                self.active -= 1
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
 
-        async def aedit(self, images: Any, prompt: str, **kw: Any) -> Any:
-            self.seen.append(images)
-            return await self._tracked(self.session.aedit(images, prompt, **kw))
+    async def _tracked(self, coro: Any) -> Any:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await coro
+        finally:
+            self.active -= 1
+            self.calls += 1
+            if self.calls == 1 and self.after_first is not None:
+                self.after_first()
 
-        async def agenerate(self, prompt: str, **kw: Any) -> Any:
-            return await self._tracked(self.session.agenerate(prompt, **kw))
+    async def aedit(self, images: Any, prompt: str, **kw: Any) -> Any:
+        return await self._tracked(self.session.aedit(images, prompt, **kw))
 
+    async def agenerate(self, prompt: str, **kw: Any) -> Any:
+        return await self._tracked(self.session.agenerate(prompt, **kw))
+
+
+def test_concurrency_bound(tmp_path: Path) -> None:
     with Emulator(latency=0.15) as emulator:
-        probe = Probe(_session(emulator))
+        probe = _Probe(_session(emulator))
         manifest = _manifest(tmp_path, 8)
         report = run_batch(manifest, tmp_path / "out", session=probe, concurrency=2, progress=False)  # type: ignore[arg-type]
         records = _calls(emulator)
-    assert report.ok
-    assert probe.peak == 2
-    assert all(isinstance(p, Path) for images in probe.seen for p in images)
+    assert report.ok and probe.peak == 2
     # On the wire, too: never more than two model calls overlapped.
     events = sorted(
         [(r.started, 1) for r in records] + [(r.started + r.seconds, -1) for r in records]
@@ -213,7 +218,24 @@ def test_concurrency_bound_and_lazy_inputs(tmp_path: Path) -> None:
     for _, step in events:
         level += step
         peak = max(peak, level)
-    assert peak <= 2
+    assert peak == 2
+
+
+def test_inputs_are_read_only_when_their_item_runs(tmp_path: Path, emu: Emulator) -> None:
+    """Memory stays bounded because nothing is loaded up front: an input replaced on disk
+    while the batch runs (after the check, before its item's turn) is the one sent."""
+    first = _image(tmp_path / "first.png", "navy")
+    last = _image(tmp_path / "last.png", "navy")
+    items = [
+        {"id": "a", "prompt": "edit a", "images": [str(first)]},
+        {"id": "b", "prompt": "edit b"},
+        {"id": "c", "prompt": "edit c", "images": [str(last)]},
+    ]
+    probe = _Probe(_session(emu), after_first=lambda: _image(last, "orange"))
+    report = run_batch(items, tmp_path / "out", session=probe, concurrency=1, progress=False)  # type: ignore[arg-type]
+    assert report.ok
+    sent = json.loads((tmp_path / "out" / "c.json").read_text(encoding="utf-8"))["inputs"][0]
+    assert sent["sha256"] == hashlib.sha256(last.read_bytes()).hexdigest()
 
 
 def test_inside_a_running_event_loop(tmp_path: Path, emu: Emulator) -> None:

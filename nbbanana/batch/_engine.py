@@ -3,9 +3,10 @@
 How it works, and why:
 
 * **Bounded concurrency, bounded memory.** ``concurrency`` lanes (asyncio tasks) pull items
-  from one shared iterator. An item's images are loaded and fitted (by the Session, in a
-  worker thread, so the event loop keeps serving the other lanes) only when a lane takes
-  it, and dropped when its outputs are written. At most ``concurrency`` items' images are in memory at once, no
+  from one shared iterator. An item's image is loaded and fitted (in a worker thread, so
+  the event loop keeps serving the other lanes; at most one per CPU at a time) only when
+  a lane takes it; the decoded original is dropped as soon as it is fitted, and the
+  fitted bytes once the outputs are written. At most ``concurrency`` items' images are in memory at once, no
   matter how many items the job has.
 * **Pacing.** ``rpm`` is enforced with an ``aiolimiter.AsyncLimiter`` of capacity one that
   refills every ``60 / rpm`` seconds: requests are spaced evenly and never burst, so no
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -48,6 +50,7 @@ from ._manifest import BatchItem, ManifestError, check_params, normalise_items
 from ._retries import RetryCounter, current_item
 
 if TYPE_CHECKING:
+    from ..fit import FittedImage
     from ..result import Result
     from ..session import Session
 
@@ -309,6 +312,8 @@ class _Engine:
         self.limiter = AsyncLimiter(1, 60.0 / rpm) if rpm else None
         self.progress = progress
         self.report = report
+        # Fitting is CPU work: more of it at once than there are CPUs only adds memory.
+        self._preparing = asyncio.Semaphore(max(1, min(concurrency, os.cpu_count() or 1)))
         self.retries = RetryCounter()
         self.retries.on_retry = self._tick
         self.in_flight = 0
@@ -363,11 +368,12 @@ class _Engine:
         model = item.model or self.model
         started = time.monotonic()
         try:
+            images = await self._inputs(item, model)
             if self.limiter is not None:
                 await self.limiter.acquire()
             self.in_flight += 1
             try:
-                result = await self._request(item, model)
+                result = await self._request(item, images, model)
             finally:
                 self.in_flight -= 1
             files = await asyncio.to_thread(_write_outputs, self.outdir, item, result)
@@ -409,17 +415,27 @@ class _Engine:
             self.active.discard(item.id)
             self._tick()
 
-    async def _request(self, item: BatchItem, model: str) -> Result:
-        """One request through the Session's async API. An edit's images are loaded and
-        fitted by the Session (in a worker thread) only now, so memory holds at most
-        ``concurrency`` items' images."""
+    async def _inputs(self, item: BatchItem, model: str) -> list[Path | FittedImage]:
+        """Load and fit the item's image now, in a worker thread, at most one per CPU at a
+        time: the lanes waiting on the network then hold only the small fitted bytes, and
+        the limiter's slots go to requests that are ready. Items with several images are
+        fitted by the Session together (they share one request's budget)."""
+        if len(item.images) != 1:
+            return list(item.images)
+        async with self._preparing:
+            return [await asyncio.to_thread(_fit_one, item, model, self.session)]
+
+    async def _request(
+        self, item: BatchItem, images: list[Path | FittedImage], model: str
+    ) -> Result:
+        """One request through the Session's async API."""
         options: dict[str, Any] = {"model": model}
         if item.aspect_ratio is not None:
             options["aspect_ratio"] = item.aspect_ratio
         if item.image_size is not None:
             options["image_size"] = item.image_size
-        if item.images:
-            return await self.session.aedit(list(item.images), item.prompt, **options)
+        if images:
+            return await self.session.aedit(images, item.prompt, **options)
         return await self.session.agenerate(item.prompt, **options)
 
     def _tick(self) -> None:
@@ -442,6 +458,17 @@ def _progress_bar(total: int, *, enabled: bool) -> Any:
 
 
 # --------------------------------------------------------------------------- per item work
+
+
+def _fit_one(item: BatchItem, model: str, session: Session) -> FittedImage:
+    """Fit a single-image item's input as the Session would: alone in its request, so it
+    must fit inline (runs in a worker thread)."""
+    from ..fit import fit_image
+
+    budget = session.budget()
+    if budget.files_api and budget.limit is not None:
+        budget = dataclasses.replace(budget, files_api=False)
+    return fit_image(item.images[0], model=model, budget=budget, prompt=item.prompt)
 
 
 def _write_outputs(outdir: Path, item: BatchItem, result: Result) -> list[str]:
