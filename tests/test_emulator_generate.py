@@ -240,3 +240,21 @@ def post(
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def test_system_instruction_counts_as_prompt_text(sdk_client: genai.Client) -> None:
+    config = types.GenerateContentConfig(system_instruction="Paint in watercolour.")  # 21 chars
+    response = sdk_client.models.generate_content(model=FLASH, contents="a boat", config=config)
+    assert response.usage_metadata.prompt_token_count == math.ceil(21 / 4) + math.ceil(6 / 4)
+
+
+def test_shared_emulator_is_one_running_instance() -> None:
+    from nbbanana.emulator import OFFLINE_API_KEY, shared_emulator
+
+    first = shared_emulator()
+    assert shared_emulator() is first and first.running
+    client = genai.Client(
+        api_key=OFFLINE_API_KEY, http_options=types.HttpOptions(base_url=first.base_url)
+    )
+    assert client.models.get(model=FLASH).name == f"models/{FLASH}"
+    assert OFFLINE_API_KEY not in repr(first)

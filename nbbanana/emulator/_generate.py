@@ -205,6 +205,9 @@ def parse_request(
             f"Too many input images: {user_count}. models/{model.id} accepts at most "
             f"{model.max_reference_images} images per request."
         )
+    system = field_of(body, "systemInstruction")
+    if isinstance(system, Mapping):  # counted as prompt text, not drawn
+        request.text_parts += [str(p["text"]) for p in system.get("parts") or [] if "text" in p]
     config = field_of(body, "generationConfig") or {}
     modalities = field_of(config, "responseModalities") or []
     request.modalities = tuple(str(m).upper() for m in modalities)
