@@ -284,3 +284,21 @@ def test_chunked_request_body_is_read(emulator: Emulator) -> None:
     answer = connection.getresponse()
     assert answer.status == 200 and json.loads(answer.read())["totalTokens"] == 4
     connection.close()
+
+
+def test_heic_input_is_accepted(sdk_client: genai.Client) -> None:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 200, 0)).save(out, format="HEIF")
+    part = types.Part.from_bytes(data=out.getvalue(), mime_type="image/heic")
+    response = sdk_client.models.generate_content(
+        model=FLASH,
+        contents=[part, "what is it?"],
+        config=types.GenerateContentConfig(response_modalities=["TEXT"]),
+    )
+    assert "64×48" in response.text and "green" in response.text
