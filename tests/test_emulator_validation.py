@@ -302,3 +302,13 @@ def test_heic_input_is_accepted(sdk_client: genai.Client) -> None:
         config=types.GenerateContentConfig(response_modalities=["TEXT"]),
     )
     assert "64×48" in response.text and "green" in response.text
+
+
+def test_stream_without_sse_is_one_json_array(emulator: Emulator) -> None:
+    body = json.dumps({"contents": [{"parts": [{"text": "x"}]}]}).encode()
+    status, payload = raw(
+        emulator, f"/v1/models/{FLASH}:streamGenerateContent", body, {"x-goog-api-key": "k"}
+    )
+    chunks = json.loads(payload)
+    assert status == 200 and isinstance(chunks, list) and len(chunks) == 2
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"

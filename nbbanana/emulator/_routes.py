@@ -7,6 +7,7 @@ Developer API unless told otherwise):
 ``GET  models`` / ``models/{model}``       list (``pageSize``, ``pageToken``) / get
 ``POST models/{model}:generateContent``    one answer
 ``POST models/{model}:streamGenerateContent?alt=sse``  the same answer as SSE events
+                                           (a JSON array of the events without ``alt``)
 ``POST models/{model}:countTokens``        ``{"totalTokens", "promptTokensDetails"}``
 ``POST models/{model}:batchGenerateContent``  a batch job (see :mod:`._batches`)
 ``POST /upload/{v}/files``                 resumable upload (see :mod:`._files`)
@@ -222,7 +223,10 @@ class Api:
         fault = call.fault if call.fault is not None and not call.fault.transient else None
         response = _generate.respond(request, fault, self.seed)
         if call.route.method == "streamGenerateContent":
-            return Reply(content_type="text/event-stream", events=_generate.stream_chunks(response))
+            chunks = _generate.stream_chunks(response)
+            if call.query.get("alt") == "sse":
+                return Reply(content_type="text/event-stream", events=chunks)
+            return Reply.json(chunks)  # without alt=sse the service streams one JSON array
         return Reply.json(response)
 
     def _count_tokens(self, call: Call, model: ModelInfo) -> Reply:
