@@ -123,3 +123,16 @@ def test_asend_keeps_turns_in_order(emulator: Emulator) -> None:
     first, second = asyncio.run(main())
     assert chat.history == [first, second] and second.parent is first
     assert _texts(wire.generate_bodies()[-1]) == ["a boat", "make it red"]
+
+
+def test_history_size_is_never_underestimated(emulator: Emulator) -> None:
+    session, _ = recorded_session(emulator.base_url, model="gemini-3-pro-image-preview")
+    chat = session.chat()
+    chat.send("a red kite")
+    chat.send("now blue", images=sample_path("chart.png"))
+    predicted = chat._history_bytes() + session.budget().request_bytes(
+        "and a tail", [], config=chat._config
+    )
+    chat.send("and a tail")
+    actual = emulator.requests[-1].body_bytes
+    assert actual <= predicted <= actual * 1.2
