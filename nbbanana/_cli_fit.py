@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from .errors import NbbananaError
-from .models import PROFILES, get_profile
+from .models import PROFILES, get_model, get_profile
 
 __all__ = ["fit_paths", "parse_bytes", "print_fit_table", "register"]
 
@@ -240,21 +240,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], file: IO[str]) 
 _RIGHT_ALIGNED = {"in", "out", "request", "q", "tokens", "ms", "cost $", "pixels"}
 
 
-def _print_fit_rows(rows: Sequence[FitRow], file: IO[str]) -> None:
+def _print_fit_rows(
+    rows: Sequence[FitRow], file: IO[str], labels: Sequence[str] | None = None
+) -> None:
     header = ["input", "in", "in px", "→", "out", "px", "request", "q", "tokens", "ms", "notes"]
     lines = []
-    for r in rows:
+    for i, r in enumerate(rows):
+        label = labels[i] if labels is not None else r.input
         if not r.ok:
-            lines.append(
-                [r.input, "-", "-", "refused", "-", "-", "-", "-", "-", "-", r.error or ""]
-            )
+            lines.append([label, "-", "-", "refused", "-", "-", "-", "-", "-", "-", r.error or ""])
             continue
         fmt = (r.mime or "").removeprefix("image/")
         action = "as is" if r.passthrough else fmt
         notes = "; ".join(r.warnings)
         lines.append(
             [
-                r.input,
+                label,
                 _size(r.input_bytes),
                 f"{r.input_width}×{r.input_height}",
                 action,
@@ -272,6 +273,12 @@ def _print_fit_rows(rows: Sequence[FitRow], file: IO[str]) -> None:
     print(f"{len(rows) - refused} fitted, {refused} refused", file=file)
 
 
+def _side_label(max_side: int | str, model: str | None) -> str:
+    if max_side == "model":
+        return f"{get_model(model).fit_max_side} px, the model's"
+    return "full resolution" if max_side == "keep" else f"{max_side} px"
+
+
 def print_fit_table(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -284,8 +291,9 @@ def print_fit_table(
 ) -> int:
     """Fit ``paths`` and print the report table (``nbbanana demo`` uses this for the
     bundled samples). Returns the exit status: 0 all fitted, 2 any refused."""
+    given = [os.fspath(p) for p in paths]
     rows = fit_paths(
-        [os.fspath(p) for p in paths],
+        given,
         outdir=outdir,
         model=model,
         endpoint=endpoint,
@@ -295,12 +303,16 @@ def print_fit_table(
     out = file or sys.stdout
     profile = get_profile(endpoint)
     limit = budget if budget is not None else profile.request_limit
+    folders = {Path(p).parent for p in given}
+    labels = [Path(p).name for p in given] if len(folders) == 1 else given
+    where = f" in {folders.pop()}" if len(folders) == 1 else ""
     print(
-        f"Fitting for {model or 'gemini-2.5-flash-image'} on endpoint '{profile.name}' "
-        f"(request budget {_size(limit) if limit else 'unlimited'}, max side {max_side}):",
+        f"Fitting {len(given)} image(s){where} for {model or 'gemini-2.5-flash-image'} on "
+        f"endpoint '{profile.name}' (request budget {_size(limit) if limit else 'unlimited'}, "
+        f"max side {_side_label(max_side, model)}):",
         file=out,
     )
-    _print_fit_rows(rows, out)
+    _print_fit_rows(rows, out, labels)
     return 0 if all(r.ok for r in rows) else 2
 
 

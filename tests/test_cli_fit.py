@@ -172,6 +172,6 @@ def test_print_fit_table_for_the_demo(tmp_path: Path) -> None:
     assert print_fit_table(sample_paths(), outdir=tmp_path, file=out) == 0
     text = out.getvalue()
     for path in sample_paths():
-        assert str(path) in text
+        assert path.name in text
     assert f"{len(sample_paths())} fitted, 0 refused" in text
     assert len(list(tmp_path.iterdir())) == len(sample_paths())
