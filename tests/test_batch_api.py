@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,10 @@ def test_round_trip(tmp_path: Path, emu: Emulator, session: Session, transport: 
     assert any(p.endswith(":batchGenerateContent") for p in paths)
     assert any(p.startswith("/upload/") for p in paths) == (transport == "file")
 
-    assert job.wait(poll_interval=0.05, timeout=30, progress=False) == "JOB_STATE_SUCCEEDED"
+    if transport == "inline":
+        assert job.wait(poll_interval=0.05, timeout=30, progress=False) == "JOB_STATE_SUCCEEDED"
+    else:  # the notebook form
+        assert asyncio.run(job.wait_async(poll_interval=0.05, timeout=30)) == "JOB_STATE_SUCCEEDED"
     out = tmp_path / "out"
     report = job.results(out)
     assert report.ok and report.done == 3

@@ -305,3 +305,29 @@ def test_kill_9_then_resume_writes_every_output_exactly_once(tmp_path: Path) -> 
     for i in range(n):
         with Image.open(out / f"item{i:02d}.png") as im:
             im.verify()  # complete, not a torn write
+
+
+def test_cost_cap_stops_taking_items(tmp_path: Path, emu: Emulator) -> None:
+    session = _session(emu, max_cost_usd=0.05)  # about one image of gemini-2.5-flash-image
+    items = [{"id": f"i{i}", "prompt": f"p{i}"} for i in range(4)]
+    report = run_batch(items, tmp_path / "out", session=session, concurrency=1, progress=False)
+    assert report.done == 1 and report.failed == 1 and report.not_started == 2
+    assert report.stopped is not None and "max_cost_usd" in report.stopped
+    assert len(_calls(emu)) == 1  # the refused item was never sent
+    assert "i1" in read_journal(tmp_path / "out" / JOURNAL_NAME).failed
+
+
+def test_resume_warns_about_items_edited_after_they_were_done(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    out = tmp_path / "out"
+    run_batch([{"id": "a", "prompt": "a cat"}], out, session=_session(emu), progress=False)
+    with pytest.warns(UserWarning, match="1 items changed .* a\\. Delete"):
+        again = run_batch(
+            [{"id": "a", "prompt": "a dog"}],
+            out,
+            session=_session(emu),
+            resume=True,
+            progress=False,
+        )
+    assert again.skipped == 1 and len(_calls(emu)) == 1

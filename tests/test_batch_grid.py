@@ -57,3 +57,14 @@ def test_grid_without_inputs_shows_failures_in_place(tmp_path: Path) -> None:
     assert len(axes) == 2 and axes[0].get_ylabel() == "(no input)"
     assert axes[0].texts and axes[0].texts[0].get_text().startswith("failed:")
     assert axes[1].get_images()
+
+
+def test_a_changed_grid_in_the_same_folder_runs_the_changed_cells(tmp_path: Path) -> None:
+    with Emulator() as emulator:
+        session = connect(base_url=emulator.base_url, timeout=10)
+        first = prompt_grid(None, ["a cat"], session=session, outdir=tmp_path, progress=False)
+        same = prompt_grid(None, ["a cat"], session=session, outdir=tmp_path, progress=False)
+        changed = prompt_grid(None, ["a dog"], session=session, outdir=tmp_path, progress=False)
+    assert first.report.done == 1
+    assert same.report.done == 0 and same.report.skipped == 1  # resumed: not paid twice
+    assert changed.report.done == 1  # a new prompt is a new cell, never the old picture

@@ -16,6 +16,7 @@ that read a batch folder work for both. A job outlives the Python process: keep 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -288,6 +289,22 @@ class BatchJob:
                     )
                 bar.refresh()
                 time.sleep(poll_interval)
+
+    async def wait_async(self, *, poll_interval: float = 30.0, timeout: float | None = None) -> str:
+        """:meth:`wait` for a notebook cell (``await job.wait_async()``): the kernel stays
+        responsive while the job runs. Returns the final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._job = await self.session.client.aio.batches.get(name=self.name)
+            state = _state_name(self._job)
+            if state in TERMINAL_STATES:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Batch job {self.name} is still {state} after {timeout} s; it keeps "
+                    "running on the server: wait again later."
+                )
+            await asyncio.sleep(poll_interval)
 
     # ------------------------------------------------------------ results
 

@@ -29,6 +29,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,12 +272,25 @@ def _plan(
         )
     report = BatchReport(outdir=outdir, total=len(job))
     pending: list[BatchItem] = []
+    changed: list[str] = []
     for item in job:
         if state.is_done(item.id, outdir):
+            record = state.done[item.id]
             report.skipped += 1
-            report.outputs[item.id] = [outdir / f for f in state.done[item.id]["files"]]
+            report.outputs[item.id] = [outdir / f for f in record["files"]]
+            if record.get("fingerprint", item.fingerprint()) != item.fingerprint():
+                changed.append(item.id)
         else:
             pending.append(item)
+    if changed:
+        shown = ", ".join(changed[:10]) + (" …" if len(changed) > 10 else "")
+        warnings.warn(
+            f"{len(changed)} items changed (prompt, images or parameters) since they were "
+            f"done, and are kept as they are: {shown}. Delete an item's output files (or "
+            "give it a new id) to run it again.",
+            UserWarning,
+            stacklevel=3,
+        )
     if retry_failed:
         pending = [item for item in pending if item.id in state.failed]
     if only is not None:
@@ -405,6 +419,7 @@ class _Engine:
                 files=files,
                 cost_usd=result.cost_usd,
                 model=result.model,
+                fingerprint=item.fingerprint(),
                 retries=self.retries.per_item.get(item.id, 0),
                 seconds=round(time.monotonic() - started, 3),
             )

@@ -9,6 +9,7 @@ plain ``matplotlib.figure.Figure`` (no pyplot state): it shows itself in Jupyter
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import textwrap
@@ -81,10 +82,11 @@ def _plan(
             variant = ", ".join(str(v) for v in p.values())
             col_labels.append(f"{label}\n{variant}" if len(param_sets) > 1 else label)
             for i, images in enumerate(rows):
-                item_id = f"r{i:02d}-p{j:02d}-v{k:02d}"
-                items.append(
-                    BatchItem(id=item_id, prompt=prompt, images=images, line=len(items) + 1, **p)
-                )
+                # The id names the cell and what it holds, so a changed grid run into
+                # the same folder never shows an old picture under a new label.
+                cell = BatchItem(id="", prompt=prompt, images=images, **p)
+                item_id = f"r{i:02d}-p{j:02d}-v{k:02d}-{cell.fingerprint()[:8]}"
+                items.append(dataclasses.replace(cell, id=item_id, line=len(items) + 1))
                 cells[(i, col)] = item_id
     row_labels = [", ".join(p.name for p in images) or "(no input)" for images in rows]
     return _Layout(items, row_labels, col_labels, rows, cells)

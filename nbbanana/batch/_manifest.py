@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -81,6 +82,14 @@ class BatchItem:
     def stem(self) -> str:
         """The file-name stem of this item's outputs (the id, made safe)."""
         return output_stem(self.id)
+
+    def fingerprint(self) -> str:
+        """A short hash of what the item asks for (prompt, image paths, parameters): the
+        journal keeps it so a resumed run can tell that a done item was edited since."""
+        described = json.dumps(
+            [self.prompt, [str(p) for p in self.images], self.params()], sort_keys=True
+        )
+        return hashlib.sha256(described.encode("utf-8")).hexdigest()[:16]
 
     def params(self) -> dict[str, Any]:
         """The request parameters that were set (for journals and grids)."""
