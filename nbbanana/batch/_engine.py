@@ -330,7 +330,6 @@ class _Engine:
         self._preparing = asyncio.Semaphore(max(1, min(concurrency, os.cpu_count() or 1)))
         self.retries = RetryCounter()
         self.retries.on_retry = self._tick
-        self.in_flight = 0
         #: Ids of the items the lanes are working on.
         self.active: set[str] = set()
         self._stop: str | None = None
@@ -385,11 +384,7 @@ class _Engine:
             images = await self._inputs(item, model)
             if self.limiter is not None:
                 await self.limiter.acquire()
-            self.in_flight += 1
-            try:
-                result = await self._request(item, images, model)
-            finally:
-                self.in_flight -= 1
+            result = await self._request(item, images, model)
             files = await asyncio.to_thread(_write_outputs, self.outdir, item, result)
         except asyncio.CancelledError:
             raise
