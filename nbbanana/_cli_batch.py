@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Any
 
 __all__ = ["register"]
@@ -54,8 +52,6 @@ def _run(args: argparse.Namespace) -> int:
         options["base_url"] = args.base_url
     if args.offline:
         options["offline"] = True
-    elif not args.base_url and not os.environ.get("GEMINI_API_KEY"):
-        print("nbbanana: no GEMINI_API_KEY set: using the offline emulator.", file=sys.stderr)
     session = connect(**options)
     report = run_batch(
         args.manifest,
