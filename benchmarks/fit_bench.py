@@ -166,6 +166,9 @@ def ladder(data: bytes) -> tuple[bytes, int, int | None]:
 def floor(data: bytes, fitted: FittedImage) -> bytes:
     """One reduced decode, the resize, one encode at nbbanana's final size and quality."""
     image = Image.open(io.BytesIO(data))
+    # Pillow copies an image opened from memory when it is saved to memory (both file
+    # names are ""), which is not work a fitter needs to do: give it a name.
+    image.filename = "<floor>"
     size = (fitted.width, fitted.height)
     if image.format == "JPEG":
         image.draft("RGB", size)
