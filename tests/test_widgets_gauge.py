@@ -134,6 +134,8 @@ def test_request_gauge_sums_tokens_and_prices_the_output(photo_jpeg: bytes) -> N
     assert gauge.raw_fits is True
     assert gauge.warnings == ()
     assert "2 images as uploaded" in gauge.lines()[0]
+    printed = str(gauge)
+    assert printed.count("uploaded\n") == 2 and printed.endswith(gauge.lines()[-1])
 
 
 def test_request_gauge_follows_the_model_and_image_size(photo_jpeg: bytes) -> None:

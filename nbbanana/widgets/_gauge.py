@@ -118,6 +118,9 @@ class ImageGauge:
             f"≈{self.tokens:,} input tokens ({format_usd(self.cost_usd)})",
         ]
 
+    def __str__(self) -> str:
+        return "\n".join([self.name, *self.lines(), *(f"⚠ {w}" for w in self.warnings)])
+
 
 @dataclass(frozen=True)
 class RequestGauge:
@@ -173,6 +176,12 @@ class RequestGauge:
             f"{format_usd(self.cost_usd)} on {self.model}"
         )
         return lines
+
+    def __str__(self) -> str:
+        """The gauge as ``print()`` shows it: every image, then the whole request."""
+        parts = [str(image) for image in self.images]
+        parts.append("\n".join([*self.lines(), *(f"⚠ {w}" for w in self.warnings)]))
+        return "\n\n".join(parts)
 
 
 def image_gauge(
