@@ -485,9 +485,10 @@ def _palette_if_lossless(image: Image.Image) -> Image.Image:
 
 
 def _few_colours(image: Image.Image) -> bool:
-    """Screenshot or line art? At most 256 colours on a nearest-neighbour thumbnail."""
+    """Screenshot or line art? At most 256 colours (128 grey levels: grey has only 256 in
+    all) on a nearest-neighbour thumbnail."""
     thumb = image.resize(_scaled_size(image.size, 256), Image.Resampling.NEAREST)
-    return thumb.getcolors(256) is not None
+    return thumb.getcolors(128 if thumb.mode == "L" else 256) is not None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

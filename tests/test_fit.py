@@ -7,7 +7,7 @@ import io
 import pytest
 from _imagegen import encode, jpeg_bytes, photo_like, png_bytes, screenshot_like
 from google.genai import types
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from nbbanana import models
 from nbbanana.budget import SAFETY_MARGIN, RequestBudget
@@ -165,6 +165,14 @@ def test_screenshots_stay_png_when_that_is_smaller() -> None:
     assert fitted.to_pil().convert("RGB").tobytes() == shot.tobytes()  # lossless
     chart = fit_image(sample_path("chart.png"), budget=SAFETY_MARGIN + 25_000)
     assert chart.mime == "image/png" and chart.width == 640
+
+
+def test_grayscale_line_art_stays_png_and_grayscale_photos_become_jpeg() -> None:
+    text = Image.new("L", (800, 300), 255)
+    ImageDraw.Draw(text).text((10, 10), "hello world " * 8, fill=0)
+    fitted = fit_image(text)
+    assert fitted.mime == "image/png" and fitted.to_pil().tobytes() == text.tobytes()
+    assert fit_image(photo_like(600, 400, seed=9, mode="L")).mime == "image/jpeg"
 
 
 def test_grayscale_stays_grayscale() -> None:
