@@ -224,37 +224,66 @@ class _Mosaic:
     MIN_TILES = 24
     MAX_TILES = 256
 
-    def __init__(self, image: Image.Image, encoder: _Encoder) -> None:
+    def __init__(self, encoder: _Encoder, size: tuple[int, int], mosaic: Image.Image, exact: bool):
         self.encoder = encoder
-        self.pixels = image.width * image.height
-        self.mosaic = self._build(image)
-        self.exact = self.mosaic is image
+        self.pixels = size[0] * size[1]
+        self.mosaic = mosaic
+        self.exact = exact
         self.header = (
-            0
-            if self.exact
-            else len(encoder.encode(Image.new(image.mode, (16, 16)), 90, probe=True))
+            0 if exact else len(encoder.encode(Image.new(mosaic.mode, (16, 16)), 90, probe=True))
         )
         self._sizes: dict[int, float] = {}
         self._data: dict[int, bytes] = {}
 
-    def _build(self, image: Image.Image) -> Image.Image:
-        w, h = image.size
-        tile = self.TILE
-        count = max(
-            self.MIN_TILES, min(self.MAX_TILES, int(self.pixels * self.FRACTION) // tile**2)
-        )
-        if self.pixels <= 3 * count * tile**2 or w < 2 * tile or h < 2 * tile:
-            return image  # small: measure the image itself
+    @classmethod
+    def of(cls, image: Image.Image, encoder: _Encoder) -> _Mosaic:
+        """The mosaic of ``image``."""
+        mosaic = cls._build(image.size, image.crop)
+        return cls(encoder, image.size, mosaic or image, exact=mosaic is None)
+
+    @classmethod
+    def scaled(cls, job: _Job, long_side: int, encoder: _Encoder) -> _Mosaic:
+        """The mosaic ``job.image(long_side)`` would have, without resizing the whole
+        source: each tile is resampled from the matching box of the source."""
+        size = _scaled_size(job.target_size, long_side)
+        source = job.source
+        sx, sy = source.width / size[0], source.height / size[1]
+
+        def cut(box: tuple[int, int, int, int]) -> Image.Image:
+            x0, y0, x1, y1 = box
+            scaled_box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+            tile = source.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS, box=scaled_box)
+            return job.prepare(tile)
+
+        mosaic = cls._build(size, cut)
+        if mosaic is None:  # small: the real thing is cheap and exact
+            return cls.of(job.image(long_side), encoder)
+        return cls(encoder, size, mosaic, exact=False)
+
+    @classmethod
+    def _build(
+        cls, size: tuple[int, int], cut: Callable[[tuple[int, int, int, int]], Image.Image]
+    ) -> Image.Image | None:
+        """Tiles cut on a regular grid, packed; ``None`` when the image is small enough
+        to be measured whole."""
+        w, h = size
+        tile = cls.TILE
+        count = max(cls.MIN_TILES, min(cls.MAX_TILES, int(w * h * cls.FRACTION) // tile**2))
+        if w * h <= 3 * count * tile**2 or w < 2 * tile or h < 2 * tile:
+            return None
         cols = max(1, min(w // tile, round(math.sqrt(count * w / h))))
         rows = max(1, min(h // tile, count // cols))
-        mosaic = Image.new(image.mode, (cols * tile, rows * tile))
+        mosaic: Image.Image | None = None
         for r in range(rows):
             for c in range(cols):
                 x = int((c + 0.5) * w / cols - tile / 2)
                 y = int((r + 0.5) * h / rows - tile / 2)
                 x = max(0, min(w - tile, x)) // 16 * 16
                 y = max(0, min(h - tile, y)) // 16 * 16
-                mosaic.paste(image.crop((x, y, x + tile, y + tile)), (c * tile, r * tile))
+                piece = cut((x, y, x + tile, y + tile))
+                if mosaic is None:
+                    mosaic = Image.new(piece.mode, (cols * tile, rows * tile))
+                mosaic.paste(piece, (c * tile, r * tile))
         return mosaic
 
     def predict(self, quality: int) -> float:
@@ -333,11 +362,15 @@ class _Job:
     warnings: list[str]
     prepare: Callable[[Image.Image], Image.Image] = lambda image: image
     encodes: int = 0
+    _last: tuple[tuple[int, int], Image.Image] | None = None
 
     def image(self, long_side: int | None = None) -> Image.Image:
-        """The source at ``target_size`` (or scaled to ``long_side``), prepared."""
+        """The source at ``target_size`` (or scaled to ``long_side``), prepared; the last
+        one is kept, as the search often asks for the same size twice."""
         size = self.target_size if long_side is None else _scaled_size(self.target_size, long_side)
-        return self.prepare(_resize(self.source, size))
+        if self._last is None or self._last[0] != size:
+            self._last = (size, self.prepare(_resize(self.source, size)))
+        return self._last[1]
 
     def result(
         self, data: bytes, mime: str, size: tuple[int, int], quality: int | None
@@ -377,7 +410,7 @@ def _lossy(job: _Job, image: Image.Image, mime: str) -> _Encoded:
     if max(image.size) > full_side:
         image = job.image(full_side)
     try:
-        mosaic = _Mosaic(image, encoder)
+        mosaic = _Mosaic.of(image, encoder)
         fitted, correction = _best_encode(job, image, mime, mosaic)
         if fitted is not None:
             return fitted
@@ -386,7 +419,7 @@ def _lossy(job: _Job, image: Image.Image, mime: str) -> _Encoded:
         )
         while True:  # the hard loop: shrink until it fits
             image = job.image(side)
-            fitted, _ = _best_encode(job, image, mime, _Mosaic(image, encoder))
+            fitted, _ = _best_encode(job, image, mime, _Mosaic.of(image, encoder))
             if fitted is not None:
                 return fitted
             if side <= MIN_SIDE:
@@ -434,8 +467,7 @@ def _scale_search(job: _Job, full_side: int, full_bytes: float, encoder: _Encode
         side = max(MIN_SIDE, min(full_side - 1, side))
         if side in (s for s, _ in points):
             break
-        image = job.image(side)
-        size = _Mosaic(image, encoder).predict(QUALITY_WHEN_SCALING)
+        size = _Mosaic.scaled(job, side, encoder).predict(QUALITY_WHEN_SCALING)
         points.append((side, size))
         if size <= target:
             best = max(best, side)
@@ -519,7 +551,7 @@ def _encode_fitted(job: _Job, fmt: Format, has_alpha: bool) -> _Encoded:
         if fmt == "auto" and _few_colours(job.source):
             png = _png(job, image, shrink=False)
             if png is not None:
-                jpeg_estimate = _Mosaic(image, _Encoder("image/jpeg")).predict(QUALITY_CAP)
+                jpeg_estimate = _Mosaic.of(image, _Encoder("image/jpeg")).predict(QUALITY_CAP)
                 if len(png.data) <= jpeg_estimate:
                     return png
         return _lossy(job, image, "image/jpeg")
