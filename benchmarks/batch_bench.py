@@ -276,13 +276,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small smoke run (about two minutes)")
     parser.add_argument(
-        "--items", type=int, help="items in the throughput run (default 240; quick 30)"
+        "--items", type=int, help="items in the throughput run (default 240; quick 24)"
     )
     parser.add_argument(
-        "--mem-items", type=int, help="20 MB inputs in the memory run (default 500; quick 40)"
+        "--mem-items", type=int, help="20 MB inputs in the memory run (default 500; quick 24)"
     )
     parser.add_argument(
-        "--kill-items", type=int, help="items in the kill -9 run (default 100; quick 20)"
+        "--kill-items", type=int, help="items in the kill -9 run (default 100; quick 16)"
     )
     parser.add_argument("--rpm", type=float, default=120.0)
     parser.add_argument("--latency", type=float, default=1.0)
@@ -299,9 +299,9 @@ def main() -> None:
         _child(args)
         return
 
-    n = args.items or (30 if args.quick else 240)
-    m = args.mem_items or (40 if args.quick else 500)
-    k = args.kill_items or (20 if args.quick else 100)
+    n = args.items or (24 if args.quick else 240)
+    m = args.mem_items or (24 if args.quick else 500)
+    k = args.kill_items or (16 if args.quick else 100)
     naive_lanes = max(1, math.ceil(args.rpm / 60 * args.latency))
     print(
         f"emulator: {args.latency:g} s latency, {args.fault_rate:.0%} faults ({FAULTS}); "

@@ -38,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--model", help="model for items that name none")
     parser.add_argument("--offline", action="store_true", help="use the offline emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    api = parser.add_argument_group(
+        "Gemini Batch API (half price; results can take hours; outputs in the same layout)"
+    )
+    api.add_argument(
+        "--batch-api", action="store_true", help="submit the items as one Batch API job and wait"
+    )
+    api.add_argument(
+        "--attach", metavar="NAME", help="wait for an earlier job (batches/...) of this manifest"
+    )
+    api.add_argument(
+        "--poll", type=float, default=30.0, metavar="SECONDS", help="status poll interval"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -53,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.offline:
         options["offline"] = True
     session = connect(**options)
+    if args.batch_api or args.attach:
+        return _run_batch_api(args, session)
     report = run_batch(
         args.manifest,
         args.outdir,
@@ -65,5 +79,23 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         model=args.model,
     )
+    print(report.summary())
+    return 0 if report.ok else 2
+
+
+def _run_batch_api(args: argparse.Namespace, session: Any) -> int:
+    from .batch import BatchJob, submit_batch
+
+    if args.attach:
+        job = BatchJob.attach(args.attach, args.manifest, session=session, model=args.model)
+    else:
+        job = submit_batch(args.manifest, session=session, model=args.model)
+        print(f"submitted {job.name} ({len(job.items)} items, {job.transport}); "
+              f"if interrupted, continue with --attach {job.name}")  # fmt: skip
+    state = job.wait(poll_interval=args.poll, progress=not args.no_progress)
+    if state != "JOB_STATE_SUCCEEDED":
+        print(f"batch job {job.name} ended {state}: no results.")
+        return 2
+    report = job.results(args.outdir)
     print(report.summary())
     return 0 if report.ok else 2

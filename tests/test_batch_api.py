@@ -98,3 +98,19 @@ def test_results_before_success_and_one_model_per_job(tmp_path: Path, session: S
     assert job.wait(poll_interval=0.05, timeout=30, progress=False) == "JOB_STATE_CANCELLED"
     with pytest.raises(BatchError, match="JOB_STATE_CANCELLED"):
         job.results(tmp_path / "out")
+
+
+def test_cli_batch_api(tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    from nbbanana import cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n', "utf-8")
+    common = ["-o", str(tmp_path / "out"), "--base-url", emu.base_url, "--poll", "0.05"]
+    assert cli.main(["batch", str(manifest), *common, "--batch-api", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "2/2 items done" in printed
+    name = printed.split()[1]
+    assert name.startswith("batches/")
+    # Re-attaching to the finished job writes nothing twice.
+    assert cli.main(["batch", str(manifest), *common, "--attach", name, "--no-progress"]) == 0
+    assert "(0 this run, 2 before)" in capsys.readouterr().out
