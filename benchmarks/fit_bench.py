@@ -381,6 +381,9 @@ def check_targets(
         worse = [f"{n} ({by[n]['nbbanana'].ssim:.4f} < {by[n]['ladder'].ssim:.4f})" for n in big
                  if by[n]["ladder"].fits and by[n]["nbbanana"].ssim < by[n]["ladder"].ssim]  # fmt: skip
         detail = "; ".join(worse) or "all images"
+        over = [n for n in big if not by[n]["ladder"].fits]
+        if over:
+            detail += f" (not compared where the ladder is over budget: {', '.join(over)})"
         if worse and mode == "model":
             px = [
                 by[n]["ladder"].width
