@@ -154,6 +154,12 @@ async def run_batch_async(
     ``resume`` continues a run in ``outdir`` (done items are skipped, failed and unstarted
     ones run); ``retry_failed`` runs only the items that failed; ``only`` runs only the
     given ids. ``model`` is the default for items that name none.
+
+    ``concurrency`` bounds the items in progress (and so the memory: inputs are read
+    only when their item starts); ``rpm`` spaces first attempts evenly. Retries of
+    429/5xx/timeouts are the Session's client's (``HttpRetryOptions``). The progress bar
+    shows done, failed, *retrying* (items in progress whose request the client has had
+    to retry) and the USD spent.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1.")
