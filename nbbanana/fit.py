@@ -10,7 +10,7 @@ ready for ``types.Part.from_bytes``:
 2. **Resolution.** ``max_side="model"`` caps the long side at the model's
    ``fit_max_side`` (a documented choice, see :mod:`nbbanana.models`); an int caps it
    there; ``"keep"`` keeps every pixel and only meets the byte budget. The loader decodes
-   big JPEGs in draft mode, so a 48 MP photo is never decoded at full size for a 1536 px
+   big JPEGs in draft mode, so a 48 MP photo is never decoded at full size for a 3072 px
    target, and the rest is resampled with Lanczos after an integer ``reduce``.
 3. **Pass-through.** An input that is already acceptable (upright, sRGB, no metadata to
    strip, within the size and the budget) is returned unchanged, with no encode at all.

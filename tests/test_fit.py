@@ -29,9 +29,12 @@ def _decoded(data: bytes) -> Image.Image:
     return image
 
 
-def test_default_fit_uses_the_model_resolution_and_the_cap_quality(photo_jpeg: bytes) -> None:
-    fitted = fit_image(photo_jpeg, model="gemini-2.5-flash-image")
+def test_default_fit_uses_the_model_resolution_and_the_cap_quality() -> None:
     side = models.get_model("gemini-2.5-flash-image").fit_max_side
+    # Larger than the model's side, and not a DCT-scale multiple of it (no draft snap).
+    original = (side * 5 // 4, side * 15 // 16)
+    photo_jpeg = jpeg_bytes(photo_like(*original, seed=3), 90)
+    fitted = fit_image(photo_jpeg, model="gemini-2.5-flash-image")
     assert (fitted.width, fitted.height) == (side, side * 3 // 4)
     assert fitted.mime == "image/jpeg" and fitted.quality == QUALITY_CAP
     assert _decoded(fitted.data).size == (fitted.width, fitted.height)
@@ -40,7 +43,7 @@ def test_default_fit_uses_the_model_resolution_and_the_cap_quality(photo_jpeg: b
         "", [(len(fitted.data), "image/jpeg")]
     )
     report = fitted.report
-    assert report.input_size == (2400, 1800) and report.input_bytes == len(photo_jpeg)
+    assert report.input_size == original and report.input_bytes == len(photo_jpeg)
     assert report.output_size == (fitted.width, fitted.height)
     assert report.encodes == 1 and not report.passthrough and report.seconds > 0
 

@@ -310,10 +310,11 @@ def test_estimate_uses_the_model_tables(session: nbbanana.Session) -> None:
     assert pro.output_image_tokens == 2000 and pro.usd > 0.24
     assert "$" in str(pro)
     # Sources are measured at the size they would be sent at.
-    big = Image.new("RGB", (3000, 2000))
+    side = info.fit_max_side
+    big = Image.new("RGB", (2 * side, side))
     assert (
         session.estimate("x", big).input_tokens
-        == session.estimate("x", Image.new("RGB", (1536, 1024))).input_tokens
+        == session.estimate("x", Image.new("RGB", (side, side // 2))).input_tokens
     )
 
 
