@@ -69,20 +69,21 @@ def test_image_gauge_of_a_photo_sent_unchanged(photo_jpeg: bytes) -> None:
     assert f"{fitted.width}×{fitted.height}" in lines[2]
 
 
-def test_image_gauge_of_a_large_photo_reports_the_fitted_size_and_quality() -> None:
+def test_image_gauge_of_a_downscaled_photo_reports_the_fitted_size_and_quality() -> None:
     big = jpeg_bytes(photo_like(2400, 1800, seed=5), 95)
     budget = RequestBudget.for_endpoint("gemini")
-    fitted = fit_image(big, model=FLASH, budget=budget)
+    fitted = fit_image(big, model=FLASH, budget=budget, max_side=1024)
     gauge = image_gauge(
         fitted, raw_bytes=len(big), raw_mime="image/jpeg", model=FLASH, budget=budget
     )
-    side = get_model(FLASH).fit_max_side
-    assert gauge.fitted_size == (side, side * 3 // 4)
+    assert gauge.original_size == (2400, 1800)
+    assert gauge.fitted_size == (fitted.width, fitted.height) == (1024, 768)
     assert not gauge.passthrough
     assert gauge.fitted_bytes < len(big)
-    assert f"fitted: {side}×{side * 3 // 4} JPEG" in gauge.lines()[2]
+    line = gauge.lines()[2]
+    assert line.startswith("fitted: 1024×768 JPEG")
     if fitted.quality is not None:
-        assert f"quality {fitted.quality}" in gauge.lines()[2]
+        assert f"quality {fitted.quality}" in line
 
 
 def test_a_format_the_api_refuses_has_no_as_is_request_size() -> None:

@@ -214,16 +214,24 @@ def test_remove_message_drops_the_image(photo_jpeg: bytes) -> None:
 
 
 def test_changing_the_model_fits_again_and_updates_the_gauge() -> None:
-    big = jpeg_bytes(photo_like(3600, 2400, seed=4), 85)
+    data = jpeg_bytes(photo_like(1600, 1200, seed=4), 85)
     uploader = ImageUploader(model=FLASH)
-    uploader.add_bytes(big, "wide.jpg")
-    assert max(uploader.images[0].width, uploader.images[0].height) == get_model(FLASH).fit_max_side
+    uploader.add_bytes(data, "wide.jpg")
+    flash_fit = uploader.images[0]
     flash_lines = uploader.summary["lines"]
     uploader.model = PRO
+    pro_fit = uploader.images[0]
+    assert pro_fit is not flash_fit  # fitted again, for the new model
     assert uploader.max_images == get_model(PRO).max_reference_images
-    assert max(uploader.images[0].width, uploader.images[0].height) == get_model(PRO).fit_max_side
+    assert max(pro_fit.width, pro_fit.height) <= get_model(PRO).fit_max_side
+    # Token rules differ: tiles for Gemini 2.5, a fixed count for Gemini 3.
+    assert flash_fit.tokens == get_model(FLASH).input_image_tokens(
+        flash_fit.width, flash_fit.height
+    )
+    assert pro_fit.tokens == get_model(PRO).input_image_tokens(pro_fit.width, pro_fit.height)
     assert uploader.summary["lines"] != flash_lines
     assert PRO in uploader.summary["lines"][-1]
+    assert f"≈{pro_fit.tokens:,} input tokens" in uploader.items[0]["lines"][-1]
 
 
 def test_fitting_runs_off_the_event_loop_when_one_is_running(photo_jpeg: bytes) -> None:

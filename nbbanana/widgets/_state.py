@@ -8,7 +8,6 @@ chat from the latest image.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +74,8 @@ class StudioState:
         self.chat = self.chat.branch(turn + 1)  # Chat counts turns from 1
 
     async def run(self, request: RunRequest) -> Result:
-        """Send ``request`` as the next turn, on the kernel's event loop."""
+        """Send ``request`` as the next turn. Awaited on the kernel's event loop:
+        :meth:`Chat.asend` keeps the blocking work off the loop, so the kernel stays free."""
         settings = (request.model, request.aspect_ratio, request.image_size)
         if self.chat is not None and settings != self._settings:
             # New settings need a new chat: it starts from the latest result.
@@ -89,12 +89,4 @@ class StudioState:
                 image_size=request.image_size,
             )
             self._settings = settings
-        chat = self.chat
-        images = self.reference_images()
-        asend = getattr(chat, "asend", None)
-        if asend is not None:
-            result: Result = await asend(request.prompt, images)
-        else:  # the SDK call blocks: keep it off the kernel's loop
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, chat.send, request.prompt, images)
-        return result
+        return await self.chat.asend(request.prompt, self.reference_images())

@@ -1,8 +1,8 @@
 """The studio: uploader, prompt box, before/after view and history strip in one app.
 
 Runs never block the kernel: each one is an ``asyncio`` task on the kernel's running
-loop (the SDK's async client does the waiting), so cells can be run while an image is
-being made. The session (and its API key) stays in Python: no widget trait holds it, so
+loop, awaiting :meth:`nbbanana.chat.Chat.asend` (which keeps the blocking work off the
+loop), so cells can be run while an image is being made. The session (and its API key) stays in Python: no widget trait holds it, so
 nothing secret is saved with the notebook's widget state.
 """
 
