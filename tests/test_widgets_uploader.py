@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from _imagegen import bomb_png_bytes, jpeg_bytes, photo_like
+from _imagegen import animated_gif_bytes, bomb_png_bytes, jpeg_bytes, photo_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +277,13 @@ def test_a_garbled_message_is_refused_not_raised() -> None:
     browser.message({"type": "begin", "id": "g", "name": "g.jpg", "size": "many"})
     assert browser.replies[-1]["type"] == "refused"
     assert "garbled" in browser.replies[-1]["message"]
+
+
+def test_plain_word_warnings_reach_the_view() -> None:
+    uploader = ImageUploader()
+    uploader.add_bytes(jpeg_bytes(photo_like(320, 240, seed=1), 90, gps=True), "gps.jpg")
+    uploader.add_bytes(animated_gif_bytes(4, (64, 48)), "anim.gif")
+    warnings = {item["name"]: " ".join(item["warnings"]) for item in uploader.items}
+    assert "GPS" in warnings["gps.jpg"]
+    assert "first of 4 frames" in warnings["anim.gif"]
+    assert "not accepted by the API" in uploader.items[1]["lines"][1]  # GIF is converted
