@@ -273,10 +273,10 @@ def test_kill_9_then_resume_writes_every_output_exactly_once(tmp_path: Path) -> 
     manifest = _manifest(tmp_path, n)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
-    with Emulator(latency=0.25) as emulator:
+    with Emulator(latency=0.4) as emulator:
         command = [
             sys.executable, "-m", "nbbanana", "batch", str(manifest), "-o", str(out),
-            "--base-url", emulator.base_url, "--concurrency", "3", "--no-progress",
+            "--base-url", emulator.base_url, "--concurrency", "2", "--no-progress",
         ]  # fmt: skip
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
