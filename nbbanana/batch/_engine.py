@@ -6,8 +6,8 @@ How it works, and why:
   from one shared iterator. An item's image is loaded and fitted (in a worker thread, so
   the event loop keeps serving the other lanes; at most one per CPU at a time) only when
   a lane takes it; the decoded original is dropped as soon as it is fitted, and the
-  fitted bytes once the outputs are written. At most ``concurrency`` items' images are in memory at once, no
-  matter how many items the job has.
+  fitted bytes once the outputs are written. At most ``concurrency`` items' images are in
+  memory at once, no matter how many items the job has.
 * **Pacing.** ``rpm`` is enforced with an ``aiolimiter.AsyncLimiter`` of capacity one that
   refills every ``60 / rpm`` seconds: requests are spaced evenly and never burst, so no
   60-second window holds more than ``rpm + 1`` first attempts. Retries are the client's
