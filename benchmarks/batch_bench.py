@@ -24,15 +24,21 @@ memory run both engines get the same concurrency.
 
 Usage: ``python benchmarks/batch_bench.py [--quick]``; ``--help`` lists the knobs.
 
-Figures of a full run (2-core VM shared with other work; 240 / 500 / 100 items)::
+Figures of full runs (2-core VM shared with other work; 240 / 500 / 100 items)::
 
                                    nbbanana                naive gather+semaphore
     throughput (end / steady)   0.94 / 1.00                          0.46 / 0.46
     done, failed, lost          240/240, 0, 0                    240/240, 0, 0
-    peak memory, 500 × 21.7 MB  563 MB (157 at start)          3238 MB (157 at start)
-    memory run done             500/500                         499/500 (1 lost)
+    peak RSS, 500 × 21.7 MB     563 MB (157 at start)          3238 MB (157 at start)
+      (fixed mmap threshold)    690 MB                         4026 MB
+    memory runs done            500/500                         499/500 (1 lost)
     kill -9 at half + rerun     100/100 exactly once,      50/100 once, 50 twice,
                                 50 sent in the rerun       100 sent in the rerun
+
+Peak RSS of the nbbanana engine depends on ``--concurrency`` (16 lanes here), not on the
+number of items; the baseline's grows with the items (every result is kept until
+``gather`` returns) and with its concurrent fits. Run to run, glibc's allocator moves
+the RSS figures by a few hundred MB.
 
 End to end, the last items' retries (a 5 s timeout, back-off) are a tail no pacing can
 hide: 240 items take ~127 s instead of 120.5 s; in steady state the limit is saturated.
