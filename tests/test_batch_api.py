@@ -114,3 +114,32 @@ def test_cli_batch_api(tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixt
     # Re-attaching to the finished job writes nothing twice.
     assert cli.main(["batch", str(manifest), *common, "--attach", name, "--no-progress"]) == 0
     assert "(0 this run, 2 before)" in capsys.readouterr().out
+
+
+def test_item_errors_in_a_results_file_are_journaled_as_failures(
+    tmp_path: Path, session: Session
+) -> None:
+    """The service answers a refused request with an ``error`` entry; the item is recorded
+    as failed (and can be run again), the others are written as usual."""
+    from nbbanana.batch import BatchItem, BatchReport
+    from nbbanana.batch._api import _parse_result_lines
+    from nbbanana.batch._journal import Journal
+
+    lines = [
+        '{"key": "bad", "error": {"code": 400, "message": "Unsupported MIME type: image/gif"}}\n',
+        '{"key": "odd", "response": {"candidates": [{"content": {"parts": [{"text": "no"}]},'
+        ' "finishReason": "STOP"}]}}\n',
+    ]
+    parsed = list(_parse_result_lines(lines))
+    assert [key for key, _, _ in parsed] == ["bad", "odd"]
+    items = [BatchItem(id="bad", prompt="x", line=1), BatchItem(id="odd", prompt="y", line=2)]
+    job = BatchJob("batches/x", items=items, session=session, model="gemini-2.5-flash-image")
+    report = BatchReport(outdir=tmp_path, total=2)
+    with Journal(tmp_path) as journal:
+        for key, response, error in parsed:
+            job._record(next(i for i in items if i.id == key), response, error, journal, report)
+    state = read_journal(tmp_path / JOURNAL_NAME)
+    assert state.failed["bad"]["error"]["code"] == 400
+    assert "Unsupported MIME" in state.failed["bad"]["error"]["message"]
+    assert state.failed["odd"]["error"]["type"] == "NoImage"
+    assert report.failed == 2 and not list(tmp_path.glob("*.png"))
