@@ -47,11 +47,16 @@ pytest: $(VENV)/.installed-dev system-deps
 
 test: lint typecheck pytest
 
+# Needs GEMINI_API_KEY: the contract tests, then the notebooks against Gemini (every
+# cell must run; outputs differ from the emulator's, so they are not compared).
 test-live: $(VENV)/.installed-dev
-	$(BIN)/pytest -m live
+	$(BIN)/pytest -m live tests
+	$(BIN)/pytest --nbval-lax notebooks
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/fit_bench.py
+	$(PY) benchmarks/client_bench.py
+	$(PY) benchmarks/batch_bench.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis tests/artifacts
