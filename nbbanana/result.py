@@ -127,7 +127,7 @@ class InputRef:
 
 def _new_result_id() -> str:
     """A sortable, unique id: UTC time plus 48 random bits (also the file-name stem)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{secrets.token_hex(6)}"
 
 

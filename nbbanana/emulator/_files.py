@@ -24,7 +24,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._status import ApiError, bad_request, file_not_found
@@ -37,7 +37,7 @@ MAX_FILE_BYTES = 2 * 1024**3  # 2 GB per file [files]
 
 def timestamp(seconds: float) -> str:
     """RFC 3339 in UTC with microseconds, as Google's JSON APIs write times."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
