@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,10 @@ def test_runtime_names_a_python_the_project_supports() -> None:
     runtime = (BINDER / "runtime.txt").read_text().strip()
     match = re.fullmatch(r"python-3\.(\d+)", runtime)
     assert match, f"binder/runtime.txt should read like 'python-3.11', not {runtime!r}"
-    assert int(match.group(1)) >= 10  # pyproject: requires-python >= 3.10
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    floor = re.fullmatch(r">=\s*3\.(\d+)", requires)
+    assert floor, f"unexpected requires-python {requires!r}"
+    assert int(match.group(1)) >= int(floor.group(1)), f"{runtime} is older than {requires}"
 
 
 def test_postbuild_installs_the_package_from_the_checkout(binder_env: dict[str, Path]) -> None:
