@@ -1,10 +1,11 @@
-"""Start and stop an isolated JupyterLab for the end-to-end test.
+"""Start and stop an isolated JupyterLab, Notebook 7 or Voila for the end-to-end tests.
 
-The server runs from this Python environment on 127.0.0.1 with a random token and a free
-port, with its own config, data and runtime folders (so nothing of the user's Jupyter
-setup leaks in), the settings in ``jupyter_server_config.py`` (which leave the websocket
-message cap at its default), and a kernel spec pointing at this environment's Python.
-The kernel gets no API key, so ``nbbanana.studio()`` runs on the offline emulator.
+The server runs from this Python environment on 127.0.0.1 with a free port (and a random
+token for JupyterLab and Notebook 7), with its own config, data and runtime folders (so
+nothing of the user's Jupyter setup leaks in), the settings in ``jupyter_server_config.py``
+(which leave the websocket message cap at its default), and a kernel spec pointing at this
+environment's Python. The kernel gets no API key, so ``nbbanana.studio()`` runs on the
+offline emulator.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ class JupyterLab:
     log: Path
     process: subprocess.Popen[bytes]
 
+    #: Where a notebook opens: ``lab/tree`` (JupyterLab) or ``notebooks`` (Notebook 7).
+    page: str = "lab/tree"
+
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        return f"{self.url}/{self.page}/{name}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -76,6 +80,16 @@ def _write_page_config(config_dir: Path) -> None:
 
 def start_jupyterlab(work: Path, notebooks: list[Path], *, timeout: float = 90.0) -> JupyterLab:
     """Start JupyterLab serving a copy of ``notebooks``; wait until it answers."""
+    return _start_jupyter_server("jupyterlab", "lab/tree", work, notebooks, timeout=timeout)
+
+
+def start_notebook7(work: Path, notebooks: list[Path], *, timeout: float = 90.0) -> JupyterLab:
+    """Start Jupyter Notebook 7 serving a copy of ``notebooks``; wait until it answers."""
+    return _start_jupyter_server("notebook", "notebooks", work, notebooks, timeout=timeout)
+
+
+def _prepare(work: Path, notebooks: list[Path]) -> tuple[Path, dict[str, str]]:
+    """Copy ``notebooks`` into a fresh root; the isolated, key-free environment to run in."""
     root = work / "root"
     root.mkdir(parents=True, exist_ok=True)
     for notebook in notebooks:
@@ -91,15 +105,23 @@ def start_jupyterlab(work: Path, notebooks: list[Path], *, timeout: float = 90.0
         IPYTHONDIR=str(work / "ipython"),
         PYTHONUNBUFFERED="1",
     )
+    return root, env
+
+
+def _start_jupyter_server(
+    module: str, page: str, work: Path, notebooks: list[Path], *, timeout: float
+) -> JupyterLab:
+    """Run ``python -m <module>`` (a Jupyter Server application) with the test settings."""
+    root, env = _prepare(work, notebooks)
     token = secrets.token_hex(16)
     port = free_port()
-    log = work / "jupyterlab.log"
+    log = work / f"{module}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "jupyterlab",
+                module,
                 f"--config={CONFIG}",
                 f"--port={port}",
                 "--ServerApp.port_retries=0",
@@ -112,22 +134,59 @@ def start_jupyterlab(work: Path, notebooks: list[Path], *, timeout: float = 90.0
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    lab = JupyterLab(f"http://127.0.0.1:{port}", token, root, log, process)
+    lab = JupyterLab(f"http://127.0.0.1:{port}", token, root, log, process, page)
+    _wait_until_answering(lab, f"{lab.url}/api/status", module, timeout)
+    return lab
+
+
+def start_voila(work: Path, notebook: Path, *, timeout: float = 90.0) -> JupyterLab:
+    """Start Voila serving a copy of ``notebook`` at ``/``; wait until it answers.
+
+    Voila starts the kernel and runs the notebook only when a page asks for it, so the
+    readiness probe asks for a static file. No token: Voila shows outputs only, and the
+    server is bound to 127.0.0.1 for one test.
+    """
+    root, env = _prepare(work, [notebook])
+    port = free_port()
+    log = work / "voila.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voila",
+                str(root / notebook.name),
+                "--no-browser",
+                "--Voila.ip=127.0.0.1",
+                f"--port={port}",
+                "--Voila.port_retries=0",
+                "--show_tracebacks=True",
+            ],
+            cwd=root,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = JupyterLab(f"http://127.0.0.1:{port}", "", root, log, process, page="")
+    _wait_until_answering(server, f"{server.url}/voila/static/favicon.ico", "Voila", timeout)
+    return server
+
+
+def _wait_until_answering(lab: JupyterLab, probe: str, name: str, timeout: float) -> None:
+    """Poll ``probe`` until it answers 200; stop the server and raise if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited early:\n{lab.log_tail()}")
-        request = urllib.request.Request(
-            f"{lab.url}/api/status", headers={"Authorization": f"token {token}"}
-        )
+        if lab.process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{lab.log_tail()}")
+        request = urllib.request.Request(probe, headers={"Authorization": f"token {lab.token}"})
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 if response.status == 200:
-                    return lab
+                    return
         except (urllib.error.URLError, OSError):
             time.sleep(0.3)
     stop_jupyterlab(lab)
-    raise RuntimeError(f"JupyterLab did not start in {timeout:.0f} s:\n{lab.log_tail()}")
+    raise RuntimeError(f"{name} did not start in {timeout:.0f} s:\n{lab.log_tail()}")
 
 
 def stop_jupyterlab(lab: JupyterLab) -> None:

@@ -1,4 +1,5 @@
-# Jupyter Server settings for the end-to-end test: a quiet, isolated JupyterLab.
+# Jupyter Server settings for the end-to-end tests: a quiet, isolated JupyterLab or Notebook 7
+# (Voila runs without this file; see _jupyter.start_voila).
 #
 # Deliberately NOT set: websocket_max_message_size / max_buffer_size. The studio must
 # upload a 30 MB photo through a server with the default 10 MiB websocket message cap,
