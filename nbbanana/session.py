@@ -74,9 +74,12 @@ __all__ = [
 #: Where Google's Gemini Developer API lives (the SDK's default base URL).
 GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
 
-#: Retries for 408/429/5xx, timeouts and dropped connections: 4 attempts with about
-#: 1 s, 2 s, 4 s (± jitter) between them, or what the server's RetryInfo asks for
-#: (up to 30 s; a longer ask ends the retries with RateLimited.retry_after set).
+#: Retries for 408/429/5xx, time-outs and connections that could not be made: 4
+#: attempts with about 1 s, 2 s, 4 s (± jitter) between them, or what the server's
+#: RetryInfo asks for (up to 30 s; a longer ask ends the retries with
+#: RateLimited.retry_after set). A connection dropped mid-answer is not retried (the SDK
+#: does not, and the call may already have run and been billed): it is
+#: ServiceUnavailable at once.
 DEFAULT_RETRY = types.HttpRetryOptions(
     attempts=4,
     initial_delay=1.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -68,3 +69,24 @@ def test_a_changed_grid_in_the_same_folder_runs_the_changed_cells(tmp_path: Path
     assert first.report.done == 1
     assert same.report.done == 0 and same.report.skipped == 1  # resumed: not paid twice
     assert changed.report.done == 1  # a new prompt is a new cell, never the old picture
+
+
+def test_grid_figure_displays_as_png_in_a_fresh_ipython_shell() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    from nbbanana.batch._grid import _show_figures_in_ipython
+
+    shell = InteractiveShell.instance()
+    try:
+        bare = Figure()
+        bare.subplots()
+        before, _ = shell.display_formatter.format(bare)
+        assert "image/png" not in before  # a fresh shell prints "<Figure size …>"
+        _show_figures_in_ipython()
+        data, _ = shell.display_formatter.format(bare)
+        png = data["image/png"]
+        raw = base64.b64decode(png) if isinstance(png, str) else png
+        assert raw.startswith(b"\x89PNG")
+    finally:
+        InteractiveShell.clear_instance()

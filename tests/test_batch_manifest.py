@@ -70,6 +70,18 @@ def test_every_problem_reported_with_its_line(tmp_path: Path) -> None:
     assert "7:3" in text
 
 
+def test_a_duplicate_of_an_id_whose_first_line_is_wrong_is_reported(tmp_path: Path) -> None:
+    manifest = _jsonl(
+        tmp_path / "m.jsonl",
+        [{"id": "a", "prompt": ""}, {"id": "a", "prompt": "fine"}],
+    )
+    with pytest.raises(ManifestError) as info:
+        load_manifest(manifest)
+    text = str(info.value)
+    assert "line 1: 'prompt' is missing" in text
+    assert "line 2: duplicate id 'a' (first used on line 1)" in text
+
+
 def test_ids_that_collide_as_file_names_are_duplicates(tmp_path: Path) -> None:
     manifest = _jsonl(
         tmp_path / "m.jsonl", [{"id": "Cat/1", "prompt": "x"}, {"id": "cat_1", "prompt": "y"}]

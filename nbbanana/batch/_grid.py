@@ -139,9 +139,28 @@ def prompt_grid(
     return GridResult(_figure(layout, report), report)
 
 
+def _show_figures_in_ipython() -> None:
+    """Let IPython display a bare ``Figure`` as PNG.
+
+    IPython only learns to render figures when pyplot or ``%matplotlib inline`` sets up
+    its formatters; a figure made without pyplot would otherwise print as
+    ``<Figure size …>`` in a fresh kernel. Registering the PNG formatter is what
+    ``%matplotlib inline`` does, without touching pyplot's global state.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
+
+
 def _figure(layout: _Layout, report: BatchReport) -> Figure:
     from matplotlib.figure import Figure
 
+    _show_figures_in_ipython()
     show_inputs = any(layout.inputs)
     n_rows = len(layout.row_labels)
     n_cols = len(layout.col_labels) + (1 if show_inputs else 0)

@@ -255,6 +255,10 @@ def _check(
         item, item_problems = _parse_record(line_no, record, base=base, default_model=default_model)
         problems.extend((line_no, msg) for msg in item_problems)
         if item is None:
+            # Still claim its id, so that a later line reusing it is reported too.
+            raw_id = record.get("id", line_no)
+            if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
+                seen_ids.setdefault(str(raw_id).strip(), line_no)
             continue
         if item.id in seen_ids:
             problems.append(
