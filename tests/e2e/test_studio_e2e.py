@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import ARTIFACTS, in_browser, require_browser
 from _imagegen import jpeg_bytes, photo_like
 from PIL import Image
 
@@ -29,32 +30,13 @@ from nbbanana.widgets._prompt import aspect_ratio_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-ARTIFACTS = REPO / "tests" / "artifacts"
-README_SCREENSHOT = REPO / "docs" / "studio.png"
+README_SCREENSHOT = HERE.parents[1] / "docs" / "studio.png"
 README_SCREENSHOT_MAX_BYTES = 300_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Generous: a slow CI machine may take long to start a kernel; nothing here is timed.
-WAIT_MS = 120_000
 MODEL = "gemini-2.5-flash-image"
 ASPECT = "3:2"
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        "Chromium is not installed at /usr/bin/chromium (Debian package 'chromium'; "
-        "`make system-deps` installs it): skipping the browser test",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+sync_api = require_browser()
 
 from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab  # noqa: E402
 
@@ -98,28 +80,13 @@ def _shrink_png(data: bytes, max_bytes: int) -> bytes:
 
 
 def test_studio_uploads_runs_and_branches(lab: JupyterLab, photo: Path) -> None:
-    expect = sync_api.expect
-    expect.set_options(timeout=WAIT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expected_size = get_model(MODEL).output_size(ASPECT)
     aspect_label = next(label for label, value in aspect_ratio_options(MODEL) if value == ASPECT)
-    console: list[str] = []
-
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1400})
-            page.set_default_timeout(WAIT_MS)
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
-            try:
-                _drive(page, expect, lab, photo, expected_size, aspect_label)
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / "studio-failure.png"), full_page=True)
-                raise
-        finally:
-            (ARTIFACTS / "studio-console.log").write_text("\n".join(console))
-            browser.close()
+    in_browser(
+        "studio",
+        lambda page: _drive(page, sync_api.expect, lab, photo, expected_size, aspect_label),
+        height=1400,
+    )
 
 
 def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_label: str):  # type: ignore[no-untyped-def]

@@ -17,41 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import ARTIFACTS, in_browser, require_browser
 from _imagegen import jpeg_bytes, photo_like
 
 from nbbanana.models import get_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
-ARTIFACTS = HERE.parents[1] / "tests" / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Generous: a slow CI machine may take long to start a kernel; nothing here is timed.
-WAIT_MS = 120_000
 MODEL = "gemini-2.5-flash-image"
 PHOTO_SIZE = (4000, 3000)
-_NOT_LOCAL = re.compile(r"^(?!https?://127\.0\.0\.1[:/])[a-z]+://")
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        "Chromium is not installed at /usr/bin/chromium (Debian package 'chromium'; "
-        "`make system-deps` installs it): skipping the browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+sync_api = require_browser()
 pytest.importorskip("voila", reason="voila is not installed (it is in the [dev] extra)")
 pytest.importorskip("notebook", reason="notebook 7 is not installed (it is in the [dev] extra)")
 
@@ -95,31 +77,6 @@ def notebook7(work: Path) -> Iterator[JupyterLab]:
         stop_jupyterlab(server)
 
 
-def _in_browser(name: str, steps: Callable[[Any], None]) -> None:
-    """Run ``steps(page)`` in headless Chromium; keep the console log and a failure shot."""
-    sync_api.expect.set_options(timeout=WAIT_MS)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    console: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1200})
-            page.set_default_timeout(WAIT_MS)
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
-            page.on("requestfailed", lambda req: console.append(f"requestfailed: {req.url}"))
-            # Voila's page links Font Awesome from a CDN: nothing may leave 127.0.0.1.
-            page.route(_NOT_LOCAL, lambda route: route.abort())
-            try:
-                steps(page)
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
-                raise
-        finally:
-            (ARTIFACTS / f"{name}-console.log").write_text("\n".join(console))
-            browser.close()
-
-
 def _upload_and_run(page: Any, photo: Path, name: str) -> None:
     """Upload ``photo``, check its gauge, run one edit and wait for the after-image."""
     expect = sync_api.expect
@@ -161,7 +118,7 @@ def test_studio_in_voila(voila: JupyterLab, photo: Path) -> None:
         page.goto(f"{voila.url}/")
         _upload_and_run(page, photo, "studio-voila")
 
-    _in_browser("studio-voila", steps)
+    in_browser("studio-voila", steps, local_only=True)
 
 
 def test_studio_in_notebook7(notebook7: JupyterLab, photo: Path) -> None:
@@ -181,7 +138,7 @@ def test_studio_in_notebook7(notebook7: JupyterLab, photo: Path) -> None:
             accept.click()
         _upload_and_run(page, photo, "studio-notebook7")
 
-    _in_browser("studio-notebook7", steps)
+    in_browser("studio-notebook7", steps, local_only=True)
 
 
 def _run_all_cells(page: Any) -> None:
