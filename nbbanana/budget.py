@@ -5,24 +5,21 @@ which every image is base64 text (``4·⌈n/3⌉`` characters for ``n`` raw byte
 larger than the file), wrapped in part framing, next to the prompt and the generation
 config. A "compress it to 18 MB" rule therefore fails a 20 MB limit.
 
-:class:`RequestBudget` computes the body size exactly. It does not re-implement the SDK's
-wire format: it runs the SDK's own request conversion on a *skeleton* of the request —
-the prompt, the config, and every image with empty data — serialises it as the SDK does
-(``json.dumps`` with its defaults: ``", "``/``": "`` separators and ``ensure_ascii``, so
-non-ASCII prompt text counts as ``\\uXXXX`` escapes) and adds the base64 length of each
-image. Only the image bytes are left out of the skeleton, so the arithmetic stays cheap
-for a 100 MB request and follows the installed SDK when its framing changes. The test
-suite checks the figure against the bytes the SDK actually puts on the wire.
+:class:`RequestBudget` computes the body size exactly. It does not re-implement any wire
+format: it asks the backend to count a *skeleton* of the request — the prompt, the
+config, and every image with empty data — and adds the base64 length of each image. For
+Gemini that count runs the SDK's own request conversion (:func:`nbbanana._gemini.body_bytes`);
+another backend brings its own (:meth:`nbbanana._backend.Backend.body_bytes`). Only the
+image bytes are left out of the skeleton, so the arithmetic stays cheap for a 100 MB
+request and follows the installed SDK when its framing changes. The test suite checks the
+figure against the bytes the SDK actually puts on the wire.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from google.genai import types
 
@@ -82,43 +79,37 @@ class RequestPlan:
         return all(self.inline)
 
 
-@functools.lru_cache(maxsize=1)
-def _sizing_client() -> Any:
-    """An SDK client used only to run its request converters (never sends anything)."""
-    from google.genai import _api_client
-
-    return _api_client.BaseApiClient(api_key="request-size-only")
+#: Counts the exact body bytes of a request whose inline images are empty: a backend's
+#: :meth:`~nbbanana._backend.Backend.body_bytes` with the model bound.
+BodyCounter = Callable[[Sequence[types.Content], types.GenerateContentConfig | None], int]
 
 
-def _skeleton_bytes(
-    prompt: str,
-    parts: Sequence[tuple[str, str]],
-    config: types.GenerateContentConfig | None,
+def _gemini_body_bytes(
+    contents: Sequence[types.Content], config: types.GenerateContentConfig | None
 ) -> int:
-    """Bytes of the JSON body for ``prompt`` + ``parts`` with every image's data empty.
+    # Imported on first use: fitting an image needs no HTTP client stack.
+    from ._gemini import body_bytes
+
+    return body_bytes("", contents, config)
+
+
+def _skeleton(prompt: str, parts: Sequence[tuple[str, str]]) -> list[types.Content]:
+    """The user turn for ``prompt`` + ``parts`` with every image's data empty.
 
     ``parts`` are ``(kind, mime)`` with kind ``"inline"`` or ``"file"``.
     """
-    from google.genai import _common, models
-
-    contents: list[Any] = []
+    skeleton: list[types.Part] = []
     if prompt:
-        contents.append(prompt)
+        skeleton.append(types.Part.from_text(text=prompt))
     for kind, mime in parts:
         if kind == "inline":
-            contents.append(types.Part.from_bytes(data=b"", mime_type=mime))
+            skeleton.append(types.Part.from_bytes(data=b"", mime_type=mime))
         else:
-            contents.append(types.Part.from_uri(file_uri="f" * FILE_URI_RESERVE, mime_type=mime))
-    if not contents:
+            skeleton.append(types.Part.from_uri(file_uri="f" * FILE_URI_RESERVE, mime_type=mime))
+    if not skeleton:
         # The SDK refuses an empty request; the budget of "nothing" is the empty text part.
-        contents.append("")
-    params = types._GenerateContentParameters(contents=contents, config=config)
-    request = models._GenerateContentParameters_to_mldev(_sizing_client(), params, None, params)
-    request.pop("config", None)
-    for key in [k for k in request if k.startswith("_")]:
-        del request[key]
-    body = _common.encode_unserializable_types(_common.convert_to_dict(request))
-    return len(json.dumps(body))
+        skeleton.append(types.Part.from_text(text=""))
+    return [types.Content(role="user", parts=skeleton)]
 
 
 @dataclass(frozen=True)
@@ -134,6 +125,9 @@ class RequestBudget:
     per_image_limit: int | None = None
     margin: int = SAFETY_MARGIN
     files_api: bool = True
+    #: How the backend counts a request body (``None``: as the google-genai SDK sends
+    #: it to Gemini). Not part of the budget's identity.
+    counter: BodyCounter | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("limit", "per_image_limit"):
@@ -145,17 +139,27 @@ class RequestBudget:
 
     @classmethod
     def for_endpoint(
-        cls, profile: str | EndpointProfile = "gemini", *, base_url: str | None = None
+        cls,
+        profile: str | EndpointProfile = "gemini",
+        *,
+        base_url: str | None = None,
+        counter: BodyCounter | None = None,
     ) -> RequestBudget:
         """The budget of an endpoint profile, tightened by any limit a server at
-        ``base_url`` has named in a "too large" refusal (see :func:`models.learn_limit`)."""
+        ``base_url`` has named in a "too large" refusal (see :func:`models.learn_limit`).
+        ``counter`` counts request bodies for a backend other than Gemini's."""
         info = get_profile(profile)
         limit = info.request_limit
         if base_url is not None:
             learned = learned_limit(base_url)
             if learned is not None:
                 limit = learned if limit is None else min(limit, learned)
-        return cls(limit=limit, per_image_limit=info.per_image_limit, files_api=info.files_api)
+        return cls(
+            limit=limit,
+            per_image_limit=info.per_image_limit,
+            files_api=info.files_api,
+            counter=counter,
+        )
 
     @property
     def usable(self) -> int | None:
@@ -177,7 +181,7 @@ class RequestBudget:
         ``types.Part.from_bytes``; an empty prompt adds no text part. ``history_bytes`` is
         added as is: the bytes earlier chat turns add to the body.
         """
-        framing = _skeleton_bytes(prompt, [("inline", mime) for _, mime in images], config)
+        framing = self._skeleton_bytes(prompt, [("inline", mime) for _, mime in images], config)
         return framing + sum(base64_size(n) for n, _ in images) + history_bytes
 
     def image_allowance(
@@ -284,4 +288,13 @@ class RequestBudget:
             for keep, (_, mime) in zip(inline, images, strict=True)
         ]
         data = sum(base64_size(n) for keep, (n, _) in zip(inline, images, strict=True) if keep)
-        return _skeleton_bytes(prompt, kinds, config) + data
+        return self._skeleton_bytes(prompt, kinds, config) + data
+
+    def _skeleton_bytes(
+        self,
+        prompt: str,
+        parts: Sequence[tuple[str, str]],
+        config: types.GenerateContentConfig | None,
+    ) -> int:
+        count = self.counter if self.counter is not None else _gemini_body_bytes
+        return count(_skeleton(prompt, parts), config)
