@@ -1,12 +1,12 @@
 """Multi-turn editing: "make it blue" … "now add a hat" … "go back two steps and try red".
 
-A :class:`Chat` is built on the SDK's ``client.chats``, which sends the whole history
-with every turn — including the model's ``thoughtSignature`` parts, which Gemini 3 image
-models need to keep editing the same picture. On top of it, a chat keeps one
-:class:`~nbbanana.result.Result` per turn (:attr:`Chat.history`), fits any new reference
-images to the room the history leaves in the request, books each turn against the
-session's cost guard, and can :meth:`~Chat.branch` from an earlier turn: a new chat whose
-SDK history is the curated history up to that turn.
+A :class:`Chat` sends the whole history with every turn — including the model's
+``thoughtSignature`` parts, which Gemini 3 image models need to keep editing the same
+picture — through the session's request pipeline, like a single call. On top of it, a
+chat keeps one :class:`~nbbanana.result.Result` per turn (:attr:`Chat.history`), fits
+any new reference images to the room the history leaves in the request, books each turn
+against the session's cost guard, and can :meth:`~Chat.branch` from an earlier turn: a
+new chat whose history is this one's up to that turn.
 
 A turn that fails (an error, a blocked answer, no image) leaves the chat as it was, so
 turns and :attr:`history` always line up.
@@ -17,17 +17,20 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from google.genai import types
-
+from ._options import RequestOptions
+from ._pipeline import as_list
 from .budget import base64_size
 from .errors import InvalidRequest
 from .models import get_model
 from .result import Result
 
 if TYPE_CHECKING:
-    from .session import ImageInput, Session, _Call
+    from google.genai import types
+
+    from ._types import ImageInput
+    from .session import Session
 
 __all__ = ["Chat"]
 
@@ -37,7 +40,11 @@ _PART_FRAMING = 96
 
 
 class Chat:
-    """A conversation with an image model. Create one with :meth:`Session.chat`."""
+    """A conversation with an image model. Create one with :meth:`Session.chat`.
+
+    Turns are numbered from 1 in the order they were sent (``len(chat)`` is the last);
+    turn 0 is the empty start. :meth:`branch` takes those numbers.
+    """
 
     def __init__(
         self,
@@ -49,26 +56,18 @@ class Chat:
         _results: Sequence[Result] = (),
         _turns: Sequence[list[types.Content]] = (),
     ) -> None:
-        from .session import _check_options, _config
-
         self.session = session
         info = get_model(model or session.model)
+        self._options = RequestOptions(
+            kind="chat", model=info.id, aspect_ratio=aspect_ratio, image_size=image_size
+        ).checked(info)
         self.model = info.id
-        self.aspect_ratio, self.image_size = _check_options(info, aspect_ratio, image_size)
-        self._config = _config(True, self.aspect_ratio, self.image_size)
+        self.aspect_ratio = self._options.aspect_ratio
+        self.image_size = self._options.image_size
         self._results: list[Result] = list(_results)
-        #: The SDK contents (user turn + model answer) of each turn, in order.
+        #: The contents (user turn + model answer) of each turn, in order.
         self._turns: list[list[types.Content]] = [list(t) for t in _turns]
         self._lock = threading.Lock()
-        self._sdk_chat = self._new_sdk_chat()
-
-    def _new_sdk_chat(self) -> Any:
-        history: list[types.Content | types.ContentDict] = [
-            content for turn in self._turns for content in turn
-        ]
-        return self.session.client.chats.create(
-            model=self.model, config=self._config, history=history
-        )
 
     # ------------------------------------------------------------ history
 
@@ -114,37 +113,20 @@ class Chat:
 
         The answer's image becomes part of the conversation: the next turn edits it.
         """
-        from .session import _as_list
-
-        sources = _as_list(images) if images is not None else []
+        sources = as_list(images) if images is not None else []
         with self._lock:
-            session = self.session
-            call = session._prepare(
-                "chat",
+            pipeline = self.session.pipeline
+            call = pipeline.prepare(
+                self._options,
                 prompt,
                 sources,
-                self.aspect_ratio,
-                self.image_size,
-                self.model,
+                history=[content for turn in self._turns for content in turn],
                 history_bytes=self._history_bytes(),
                 history_tokens=self._history_tokens(),
-                config=self._config,
             )
-            before = len(self._sdk_chat.get_history(curated=True))
-
-            def send(prepared: _Call) -> types.GenerateContentResponse:
-                parts = session._parts_sync(prepared)
-                response: types.GenerateContentResponse = self._sdk_chat.send_message(parts)
-                return response
-
-            try:
-                result = session._run_sync(call, send)
-            except BaseException:
-                # Forget whatever the SDK recorded for the failed turn.
-                self._sdk_chat = self._new_sdk_chat()
-                raise
-            curated = self._sdk_chat.get_history(curated=True)
-            self._turns.append(list(curated[before:]))
+            sent = pipeline.run(call)
+            result = sent.result
+            self._turns.append([sent.user] + ([sent.answer] if sent.answer else []))
             if result.parent is None and self._results:
                 result.parent = self._results[-1]
             self._results.append(result)

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+
+from . import _state
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -46,6 +47,7 @@ __all__ = [
     "learned_limit",
     "parse_limit_from_message",
     "set_price",
+    "text_tokens",
 ]
 
 #: Aspect ratios every image model accepts [guide].
@@ -149,6 +151,19 @@ class ModelInfo:
             + output_text_tokens * p.output_text_per_m
         ) / 1e6
         return usd / 2 if batch else usd
+
+
+#: Characters per text token in nbbanana's estimates: a generous reading of Gemini's
+#: documented ~4 characters per token, so that estimates err on the side of cost.
+CHARS_PER_TEXT_TOKEN = 3
+#: Tokens a request's text part costs on top of its characters (role and framing).
+TEXT_PART_TOKENS = 8
+
+
+def text_tokens(text: str) -> int:
+    """The input tokens a prompt is estimated at (the one text-token rule: the cost
+    estimate, the cap and the studio's gauge all use it)."""
+    return math.ceil(len(text) / CHARS_PER_TEXT_TOKEN) + TEXT_PART_TOKENS
 
 
 def tile_tokens(width: int, height: int) -> int:
@@ -412,22 +427,7 @@ def parse_limit_from_message(message: str) -> int | None:
     return None
 
 
-_learned: dict[str, int] = {}
-_learned_lock = threading.Lock()
-
-
-def learn_limit(endpoint: str, limit_bytes: int) -> int:
-    """Remember that ``endpoint`` (a base URL) refuses requests over ``limit_bytes``.
-
-    Keeps the smallest limit seen. Returns the limit now in force for that endpoint.
-    """
-    with _learned_lock:
-        current = _learned.get(endpoint)
-        _learned[endpoint] = limit_bytes if current is None else min(current, limit_bytes)
-        return _learned[endpoint]
-
-
-def learned_limit(endpoint: str) -> int | None:
-    """The request limit learned for ``endpoint``, if a server ever named one."""
-    with _learned_lock:
-        return _learned.get(endpoint)
+# Limits learned from "too large" refusals are process-wide state, kept with the rest
+# of it in nbbanana._state.
+learn_limit = _state.learn_limit
+learned_limit = _state.learned_limit

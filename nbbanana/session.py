@@ -1,7 +1,9 @@
 """The kernel-side API: :func:`connect` → :class:`Session` → :class:`~nbbanana.result.Result`.
 
-A session is a thin layer over the official ``google-genai`` client. It adds what a
-notebook user would otherwise write by hand around every call:
+A session wires a connection — an API key, an endpoint and its profile, a backend (the
+official ``google-genai`` client for Gemini) — to the request pipeline
+(:mod:`nbbanana._pipeline`), which adds what a notebook user would otherwise write by
+hand around every call:
 
 * **fitting** — every reference image goes through :func:`nbbanana.fit_image` and is
   sent as ``types.Part.from_bytes`` with the fitted bytes (never a PIL image, which the
@@ -26,38 +28,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
-import math
 import os
-import sys
-import threading
-import time
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from google import genai
 from google.genai import types
-from PIL import Image
 
-from . import models
-from ._sdk_errors import error_from_exception, error_from_response, honour_retry_info
+from . import _state, models
+from ._backend import Backend
+from ._estimate import CostEstimate, estimate
+from ._gemini import GeminiBackend, honour_retry_info
+from ._options import RequestOptions
+from ._pipeline import Ledger, Pipeline, as_list, estimated_sent_size
+from ._types import ImageInput, RequestKind
 from .budget import RequestBudget
-from .errors import (
-    APIError,
-    AuthError,
-    CostLimitExceeded,
-    InvalidRequest,
-    NbbananaError,
-    RequestTooLarge,
-    TooManyReferenceImages,
-)
-from .fit import FittedImage, fit_image
-from .images import LoadedImage, load_image
-from .models import EndpointProfile, ModelInfo, get_model, get_profile
-from .result import INPUT_THUMBNAIL_SIDE, InputRef, Result, thumbnail_from_bytes
+from .errors import AuthError, InvalidRequest
+from .models import EndpointProfile, get_model, get_profile
+from .result import Result
 
 if TYPE_CHECKING:
     from .chat import Chat
@@ -93,31 +82,11 @@ DEFAULT_RETRY = types.HttpRetryOptions(
 #: minute; five minutes leaves room without hanging a notebook forever.
 DEFAULT_TIMEOUT_S = 300.0
 
-#: Text tokens per character of prompt (a generous reading of Gemini's ~4 chars/token).
-_CHARS_PER_TOKEN = 3
-#: Output-text allowance in estimates: the short sentence image models add to an image,
-#: a describe() answer, or a thinking model's thoughts.
-_TEXT_OUTPUT_ALLOWANCE = 300
-_THOUGHT_ALLOWANCE = 600
-
-_announce_lock = threading.Lock()
-_announced = False
-
 _OFFLINE_NOTE = (
     "nbbanana: OFFLINE session - requests go to the built-in Gemini emulator, not to Google; "
     "images are synthetic and marked 'offline emulator'. Set GEMINI_API_KEY (or pass "
     "api_key=...) to use Gemini."
 )
-
-
-def _announce_offline() -> None:
-    """Say once per process, on stderr, that results come from the emulator."""
-    global _announced
-    with _announce_lock:
-        if _announced:
-            return
-        _announced = True
-    print(_OFFLINE_NOTE, file=sys.stderr, flush=True)
 
 
 class _Secret:
@@ -138,102 +107,6 @@ class _Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("an API key is not picklable")
-
-
-# --------------------------------------------------------------------------- estimate
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Tokens and USD a call is expected to use, computed before sending.
-
-    Input images use the model's token rule on the fitted size; output uses the model's
-    tokens per image plus a small text allowance. It is an estimate: the response's
-    ``usageMetadata`` decides what :attr:`Session.spent` records.
-    """
-
-    model: str
-    input_tokens: int
-    output_image_tokens: int
-    output_text_tokens: int
-    usd: float
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_image_tokens + self.output_text_tokens
-
-    def __str__(self) -> str:
-        return f"≈ ${self.usd:.4f} ({self.total_tokens:,} tokens on {self.model})"
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class _Input:
-    """One reference image: what the user gave, loaded once (streams can be read once),
-    and the bytes to send once fitted."""
-
-    loaded: LoadedImage | None
-    #: ``None`` until fitted (a FittedImage given by the user is ready as is).
-    fitted: FittedImage | None
-    parent: Result | None = None
-
-    @property
-    def sent(self) -> FittedImage:
-        """The fitted image that goes into the request."""
-        if self.fitted is None:  # pragma: no cover - _prepare always fits loaded inputs
-            raise RuntimeError("reference image used before it was fitted")
-        return self.fitted
-
-
-@dataclass
-class _Call:
-    """Everything one request needs, prepared before anything is sent."""
-
-    kind: str
-    model: ModelInfo
-    prompt: str
-    config: types.GenerateContentConfig
-    params: dict[str, Any]
-    inputs: list[_Input]
-    inline: tuple[bool, ...]
-    estimate: CostEstimate
-    want_image: bool
-    parent: Result | None
-    #: Bytes earlier chat turns add to the body.
-    history_bytes: int = 0
-    #: Rebuild the call after the endpoint's limit was learned (None: nothing to refit).
-    refit: Callable[[], _Call] | None = None
-
-    def input_refs(self) -> list[InputRef]:
-        refs = []
-        for item, inline in zip(self.inputs, self.inline, strict=True):
-            fitted = item.sent
-            refs.append(
-                InputRef(
-                    name=fitted.name,
-                    sha256=fitted.source_sha256,
-                    size=(fitted.width, fitted.height),
-                    mime=fitted.mime,
-                    bytes=len(fitted.data),
-                    sent_sha256=fitted.sha256,
-                    transport="inline" if inline else "files-api",
-                    thumbnail=thumbnail_from_bytes(fitted.data, INPUT_THUMBNAIL_SIDE),
-                )
-            )
-        return refs
-
-
-ImageInput = Any  # an ImageSource, a FittedImage or a Result (see Session.edit)
-
-
-def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    """One image or several: lists and tuples hold several (an ipywidgets FileUpload
-    value is a tuple of dicts); anything else — bytes, a path, an array — is one."""
-    if isinstance(images, (list, tuple)):
-        return list(images)
-    return [images]
 
 
 # --------------------------------------------------------------------------- connect
@@ -275,6 +148,7 @@ def connect(
                 "offline=True uses the built-in emulator, so base_url cannot be set too. "
                 "To use an emulator you started yourself, pass only base_url=."
             )
+        # Imported only offline: the emulator's server stack is not needed otherwise.
         from .emulator import OFFLINE_API_KEY, shared_emulator
 
         emulator = shared_emulator()
@@ -290,6 +164,7 @@ def connect(
                 "No API key: pass api_key=..., set GEMINI_API_KEY, or call "
                 "nbbanana.connect(offline=True) to use the offline emulator."
             )
+        # Imported only without a key: the emulator's server stack is not needed otherwise.
         from .emulator import OFFLINE_API_KEY
 
         key = OFFLINE_API_KEY
@@ -324,7 +199,7 @@ def connect(
         api_key=key,
     )
     if offline:
-        _announce_offline()
+        _state.announce_offline(_OFFLINE_NOTE)
     return session
 
 
@@ -336,11 +211,14 @@ class Session:
 
     Create one with :func:`connect`. Safe to share between threads and between
     concurrent ``await``-ed calls: the spend accounting is under a lock.
+
+    ``client`` is a ``genai.Client`` (the Gemini backend is built around it) or any
+    :class:`~nbbanana._backend.Backend`.
     """
 
     def __init__(
         self,
-        client: genai.Client,
+        client: genai.Client | Backend,
         *,
         model: str,
         base_url: str | None,
@@ -349,76 +227,91 @@ class Session:
         max_cost_usd: float | None,
         api_key: str,
     ) -> None:
-        self.client = client
+        self._secret = _Secret(api_key)
+        if isinstance(client, genai.Client):
+            backend: Backend = GeminiBackend(client, secrets=(api_key,))
+        else:
+            backend = client
+        self.backend = backend
         self.model = get_model(model).id
         self.base_url = base_url
         self.offline = offline
-        self.endpoint = endpoint
-        self.max_cost_usd = max_cost_usd
-        self._secret = _Secret(api_key)
-        self._lock = threading.Lock()
-        self._spent = 0.0
-        self._reserved = 0.0
-        self._calls = 0
+        #: The request pipeline every call of this session (and its chats) goes through.
+        self.pipeline = Pipeline(
+            backend,
+            endpoint=endpoint,
+            limit_key=(base_url or GOOGLE_BASE_URL).rstrip("/"),
+            ledger=Ledger(max_cost_usd),
+            offline=offline,
+            secrets=(api_key,),
+        )
+
+    @property
+    def client(self) -> genai.Client:
+        """The ``google-genai`` client (Gemini backend only): for what nbbanana does not
+        wrap, such as the Batch API."""
+        if not isinstance(self.backend, GeminiBackend):
+            raise InvalidRequest(
+                f"This session's backend is {self.backend.name!r}, which has no "
+                "google-genai client."
+            )
+        return self.backend.client
+
+    @property
+    def endpoint(self) -> EndpointProfile:
+        """The endpoint profile requests are fitted to."""
+        return self.pipeline.endpoint
+
+    @endpoint.setter
+    def endpoint(self, profile: EndpointProfile) -> None:
+        self.pipeline.endpoint = profile
+
+    @property
+    def max_cost_usd(self) -> float | None:
+        """The cap on :attr:`spent` (``None``: no cap)."""
+        return self.pipeline.ledger.cap_usd
+
+    @max_cost_usd.setter
+    def max_cost_usd(self, cap: float | None) -> None:
+        self.pipeline.ledger.cap_usd = cap
 
     # ------------------------------------------------------------ accounting
 
     @property
     def spent(self) -> float:
         """USD used so far, from the token counts the responses reported."""
-        with self._lock:
-            return self._spent
+        return self.pipeline.ledger.spent
 
     @property
     def calls(self) -> int:
         """Requests answered so far (including blocked ones)."""
-        with self._lock:
-            return self._calls
+        return self.pipeline.ledger.calls
 
     @property
     def limit_key(self) -> str:
         """The key under which limits learned from this endpoint are kept."""
-        return (self.base_url or GOOGLE_BASE_URL).rstrip("/")
+        return self.pipeline.limit_key
 
     def budget(self) -> RequestBudget:
         """The request budget in force: the endpoint profile, tightened by any limit this
         endpoint has named in a "too large" refusal."""
-        return RequestBudget.for_endpoint(self.endpoint, base_url=self.limit_key)
-
-    def _reserve(self, estimate: CostEstimate) -> float:
-        """Book ``estimate`` against the cap before sending (or refuse)."""
-        with self._lock:
-            if self.max_cost_usd is not None:
-                committed = self._spent + self._reserved
-                if committed + estimate.usd > self.max_cost_usd + 1e-12:
-                    raise CostLimitExceeded(
-                        f"This call would cost about ${estimate.usd:.4f}; the session has "
-                        f"used ${self._spent:.4f}"
-                        + (f" (+${self._reserved:.4f} in flight)" if self._reserved else "")
-                        + f" of its ${self.max_cost_usd:.2f} cap (max_cost_usd), so nothing "
-                        "was sent. Connect with a higher max_cost_usd to continue.",
-                        estimate_usd=estimate.usd,
-                        spent_usd=self._spent,
-                        cap_usd=self.max_cost_usd,
-                    )
-            self._reserved += estimate.usd
-            return estimate.usd
-
-    def _settle(self, reserved: float, actual_usd: float, *, answered: bool) -> None:
-        with self._lock:
-            self._reserved = max(0.0, self._reserved - reserved)
-            self._spent += actual_usd
-            if answered:
-                self._calls += 1
+        return self.pipeline.budget(self.model)
 
     def __repr__(self) -> str:
         where = "offline emulator" if self.offline else (self.base_url or GOOGLE_BASE_URL)
         cap = f" of ${self.max_cost_usd:.2f}" if self.max_cost_usd is not None else ""
-        return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}>"
+        state = ""
+        learned = _state.learned_limit(self.limit_key)
+        if learned is not None:
+            state += f", learned limit {learned:,} bytes"
+        price = _state.price_overrides().get(self.model)
+        if price is not None:
+            state += f", price set to {price}"
+        return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}{state}>"
 
     def close(self) -> None:
         """Close the HTTP connections (the session cannot be used afterwards)."""
-        self.client.close()
+        self.backend.close()
 
     def __enter__(self) -> Session:
         return self
@@ -444,10 +337,10 @@ class Session:
         """
         info = get_model(model or self.model)
         tokens = []
-        for item in _as_list(images) if images is not None else []:
-            w, h = _estimated_sent_size(item, info)
+        for item in as_list(images) if images is not None else []:
+            w, h = estimated_sent_size(item, info)
             tokens.append(info.input_image_tokens(w, h))
-        return _estimate(info, prompt, tokens, image_size=image_size, output_images=output_images)
+        return estimate(info, prompt, tokens, image_size=image_size, output_images=output_images)
 
     # ------------------------------------------------------------ public calls
 
@@ -460,7 +353,8 @@ class Session:
         model: str | None = None,
     ) -> Result:
         """Generate an image from ``prompt`` alone (square unless ``aspect_ratio``)."""
-        return self._execute(self._prepare("generate", prompt, [], aspect_ratio, image_size, model))
+        options = self._options("generate", model, aspect_ratio, image_size)
+        return self.pipeline.run(self.pipeline.prepare(options, prompt)).result
 
     def edit(
         self,
@@ -479,12 +373,11 @@ class Session:
         (its first image; the new result records it as ``parent``). Without
         ``aspect_ratio`` the model keeps the input's ratio.
         """
-        sources = _as_list(images)
+        sources = as_list(images)
         if not sources:
             raise InvalidRequest("edit() needs at least one image; use generate() for none.")
-        return self._execute(
-            self._prepare("edit", prompt, sources, aspect_ratio, image_size, model)
-        )
+        options = self._options("edit", model, aspect_ratio, image_size)
+        return self.pipeline.run(self.pipeline.prepare(options, prompt, sources)).result
 
     def describe(
         self,
@@ -494,7 +387,8 @@ class Session:
         model: str | None = None,
     ) -> Result:
         """Ask a question about an image; the answer is ``Result.text`` (no image)."""
-        return self._execute(self._prepare("describe", question, [image], None, None, model))
+        options = self._options("describe", model)
+        return self.pipeline.run(self.pipeline.prepare(options, question, [image])).result
 
     def chat(
         self,
@@ -504,6 +398,7 @@ class Session:
         image_size: str | None = None,
     ) -> Chat:
         """A multi-turn editing conversation (see :class:`~nbbanana.chat.Chat`)."""
+        # chat.py needs Session only for types; importing it here keeps one direction.
         from .chat import Chat
 
         return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size)
@@ -517,10 +412,9 @@ class Session:
         model: str | None = None,
     ) -> Result:
         """:meth:`generate` for ``asyncio`` (via ``client.aio``)."""
-        call = await asyncio.to_thread(
-            self._prepare, "generate", prompt, [], aspect_ratio, image_size, model
-        )
-        return await self._aexecute(call)
+        options = self._options("generate", model, aspect_ratio, image_size)
+        call = await asyncio.to_thread(self.pipeline.prepare, options, prompt)
+        return (await self.pipeline.arun(call)).result
 
     async def aedit(
         self,
@@ -533,13 +427,12 @@ class Session:
     ) -> Result:
         """:meth:`edit` for ``asyncio``: fitting runs in a worker thread, the request
         and any uploads through ``client.aio``, so many edits can run concurrently."""
-        sources = _as_list(images)
+        sources = as_list(images)
         if not sources:
             raise InvalidRequest("aedit() needs at least one image; use agenerate() for none.")
-        call = await asyncio.to_thread(
-            self._prepare, "edit", prompt, sources, aspect_ratio, image_size, model
-        )
-        return await self._aexecute(call)
+        options = self._options("edit", model, aspect_ratio, image_size)
+        call = await asyncio.to_thread(self.pipeline.prepare, options, prompt, sources)
+        return (await self.pipeline.arun(call)).result
 
     async def adescribe(
         self,
@@ -549,429 +442,20 @@ class Session:
         model: str | None = None,
     ) -> Result:
         """:meth:`describe` for ``asyncio``."""
-        call = await asyncio.to_thread(
-            self._prepare, "describe", question, [image], None, None, model
-        )
-        return await self._aexecute(call)
+        options = self._options("describe", model)
+        call = await asyncio.to_thread(self.pipeline.prepare, options, question, [image])
+        return (await self.pipeline.arun(call)).result
 
-    # ------------------------------------------------------------ preparing
-
-    def _prepare(
+    def _options(
         self,
-        kind: str,
-        prompt: str,
-        sources: list[ImageInput],
-        aspect_ratio: str | None,
-        image_size: str | None,
+        kind: RequestKind,
         model: str | None,
-        *,
-        history_bytes: int = 0,
-        history_tokens: int = 0,
-        inputs: list[_Input] | None = None,
-        refit_inputs: bool = False,
-        config: types.GenerateContentConfig | None = None,
-    ) -> _Call:
-        """Validate, fit and plan a request; nothing is sent and nothing is booked."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequest("The prompt is empty: say what to generate, change or ask.")
-        info = get_model(model or self.model)
-        aspect_ratio, image_size = _check_options(info, aspect_ratio, image_size)
-        want_image = kind != "describe"
-        if config is None:
-            config = _config(want_image, aspect_ratio, image_size)
-        if kind != "generate":
-            _check_reference_count(info, len(sources) if inputs is None else len(inputs))
-
-        budget = self.budget()
-        if budget.limit is not None and history_bytes:
-            room = budget.limit - history_bytes
-            if room <= budget.margin:
-                raise RequestTooLarge(
-                    f"The chat history alone is {history_bytes:,} bytes, at this endpoint's "
-                    f"limit of {budget.limit:,}. Branch from an earlier turn "
-                    "(chat.branch(n)) or start a new chat.",
-                    limit_bytes=budget.limit,
-                )
-            budget = dataclasses.replace(budget, limit=room)
-
-        if inputs is None:
-            inputs = [_load_input(src, info) for src in sources]
-        if inputs and (refit_inputs or any(item.loaded is not None for item in inputs)):
-            inputs = _fit_inputs(inputs, info, budget, prompt, config, refit=refit_inputs)
-        sizes = [(len(item.sent.data), item.sent.mime) for item in inputs]
-        plan = budget.plan(prompt, sizes, config=config)
-        if not plan.all_inline and not budget.files_api:
-            raise RequestTooLarge(
-                "The images do not fit this endpoint's request limit and it has no Files API.",
-                limit_bytes=budget.limit,
-            )
-
-        tokens = [item.sent.tokens for item in inputs]
-        estimate = _estimate(
-            info,
-            prompt,
-            tokens,
-            image_size=image_size,
-            output_images=1 if want_image else 0,
-            extra_input_tokens=history_tokens,
-        )
-        params: dict[str, Any] = {"kind": kind}
-        if aspect_ratio is not None:
-            params["aspect_ratio"] = aspect_ratio
-        if image_size is not None:
-            params["image_size"] = image_size
-        params["response_modalities"] = list(config.response_modalities or [])
-        parent = next((item.parent for item in inputs if item.parent is not None), None)
-
-        def refit() -> _Call:
-            return self._prepare(
-                kind,
-                prompt,
-                sources,
-                aspect_ratio,
-                image_size,
-                model,
-                history_bytes=history_bytes,
-                history_tokens=history_tokens,
-                inputs=inputs,
-                refit_inputs=True,
-                config=config,
-            )
-
-        return _Call(
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+    ) -> RequestOptions:
+        return RequestOptions(
             kind=kind,
-            model=info,
-            prompt=prompt,
-            config=config,
-            params=params,
-            inputs=inputs,
-            inline=plan.inline,
-            estimate=estimate,
-            want_image=want_image,
-            parent=parent,
-            history_bytes=history_bytes,
-            refit=refit if inputs else None,
+            model=model or self.model,
+            aspect_ratio=aspect_ratio,
+            image_size=image_size,
         )
-
-    # ------------------------------------------------------------ sending
-
-    def _translate(self, exc: BaseException) -> NbbananaError | None:
-        return error_from_exception(exc, self._secret.reveal())
-
-    def _learn_limit(self, err: RequestTooLarge, call: _Call) -> None:
-        """Remember this endpoint's limit after a "too large" refusal.
-
-        The limit the server names is learned when it explains the refusal (it is below
-        what was sent). A refusal that names no limit, or one at or above what was sent
-        (a relay that says "20MB" but counts differently), teaches half of what was sent.
-        """
-        inline = [
-            (len(item.sent.data), item.sent.mime)
-            for item, keep in zip(call.inputs, call.inline, strict=True)
-            if keep
-        ]
-        sent = self.budget().request_bytes(
-            call.prompt, inline, config=call.config, history_bytes=call.history_bytes
-        )
-        named = err.limit_bytes
-        limit = named if named is not None and named < sent else max(1, sent // 2)
-        err.limit_bytes = models.learn_limit(self.limit_key, limit)
-
-    def _parts_sync(self, call: _Call) -> list[types.Part]:
-        parts = [types.Part.from_text(text=call.prompt)]
-        for item, inline in zip(call.inputs, call.inline, strict=True):
-            fitted = item.sent
-            if inline:
-                parts.append(types.Part.from_bytes(data=fitted.data, mime_type=fitted.mime))
-            else:
-                uploaded = self.client.files.upload(
-                    file=io.BytesIO(fitted.data),
-                    config=types.UploadFileConfig(mime_type=fitted.mime, display_name=fitted.name),
-                )
-                parts.append(_file_part(uploaded, fitted))
-        return parts
-
-    async def _parts_async(self, call: _Call) -> list[types.Part]:
-        parts = [types.Part.from_text(text=call.prompt)]
-        for item, inline in zip(call.inputs, call.inline, strict=True):
-            fitted = item.sent
-            if inline:
-                parts.append(types.Part.from_bytes(data=fitted.data, mime_type=fitted.mime))
-            else:
-                uploaded = await self.client.aio.files.upload(
-                    file=io.BytesIO(fitted.data),
-                    config=types.UploadFileConfig(mime_type=fitted.mime, display_name=fitted.name),
-                )
-                parts.append(_file_part(uploaded, fitted))
-        return parts
-
-    def _execute(self, call: _Call) -> Result:
-        return self._run_sync(call, self._send_sync)
-
-    def _send_sync(self, call: _Call) -> types.GenerateContentResponse:
-        parts = self._parts_sync(call)
-        return self.client.models.generate_content(
-            model=call.model.id,
-            contents=types.Content(role="user", parts=parts),
-            config=call.config,
-        )
-
-    def _run_sync(
-        self, call: _Call, send: Callable[[_Call], types.GenerateContentResponse]
-    ) -> Result:
-        """Book, send, translate errors, refit-and-retry once on "too large", settle."""
-        for attempt in (1, 2):
-            reserved = self._reserve(call.estimate)
-            start = time.perf_counter()
-            try:
-                response = send(call)
-            except Exception as exc:
-                self._settle(reserved, 0.0, answered=False)
-                mapped = self._translate(exc)
-                if mapped is None:
-                    raise
-                if isinstance(mapped, RequestTooLarge) and attempt == 1 and call.refit:
-                    self._learn_limit(mapped, call)
-                    try:
-                        call = call.refit()
-                    except NbbananaError:
-                        raise mapped from exc
-                    continue
-                raise mapped from exc
-            return self._finish(call, response, time.perf_counter() - start, reserved)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _aexecute(self, call: _Call) -> Result:
-        return await self._run_async(call, self._send_async)
-
-    async def _send_async(self, call: _Call) -> types.GenerateContentResponse:
-        parts = await self._parts_async(call)
-        return await self.client.aio.models.generate_content(
-            model=call.model.id,
-            contents=types.Content(role="user", parts=parts),
-            config=call.config,
-        )
-
-    async def _run_async(self, call: _Call, send: Callable[[_Call], Any]) -> Result:
-        for attempt in (1, 2):
-            reserved = self._reserve(call.estimate)
-            start = time.perf_counter()
-            try:
-                response = await send(call)
-            except Exception as exc:
-                self._settle(reserved, 0.0, answered=False)
-                mapped = self._translate(exc)
-                if mapped is None:
-                    raise
-                if isinstance(mapped, RequestTooLarge) and attempt == 1 and call.refit:
-                    self._learn_limit(mapped, call)
-                    refit = call.refit
-                    try:
-                        call = await asyncio.to_thread(refit)
-                    except NbbananaError:
-                        raise mapped from exc
-                    continue
-                raise mapped from exc
-            return self._finish(call, response, time.perf_counter() - start, reserved)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _finish(
-        self,
-        call: _Call,
-        response: types.GenerateContentResponse,
-        latency_s: float,
-        reserved: float,
-    ) -> Result:
-        """Turn a response into a Result (or Blocked/NoImage), recording what it cost."""
-        try:
-            result = Result.from_response(
-                response,
-                model=call.model,
-                prompt=call.prompt,
-                params=call.params,
-                inputs=call.input_refs(),
-                parent=call.parent,
-                latency_s=latency_s,
-                offline=self.offline,
-            )
-        except Exception:
-            self._settle(reserved, 0.0, answered=True)
-            raise
-        self._settle(reserved, result.cost_usd, answered=True)
-        problem = error_from_response(
-            response, want_image=call.want_image, secrets=(self._secret.reveal(),)
-        )
-        if problem is not None:
-            raise problem
-        return result
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _config(
-    want_image: bool, aspect_ratio: str | None, image_size: str | None
-) -> types.GenerateContentConfig:
-    if not want_image:
-        return types.GenerateContentConfig(response_modalities=["TEXT"])
-    image_config = None
-    if aspect_ratio is not None or image_size is not None:
-        image_config = types.ImageConfig(aspect_ratio=aspect_ratio, image_size=image_size)
-    return types.GenerateContentConfig(
-        response_modalities=["TEXT", "IMAGE"], image_config=image_config
-    )
-
-
-def _check_options(
-    info: ModelInfo, aspect_ratio: str | None, image_size: str | None
-) -> tuple[str | None, str | None]:
-    """Refuse values the model is known not to accept, before sending. Unknown models
-    are passed through: the server decides."""
-    if image_size is not None:
-        image_size = image_size.strip()
-        if image_size.lower().endswith("k"):
-            image_size = image_size[:-1] + "K"  # the API wants "2K", not "2k"
-    if info.id not in models.MODELS:
-        return aspect_ratio, image_size
-    if aspect_ratio is not None and aspect_ratio not in info.aspect_ratios:
-        raise InvalidRequest(
-            f"{info.id} does not support aspect_ratio={aspect_ratio!r}; use one of "
-            f"{', '.join(info.aspect_ratios)} (or omit it)."
-        )
-    if image_size is not None and image_size not in info.image_sizes:
-        choices = ", ".join(info.image_sizes) if info.image_sizes else "none: omit image_size"
-        raise InvalidRequest(f"{info.id} does not support image_size={image_size!r} ({choices}).")
-    return aspect_ratio, image_size
-
-
-def _check_reference_count(info: ModelInfo, count: int) -> None:
-    if count > info.max_reference_images:
-        raise TooManyReferenceImages(
-            f"{count} reference images, but {info.id} accepts at most "
-            f"{info.max_reference_images} per request. Send fewer, or use a model that "
-            "takes more (gemini-3-pro-image-preview takes up to 14)."
-        )
-    if count > info.recommended_reference_images:
-        warnings.warn(
-            f"{count} reference images: {info.id} works best with up to "
-            f"{info.recommended_reference_images}.",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _load_input(source: ImageInput, info: ModelInfo) -> _Input:
-    """Load one reference once. A FittedImage is sent as is; a Result gives its first
-    image's bytes as the server sent them (no re-encoding)."""
-    if isinstance(source, FittedImage):
-        return _Input(loaded=None, fitted=source)
-    parent = None
-    if isinstance(source, Result):
-        if not source.image_data:
-            raise InvalidRequest(
-                f"Result {source.id} has no image to edit (it answered with text only)."
-            )
-        parent = source
-        data = source.image_data[0][0]
-        loaded = load_image(data, target_side=info.fit_max_side)
-        loaded = dataclasses.replace(loaded, name=f"result {source.id}")
-    else:
-        loaded = load_image(source, target_side=info.fit_max_side)
-    return _Input(loaded=loaded, fitted=None, parent=parent)
-
-
-def _fit_inputs(
-    inputs: list[_Input],
-    info: ModelInfo,
-    budget: RequestBudget,
-    prompt: str,
-    config: types.GenerateContentConfig,
-    *,
-    refit: bool,
-) -> list[_Input]:
-    """Fit each image to its share of the budget.
-
-    With a Files API, each image only has to fit a request on its own (the plan then
-    uploads whatever does not fit inline together). Without one, all must fit inline
-    together: each gets an equal share of the room the prompt and the other images'
-    framing leave.
-    """
-    count = len(inputs)
-    per_image = budget
-    if count > 1 and not budget.files_api and budget.limit is not None:
-        room = budget.image_allowance(
-            prompt, other_images=[(0, "image/jpeg")] * (count - 1), config=config
-        )
-        share = max(1, room // count)
-        per_image = RequestBudget(
-            limit=budget.request_bytes(prompt, [(share, "image/jpeg")]) + budget.margin,
-            per_image_limit=budget.per_image_limit,
-            margin=budget.margin,
-            files_api=False,
-        )
-    elif budget.files_api and budget.limit is not None:
-        # Alone in a request it must fit inline; beyond that the Files API takes it.
-        per_image = dataclasses.replace(budget, files_api=False)
-    fitted: list[_Input] = []
-    for item in inputs:
-        if item.loaded is None and not refit:
-            fitted.append(item)
-            continue
-        source: LoadedImage | bytes = item.loaded if item.loaded is not None else item.sent.data
-        result = fit_image(source, model=info, budget=per_image, prompt=prompt)
-        if item.loaded is None:
-            result = dataclasses.replace(
-                result, name=item.sent.name, source_sha256=item.sent.source_sha256
-            )
-        fitted.append(_Input(loaded=item.loaded, fitted=result, parent=item.parent))
-    return fitted
-
-
-def _estimated_sent_size(item: ImageInput, info: ModelInfo) -> tuple[int, int]:
-    """The pixel size an input would be sent at (no encoding)."""
-    if isinstance(item, FittedImage):
-        return item.width, item.height
-    if isinstance(item, Result):
-        image = item.image
-        size = (image.width, image.height) if image is not None else (0, 0)
-    elif isinstance(item, Image.Image):
-        size = item.size
-    elif hasattr(item, "shape") and len(getattr(item, "shape", ())) >= 2:
-        shape = item.shape
-        size = (int(shape[1]), int(shape[0]))
-    else:
-        size = load_image(item, target_side=info.fit_max_side).original_size
-    w, h = size
-    scale = min(1.0, info.fit_max_side / max(w, h, 1))
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
-def _estimate(
-    info: ModelInfo,
-    prompt: str,
-    image_tokens: Sequence[int],
-    *,
-    image_size: str | None,
-    output_images: int,
-    extra_input_tokens: int = 0,
-) -> CostEstimate:
-    text_tokens = math.ceil(len(prompt) / _CHARS_PER_TOKEN) + 8
-    input_tokens = text_tokens + sum(image_tokens) + extra_input_tokens
-    out_image = info.output_image_tokens(image_size) * output_images
-    out_text = _TEXT_OUTPUT_ALLOWANCE + (_THOUGHT_ALLOWANCE if info.thinking else 0)
-    usd = info.cost_usd(
-        input_tokens=input_tokens, output_image_tokens=out_image, output_text_tokens=out_text
-    )
-    return CostEstimate(
-        model=info.id,
-        input_tokens=input_tokens,
-        output_image_tokens=out_image,
-        output_text_tokens=out_text,
-        usd=usd,
-    )
-
-
-def _file_part(uploaded: types.File, fitted: FittedImage) -> types.Part:
-    if not uploaded.uri:
-        raise APIError("The Files API upload returned no URI; try again.")
-    return types.Part.from_uri(file_uri=uploaded.uri, mime_type=uploaded.mime_type or fitted.mime)

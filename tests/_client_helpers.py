@@ -15,7 +15,7 @@ import httpx2
 from google import genai
 from google.genai import types
 
-from nbbanana._sdk_errors import honour_retry_info
+from nbbanana._gemini import honour_retry_info
 from nbbanana.models import EndpointProfile, get_profile
 from nbbanana.session import Session, connect
 

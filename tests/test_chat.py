@@ -131,7 +131,7 @@ def test_history_size_is_never_underestimated(emulator: Emulator) -> None:
     chat.send("a red kite")
     chat.send("now blue", images=sample_path("chart.png"))
     predicted = chat._history_bytes() + session.budget().request_bytes(
-        "and a tail", [], config=chat._config
+        "and a tail", [], config=chat._options.config()
     )
     chat.send("and a tail")
     actual = emulator.requests[-1].body_bytes

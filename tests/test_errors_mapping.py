@@ -17,7 +17,8 @@ from google.genai import types
 from PIL import Image
 
 from nbbanana import errors
-from nbbanana._sdk_errors import error_from_exception, error_from_response, retry_delay_seconds
+from nbbanana._gemini import error_from_exception, retry_delay_seconds
+from nbbanana._pipeline import error_from_response
 from nbbanana.emulator import Emulator
 
 FAKE_KEY = "AIzaFAKEfakeFAKEfakeFAKEfakeFAKEfake123"

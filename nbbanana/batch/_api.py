@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from google.genai import types
 
+from .._pipeline import error_from_response
 from ..errors import NbbananaError
 from ..models import MB, get_model
+from ..result import Result
 from ._engine import BatchError, BatchReport, ItemsLike, _write_outputs
 from ._journal import JOURNAL_NAME, Journal, read_journal
 from ._manifest import BatchItem, normalise_items
@@ -348,9 +350,6 @@ class BatchJob:
         journal: Journal,
         report: BatchReport,
     ) -> None:
-        from .._sdk_errors import error_from_response
-        from ..result import Result
-
         info = get_model(self.model)
         failure: str | None = None
         error_type = "BatchItemError"

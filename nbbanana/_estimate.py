@@ -1,0 +1,69 @@
+"""Cost estimates made before sending: :class:`CostEstimate`.
+
+Input images use the model's token rule on the size they are (or would be) sent at;
+text uses :func:`nbbanana.models.text_tokens`; output uses the model's tokens per image
+plus a small text allowance. The response's ``usageMetadata`` decides what is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .models import ModelInfo, text_tokens
+
+__all__ = ["CostEstimate", "estimate"]
+
+#: Output-text allowance in estimates: the short sentence image models add to an image,
+#: a describe() answer, or a thinking model's thoughts.
+_TEXT_OUTPUT_ALLOWANCE = 300
+_THOUGHT_ALLOWANCE = 600
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Tokens and USD a call is expected to use, computed before sending.
+
+    Input images use the model's token rule on the fitted size; output uses the model's
+    tokens per image plus a small text allowance. It is an estimate: the response's
+    ``usageMetadata`` decides what :attr:`Session.spent` records.
+    """
+
+    model: str
+    input_tokens: int
+    output_image_tokens: int
+    output_text_tokens: int
+    usd: float
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_image_tokens + self.output_text_tokens
+
+    def __str__(self) -> str:
+        return f"≈ ${self.usd:.4f} ({self.total_tokens:,} tokens on {self.model})"
+
+
+def estimate(
+    info: ModelInfo,
+    prompt: str,
+    image_tokens: Sequence[int],
+    *,
+    image_size: str | None,
+    output_images: int,
+    extra_input_tokens: int = 0,
+) -> CostEstimate:
+    """The estimate for ``prompt`` with images of ``image_tokens`` (plus
+    ``extra_input_tokens``, e.g. a chat's history) and ``output_images`` images out."""
+    input_tokens = text_tokens(prompt) + sum(image_tokens) + extra_input_tokens
+    out_image = info.output_image_tokens(image_size) * output_images
+    out_text = _TEXT_OUTPUT_ALLOWANCE + (_THOUGHT_ALLOWANCE if info.thinking else 0)
+    usd = info.cost_usd(
+        input_tokens=input_tokens, output_image_tokens=out_image, output_text_tokens=out_text
+    )
+    return CostEstimate(
+        model=info.id,
+        input_tokens=input_tokens,
+        output_image_tokens=out_image,
+        output_text_tokens=out_text,
+        usd=usd,
+    )
