@@ -15,9 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import errors, models
+from ._version import __version__
 from .models import EndpointProfile, ModelInfo, get_model, get_profile
-
-__version__ = "0.1.0"
 
 # name → submodule that defines it (loaded on first attribute access)
 _LAZY: dict[str, str] = {

@@ -15,12 +15,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from ._files import write_atomic
 from .errors import NbbananaError
 from .models import PROFILES, get_model, get_profile
 
@@ -146,17 +146,6 @@ def _output_stems(inputs: Sequence[str]) -> list[str]:
     return result
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -187,7 +176,7 @@ def fit_paths(
             output = None
             if outdir is not None:
                 target = outdir / f"{stem}{_EXTENSIONS[fitted.mime]}"
-                _write_atomically(target, fitted.data)
+                write_atomic(target, fitted.data)
                 output = str(target)
             report = fitted.report
             row = FitRow(

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import NbbananaError
 
 # Modules that contribute subcommands, in the order `nbbanana --help` lists them.

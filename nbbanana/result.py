@@ -23,7 +23,6 @@ import io
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import Any
 from google.genai import types
 from PIL import Image, PngImagePlugin
 
-from . import __version__
+from ._files import write_atomic
+from ._version import __version__
 from .models import ModelInfo
 
 __all__ = ["InputRef", "Result", "Usage"]
@@ -295,12 +295,12 @@ class Result:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG", pnginfo=info)
             path = folder / f"{stem}.png"
-            _write_atomic(path, buffer.getvalue())
+            write_atomic(path, buffer.getvalue())
             paths.append(path)
         meta["files"] = [p.name for p in paths]
         sidecar = folder / f"{self.id}.json"
         text = json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n"
-        _write_atomic(sidecar, text.encode("utf-8"))
+        write_atomic(sidecar, text.encode("utf-8"))
         paths.append(sidecar)
         return paths
 
@@ -418,20 +418,6 @@ def _figure(image: Image.Image, caption: str, *, side: int = DISPLAY_SIDE) -> st
         f'<figcaption style="font-size:.8em;color:#666">{html.escape(caption)} '
         f"({image.width}×{image.height})</figcaption></figure>"
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256_hex(data: bytes) -> str:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiolimiter import AsyncLimiter
 
+from .._files import write_atomic
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
 from ._journal import (
     JOURNAL_NAME,
@@ -499,10 +500,8 @@ def _write_outputs(outdir: Path, item: BatchItem, result: Result) -> list[str]:
             sidecar = json.loads(path.read_text(encoding="utf-8"))
             sidecar["files"] = [n for n in names if not n.endswith(".json")]
             sidecar["batch_item"] = {"id": item.id, "line": item.line}
-            path.write_text(
-                json.dumps(sidecar, indent=2, ensure_ascii=False, default=str) + "\n",
-                encoding="utf-8",
-            )
+            text = json.dumps(sidecar, indent=2, ensure_ascii=False, default=str) + "\n"
+            write_atomic(path, text.encode("utf-8"))
     return commit_files(outdir, item.stem, staged)
 
 

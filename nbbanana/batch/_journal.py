@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .._files import fsync_dir, fsync_file
+
 __all__ = [
     "JOURNAL_NAME",
     "STAGING_DIR",
@@ -151,9 +153,9 @@ def commit_files(outdir: Path, stem: str, staged: Sequence[Path]) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
     for src, name in zip(staged, names, strict=True):
-        _fsync_file(src)
+        fsync_file(src)
         os.replace(src, outdir / name)
-    _fsync_dir(outdir)
+    fsync_dir(outdir)
     shutil.rmtree(outdir / STAGING_DIR / stem, ignore_errors=True)
     return names
 
@@ -182,19 +184,3 @@ def _item_files(outdir: Path, stem: str) -> Iterator[Path]:
         base = path.name[: -len(path.suffix)]
         if base == stem or (base.startswith(f"{stem}+") and base[len(stem) + 1 :].isdigit()):
             yield path
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the renames durable; not possible (nor needed) on Windows.
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,59 @@
+"""Saving files safely: :func:`write_atomic`, the one way nbbanana writes a file.
+
+A file is written to a temporary name in its own folder, ``fsync``'d, and renamed over
+the final name (``os.replace``, atomic on POSIX and Windows): a reader — or a crash —
+sees the old file or the new one, never half of one. The temporary file is created
+with mode ``0o666`` less the process's umask, like any file a program creates, so
+saved results can be shared (``tempfile.mkstemp`` would make them ``0600`` whatever the
+umask). Results, the CLI, the batch outputs and the studio all save through here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["fsync_dir", "fsync_file", "write_atomic"]
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
+    path = Path(path)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # 0o666: the umask decides the final mode, as for any new file.
+            fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file's content durable."""
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable; not possible (nor needed) on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
