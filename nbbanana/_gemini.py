@@ -212,9 +212,8 @@ def _from_api_error(exc: genai_errors.APIError, secrets: tuple[str | None, ...])
         return AuthError(f"The API key was refused ({code} {status}: {message}).", **common)
     if code == 429:
         delay = retry_delay_seconds(exc)
-        wait = f" The server asked to wait {delay:g} s." if delay is not None else ""
         return RateLimited(
-            f"Rate limit or quota exceeded ({code} {status}: {message}).{wait}",
+            f"Rate limit or quota exceeded ({code} {status}: {message}).",
             retry_after=delay,
             **common,
         )

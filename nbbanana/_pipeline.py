@@ -195,7 +195,7 @@ class Ledger:
                         f"used ${self._spent:.4f}"
                         + (f" (+${self._reserved:.4f} in flight)" if self._reserved else "")
                         + f" of its ${self.cap_usd:.2f} cap (max_cost_usd), so nothing "
-                        "was sent. Connect with a higher max_cost_usd to continue.",
+                        "was sent.",
                         estimate_usd=estimate.usd,
                         spent_usd=self._spent,
                         cap_usd=self.cap_usd,

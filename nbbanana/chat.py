@@ -132,7 +132,9 @@ class Chat:
             self._results.append(result)
             return result
 
-    async def asend(self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()) -> Result:
+    async def send_async(
+        self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()
+    ) -> Result:
         """:meth:`send` for ``asyncio`` (runs in a worker thread, so the event loop —
         e.g. a notebook's, with widgets — stays responsive). Turns still go one at a time."""
         return await asyncio.to_thread(self.send, prompt, images)
@@ -154,3 +156,6 @@ class Chat:
                 _results=self._results[:turn],
                 _turns=self._turns[:turn],
             )
+
+    #: The first name of :meth:`send_async`, kept so that existing code keeps working.
+    asend = send_async

@@ -58,7 +58,23 @@ def redact(text: str, *secrets: str | None) -> str:
 
 
 class NbbananaError(Exception):
-    """Base class of every error nbbanana raises."""
+    """Base class of every error nbbanana raises.
+
+    The advice for each error lives on it and nowhere else: :attr:`message` says what
+    went wrong, :attr:`hint` what to do. Views (the studio) show those two.
+    """
+
+    #: What the user can do about it. Service errors (:class:`APIError`) and
+    #: :class:`CostLimitExceeded` end their text with it; an :class:`ImageError`'s
+    #: text already says what to do with that image, and its hint is the general advice.
+    hint: str = ""
+    #: Whether ``str(error)`` ends with the hint.
+    _hint_in_text = True
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_with_hint(message, self.hint) if self._hint_in_text else message)
+        #: What went wrong (without the hint).
+        self.message = message
 
 
 # --------------------------------------------------------------------------- images
@@ -66,6 +82,9 @@ class NbbananaError(Exception):
 
 class ImageError(NbbananaError, ValueError):
     """An input image could not be used. The message says why and what to do."""
+
+    hint = "Choose another image, or save this one again as JPEG or PNG."
+    _hint_in_text = False
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
         super().__init__(message)
@@ -102,9 +121,6 @@ class APIError(NbbananaError):
     Attributes mirror google-genai's ``errors.APIError`` where one was raised.
     """
 
-    #: What the user can do about it; appended to the message.
-    hint: str = ""
-
     def __init__(
         self,
         message: str,
@@ -114,12 +130,7 @@ class APIError(NbbananaError):
         details: Any = None,
         sdk_error: BaseException | None = None,
     ) -> None:
-        message = redact(message)
-        full = (
-            f"{message} {self.hint}".strip() if self.hint and self.hint not in message else message
-        )
-        super().__init__(full)
-        self.message = message
+        super().__init__(redact(message))
         self.code = code
         self.status = status
         self.details = details
@@ -141,17 +152,17 @@ class RateLimited(APIError):
     hint = "Wait and try again, lower the batch concurrency/rpm, or check your quota."
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
         #: Seconds the server asked to wait (from ``RetryInfo``), when it said.
         self.retry_after = retry_after
+        if retry_after:
+            self.hint = self.hint.replace("Wait", f"Wait {retry_after:g} s", 1)
+        super().__init__(message, **kwargs)
 
 
 class RequestTooLarge(APIError):
     """The server refused the request body as too large."""
 
-    hint = (
-        "nbbanana has learned this endpoint's limit; fit the images again (or use the Files API)."
-    )
+    hint = "Run again: nbbanana has learned this endpoint's limit and fits the images to it."
 
     def __init__(self, message: str, *, limit_bytes: int | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -206,8 +217,14 @@ class NoImage(APIError):
 class CostLimitExceeded(NbbananaError):
     """The call would take the session past its ``max_cost_usd``; nothing was sent."""
 
+    hint = "Connect with a higher max_cost_usd to continue."
+
     def __init__(self, message: str, *, estimate_usd: float, spent_usd: float, cap_usd: float):
         super().__init__(message)
         self.estimate_usd = estimate_usd
         self.spent_usd = spent_usd
         self.cap_usd = cap_usd
+
+
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message} {hint}".strip() if hint and hint not in message else message

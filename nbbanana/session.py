@@ -403,7 +403,7 @@ class Session:
 
         return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size)
 
-    async def agenerate(
+    async def generate_async(
         self,
         prompt: str,
         *,
@@ -416,7 +416,7 @@ class Session:
         call = await asyncio.to_thread(self.pipeline.prepare, options, prompt)
         return (await self.pipeline.arun(call)).result
 
-    async def aedit(
+    async def edit_async(
         self,
         images: ImageInput | Sequence[ImageInput],
         prompt: str,
@@ -429,12 +429,14 @@ class Session:
         and any uploads through ``client.aio``, so many edits can run concurrently."""
         sources = as_list(images)
         if not sources:
-            raise InvalidRequest("aedit() needs at least one image; use agenerate() for none.")
+            raise InvalidRequest(
+                "edit_async() needs at least one image; use generate_async() for none."
+            )
         options = self._options("edit", model, aspect_ratio, image_size)
         call = await asyncio.to_thread(self.pipeline.prepare, options, prompt, sources)
         return (await self.pipeline.arun(call)).result
 
-    async def adescribe(
+    async def describe_async(
         self,
         image: ImageInput,
         question: str = "Describe this image.",
@@ -459,3 +461,8 @@ class Session:
             aspect_ratio=aspect_ratio,
             image_size=image_size,
         )
+
+    # The first names of the async methods, kept so that existing code keeps working.
+    agenerate = generate_async
+    aedit = edit_async
+    adescribe = describe_async

@@ -202,7 +202,7 @@ def test_refit_and_retry_once_through_the_backend_sync_and_async() -> None:
 
     backend_async = ToyBackend(refuse_over=limit)
     session_async = _session(backend_async, base_url="https://toy.invalid/d")
-    result = asyncio.run(session_async.aedit(sample_path("coffee.jpg"), "x"))
+    result = asyncio.run(session_async.edit_async(sample_path("coffee.jpg"), "x"))
     assert result.image is not None
     assert len(backend_async.requests) == 2
     assert backend_async.sizes[0] > limit >= backend_async.sizes[1]
@@ -218,7 +218,7 @@ def test_backend_errors_are_mapped_and_others_propagate_unchanged() -> None:
     bug = KeyError("a bug in the backend")
     session = _session(ToyBackend(fail_with=bug), base_url="https://toy.invalid/f")
     with pytest.raises(KeyError) as raised:
-        asyncio.run(session.agenerate("a kite"))
+        asyncio.run(session.generate_async("a kite"))
     assert raised.value is bug
 
 

@@ -101,13 +101,13 @@ def test_history_strip_branches_from_the_clicked_turn(session: Session) -> None:
     assert strip.buttons[1].tooltip == "Turn 2: Make it green"
     strip.buttons[0].click()
     strip.buttons[2].click()  # the current turn: nothing to branch
-    assert clicked == [0]
+    assert clicked == [1]
     strip.set_turns([])
     assert strip.children == ()
 
 
 def test_turn_label_shortens_long_prompts(result: Result) -> None:
-    assert turn_label(0, result) == "Turn 1: A banana in space"
+    assert turn_label(1, result) == "Turn 1: A banana in space"
     result_long = Result(**{**result.__dict__, "prompt": "x" * 100})
-    label = turn_label(4, result_long)
+    label = turn_label(5, result_long)
     assert label.startswith("Turn 5: ") and label.endswith("…") and len(label) == 8 + 58

@@ -171,3 +171,19 @@ def test_problems_and_errors_are_shown_and_cleared() -> None:
     assert "Wait 5 s" in box.error.value
     box.show_status("Done <b>")
     assert "Done &lt;b&gt;" in box.status.value
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Blocked("The answer was blocked (finishReason SAFETY).", reason="SAFETY"),
+        RateLimited("Rate limit or quota exceeded (429).", retry_after=37),
+        ServiceUnavailable("The service failed (503)."),
+        CostLimitExceeded("This call would cost $1.", estimate_usd=1, spent_usd=0, cap_usd=1),
+        CorruptImageError("photo.jpg is damaged: export it again."),
+    ],
+)
+def test_the_advice_comes_from_the_error_once(error: Exception) -> None:
+    message = describe_error(error)
+    assert message.action and message.action == getattr(error, "hint", None)
+    assert message.action not in message.detail  # shown once, under "What to do"

@@ -452,8 +452,8 @@ class _Engine:
         if item.image_size is not None:
             options["image_size"] = item.image_size
         if images:
-            return await self.session.aedit(images, item.prompt, **options)
-        return await self.session.agenerate(item.prompt, **options)
+            return await self.session.edit_async(images, item.prompt, **options)
+        return await self.session.generate_async(item.prompt, **options)
 
     def _tick(self) -> None:
         if self._bar is None:

@@ -16,16 +16,18 @@ __all__ = ["HistoryStrip", "turn_label"]
 
 
 def turn_label(turn: int, result: Result) -> str:
-    """A turn's tooltip: its number and prompt, shortened."""
+    """A turn's tooltip: its number (from 1, as :meth:`Chat.branch` counts) and prompt,
+    shortened."""
     prompt = (getattr(result, "prompt", "") or "").strip()
     if len(prompt) > 60:
         prompt = prompt[:57] + "…"
-    return f"Turn {turn + 1}: {prompt}" if prompt else f"Turn {turn + 1}"
+    return f"Turn {turn}: {prompt}" if prompt else f"Turn {turn}"
 
 
 class HistoryStrip(w.HBox):  # type: ignore[misc]
     """Thumbnails of a chat's turns. The current turn is highlighted; clicking another
-    turn's button calls the branch callbacks with its 0-based index."""
+    turn's button calls the branch callbacks with its number (from 1, as
+    :meth:`Chat.branch` counts turns)."""
 
     def __init__(self) -> None:
         super().__init__(layout=w.Layout(flex_flow="row wrap"))
@@ -38,10 +40,10 @@ class HistoryStrip(w.HBox):  # type: ignore[misc]
         self._callbacks.append(callback)
 
     def set_turns(self, results: Sequence[Result], current: int | None = None) -> None:
-        """Show one card per result; ``current`` (default: the last) is highlighted."""
-        self._current = (len(results) - 1 if results else None) if current is None else current
+        """Show one card per result; turn ``current`` (default: the last) is highlighted."""
+        self._current = (len(results) or None) if current is None else current
         cards, self.buttons = [], []
-        for turn, result in enumerate(results):
+        for turn, result in enumerate(results, start=1):
             image = result.image
             if image is not None:
                 data, mime = preview_bytes(image, THUMB_SIDE // 2)
@@ -50,7 +52,7 @@ class HistoryStrip(w.HBox):  # type: ignore[misc]
                 thumb = w.HTML("<div style='width:96px;height:96px'>no image</div>")
             is_current = turn == self._current
             button = w.Button(
-                description=f"{turn + 1} · current" if is_current else f"{turn + 1} · branch",
+                description=f"{turn} · current" if is_current else f"{turn} · branch",
                 tooltip=turn_label(turn, result),
                 button_style="info" if is_current else "",
                 layout=w.Layout(width="96px"),

@@ -20,6 +20,7 @@ from ..errors import (
     Blocked,
     CostLimitExceeded,
     ImageError,
+    NbbananaError,
     NoImage,
     RateLimited,
     RequestTooLarge,
@@ -133,64 +134,40 @@ def validate_request(
     return problems
 
 
+#: The heading the studio shows above each kind of error (the advice is the error's own
+#: ``hint``); the first class that matches wins.
+_TITLES: tuple[tuple[type[NbbananaError], str], ...] = (
+    (Blocked, "Blocked by the safety filters"),
+    (NoImage, "The model answered without an image"),
+    (RateLimited, "Rate limited: too many requests for your quota"),
+    (AuthError, "The API key was refused"),
+    (RequestTooLarge, "The request was too large for this endpoint"),
+    (TooManyReferenceImages, "Too many images"),
+    (ServiceUnavailable, "The service is busy or down"),
+    (CostLimitExceeded, "Stopped by the session's cost limit"),
+    (ImageError, "An image could not be used"),
+    (APIError, "The request failed"),
+    (NbbananaError, "The request could not be made"),
+)
+
+
 def describe_error(exc: BaseException) -> UserMessage:
-    """Turn any failure of a request into a message for the person at the keyboard."""
-    text = redact(str(exc))
-    if isinstance(exc, Blocked):
-        reason = f" ({exc.reason})" if exc.reason else ""
+    """Turn any failure of a request into a message for the person at the keyboard:
+    a heading, the error's :attr:`~nbbanana.errors.NbbananaError.message` and its
+    :attr:`~nbbanana.errors.NbbananaError.hint`."""
+    if not isinstance(exc, NbbananaError):
         return UserMessage(
-            f"Blocked by the safety filters{reason}",
-            text,
-            "Rephrase the prompt, or use different input images.",
+            "Something unexpected went wrong",
+            f"{type(exc).__name__}: {redact(str(exc))}",
+            "Run again; if it keeps happening, please report it with the steps that led here.",
         )
-    if isinstance(exc, NoImage):
-        said = f"The model said: “{exc.text.strip()[:300]}”" if exc.text.strip() else text
-        return UserMessage(
-            "The model answered without an image",
-            said,
-            "Ask explicitly for an image (e.g. “Generate an image of …”), or run again.",
-        )
-    if isinstance(exc, RateLimited):
-        wait = f"Wait {exc.retry_after:.0f} s" if exc.retry_after else "Wait a minute"
-        return UserMessage(
-            "Rate limited: too many requests for your quota",
-            text,
-            f"{wait} and run again, or check your quota in Google AI Studio.",
-        )
-    if isinstance(exc, AuthError):
-        return UserMessage(
-            "The API key was refused",
-            text,
-            "Set GEMINI_API_KEY (or pass a session made with nbbanana.connect(api_key=...)), "
-            "or use the offline emulator: nbbanana.studio(nbbanana.connect(offline=True)).",
-        )
-    if isinstance(exc, RequestTooLarge):
-        return UserMessage(
-            "The request was too large for this endpoint",
-            text,
-            "Run again: the images are fitted to the limit the server named.",
-        )
-    if isinstance(exc, TooManyReferenceImages):
-        return UserMessage("Too many images", text, "Remove some images, or choose another model.")
-    if isinstance(exc, ServiceUnavailable):
-        return UserMessage("The service is busy or down", text, "Run again in a minute.")
-    if isinstance(exc, CostLimitExceeded):
-        return UserMessage(
-            "Stopped by the session's cost limit",
-            text,
-            "Raise max_cost_usd in nbbanana.connect(...), or start a new session.",
-        )
-    if isinstance(exc, ImageError):
-        return UserMessage("An image could not be used", text, "Choose another image.")
-    if isinstance(exc, APIError):
-        return UserMessage(
-            "The request failed", text, "Check the prompt and settings, then run again."
-        )
-    return UserMessage(
-        "Something unexpected went wrong",
-        f"{type(exc).__name__}: {text}",
-        "Run again; if it keeps happening, please report it with the steps that led here.",
-    )
+    title = next(title for kind, title in _TITLES if isinstance(exc, kind))
+    if isinstance(exc, Blocked) and exc.reason:
+        title += f" ({exc.reason})"
+    detail = redact(exc.message or str(exc))
+    if isinstance(exc, NoImage) and exc.text.strip():
+        detail = f"The model said: “{redact(exc.text.strip()[:300])}”"
+    return UserMessage(title, detail, exc.hint)
 
 
 def status_text(

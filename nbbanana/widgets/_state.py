@@ -68,14 +68,15 @@ class StudioState:
         return list(self._seed or self.inputs)
 
     def branch(self, turn: int) -> None:
-        """Continue from ``turn`` (0-based): later turns are dropped from the current chat."""
-        if self.chat is None or not 0 <= turn < len(self.turns):
-            raise IndexError(f"there is no turn {turn + 1} to branch from")
-        self.chat = self.chat.branch(turn + 1)  # Chat counts turns from 1
+        """Continue from turn ``turn`` (from 1, as :meth:`Chat.branch` counts): later
+        turns are dropped from the current chat."""
+        if self.chat is None or not 1 <= turn <= len(self.turns):
+            raise IndexError(f"there is no turn {turn} to branch from")
+        self.chat = self.chat.branch(turn)
 
     async def run(self, request: RunRequest) -> Result:
         """Send ``request`` as the next turn. Awaited on the kernel's event loop:
-        :meth:`Chat.asend` keeps the blocking work off the loop, so the kernel stays free."""
+        :meth:`Chat.send_async` keeps the blocking work off the loop, so the kernel stays free."""
         settings = (request.model, request.aspect_ratio, request.image_size)
         if self.chat is not None and settings != self._settings:
             # New settings need a new chat: it starts from the latest result.
@@ -89,4 +90,4 @@ class StudioState:
                 image_size=request.image_size,
             )
             self._settings = settings
-        return await self.chat.asend(request.prompt, self.reference_images())
+        return await self.chat.send_async(request.prompt, self.reference_images())

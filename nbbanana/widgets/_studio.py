@@ -1,7 +1,7 @@
 """The studio: uploader, prompt box, before/after view and history strip in one app.
 
 Runs never block the kernel: each one is an ``asyncio`` task on the kernel's running
-loop, awaiting :meth:`nbbanana.chat.Chat.asend` (which keeps the blocking work off the
+loop, awaiting :meth:`nbbanana.chat.Chat.send_async` (which keeps the blocking work off the
 loop), so cells can be run while an image is being made. The session (and its API key) stays in Python: no widget trait holds it, so
 nothing secret is saved with the notebook's widget state.
 """
@@ -106,7 +106,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         return self.task
 
     def branch(self, turn: int) -> None:
-        """Continue from ``turn`` (0-based): the next run edits that turn's image."""
+        """Continue from turn ``turn`` (from 1, as :meth:`Chat.branch` and the history
+        strip count): the next run edits that turn's image."""
         if self.prompt_box.run.disabled:
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
@@ -114,7 +115,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.history.set_turns(turns)
         before = turns[-2].image if len(turns) > 1 else self._first_input()
         self.compare.show(turns[-1], before)
-        self.prompt_box.show_status(f"Branched from turn {turn + 1}: the next run edits its image.")
+        self.prompt_box.show_status(f"Branched from turn {turn}: the next run edits its image.")
 
     # ------------------------------------------------------------------ internals
 
