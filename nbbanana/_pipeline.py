@@ -130,11 +130,11 @@ class Call:
             refs.append(
                 InputRef(
                     name=fitted.name,
-                    sha256=fitted.source_sha256,
+                    source_sha256=fitted.source_sha256,
                     size=(fitted.width, fitted.height),
                     mime=fitted.mime,
-                    bytes=len(fitted.data),
-                    sent_sha256=fitted.sha256,
+                    sent_bytes=len(fitted.data),
+                    sent_sha256=fitted.sent_sha256,
                     transport="inline" if inline else "files-api",
                     thumbnail=thumbnail_from_bytes(fitted.data, INPUT_THUMBNAIL_SIDE),
                 )

@@ -124,7 +124,9 @@ class FittedImage:
     tokens: int
     #: Bytes of a request carrying just this image (and the prompt given to fit_image).
     request_bytes: int
-    sha256: str
+    #: SHA-256 (hex) of :attr:`data`, the bytes that are sent.
+    sent_sha256: str
+    #: SHA-256 (hex) of the input as given (:attr:`LoadedImage.source_sha256`).
     source_sha256: str
     name: str
     report: FitReport
@@ -682,8 +684,8 @@ def fit_image(
         quality=encoded.quality,
         tokens=info.input_image_tokens(width, height),
         request_bytes=request_budget.request_bytes(prompt, [(len(data), encoded.mime)]),
-        sha256=hashlib.sha256(data).hexdigest(),
-        source_sha256=loaded.sha256,
+        sent_sha256=hashlib.sha256(data).hexdigest(),
+        source_sha256=loaded.source_sha256,
         name=loaded.name,
         report=report,
     )

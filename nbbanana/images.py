@@ -106,7 +106,7 @@ class LoadedImage:
     #: Plain-words notes about what was changed, e.g. ``"GPS location removed"``.
     warnings: list[str] = field(default_factory=list)
     #: SHA-256 (hex) of the original encoded bytes, or of the pixels for arrays/PIL images.
-    sha256: str = ""
+    source_sha256: str = ""
     #: The original bytes when they may be sent unchanged (JPEG/PNG/WebP, 8-bit, upright,
     #: sRGB, nothing to strip); else ``None``.
     passthrough: bytes | None = None
@@ -228,7 +228,12 @@ def load_image(
     if isinstance(source, np.ndarray):
         image = _array_to_image(source)
         return _load_pil(
-            image, "<array>", max_pixels, target_side, strip_metadata, sha256=_array_sha256(source)
+            image,
+            "<array>",
+            max_pixels,
+            target_side,
+            strip_metadata,
+            source_sha256=_array_sha256(source),
         )
     data, name = _read_source(source)
     return _load_bytes(data, name, max_pixels, target_side, strip_metadata)
@@ -454,7 +459,7 @@ def _load_bytes(
         original_size=_oriented(declared, orientation),
         has_alpha=loaded.has_alpha,
         warnings=notes,
-        sha256=hashlib.sha256(data).hexdigest(),
+        source_sha256=hashlib.sha256(data).hexdigest(),
         passthrough=passthrough,
         passthrough_mime=_PASSTHROUGH_MIME[fmt] if passthrough is not None and fmt else None,
     )
@@ -467,7 +472,7 @@ def _load_pil(
     target_side: int | None,
     strip_metadata: bool,
     *,
-    sha256: str | None = None,
+    source_sha256: str | None = None,
 ) -> LoadedImage:
     """Normalise an in-memory (or lazily opened) PIL image without touching the caller's."""
     if image.width == 0 or image.height == 0:
@@ -483,7 +488,7 @@ def _load_pil(
     _full_load(image, name, image.format)
     orientation = _orientation(image)
     facts = _Facts.of(image, None, image.format, image.mode, orientation, frames)
-    digest = sha256 or _pil_sha256(image)
+    digest = source_sha256 or _pil_sha256(image)
     loaded = _normalise(
         image, name, target_side, orientation, facts, strip_metadata, notes, owned=False
     )
@@ -500,7 +505,7 @@ def _load_pil(
         original_size=_oriented(declared, orientation),
         has_alpha=loaded.has_alpha,
         warnings=notes,
-        sha256=digest,
+        source_sha256=digest,
     )
 
 

@@ -100,14 +100,15 @@ class InputRef:
     """One input image of a request: enough to identify it, never the whole picture."""
 
     name: str
-    #: sha256 of the input as the user gave it (the original file's bytes).
-    sha256: str
+    #: SHA-256 of the input as the user gave it (the original file's bytes).
+    source_sha256: str
     #: (width, height) of the image that was sent.
     size: tuple[int, int]
     mime: str
-    #: Encoded bytes that were sent for it.
-    bytes: int
-    #: sha256 of the bytes that were sent (differs from ``sha256`` when fitting changed them).
+    #: Size in bytes of the encoded image that was sent for it.
+    sent_bytes: int
+    #: SHA-256 of the bytes that were sent (differs from ``source_sha256`` when fitting
+    #: changed them).
     sent_sha256: str = ""
     #: "inline" or "files-api".
     transport: str = "inline"
@@ -116,11 +117,11 @@ class InputRef:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
             "sent_sha256": self.sent_sha256,
             "size": list(self.size),
             "mime": self.mime,
-            "bytes": self.bytes,
+            "sent_bytes": self.sent_bytes,
             "transport": self.transport,
         }
 
@@ -280,7 +281,7 @@ class Result:
             "nbbanana:prompt": self.prompt,
             "nbbanana:model": self.model,
             "nbbanana:params": json.dumps(self.params, sort_keys=True, default=str),
-            "nbbanana:inputs": json.dumps([ref.sha256 for ref in self.inputs]),
+            "nbbanana:inputs": json.dumps([ref.source_sha256 for ref in self.inputs]),
             "nbbanana:parent": self.parent.id if self.parent is not None else "",
             "nbbanana:offline": "true" if self.offline else "false",
             "Software": f"nbbanana {__version__}",

@@ -123,7 +123,7 @@ def test_passthrough_returns_the_original_bytes_without_encoding() -> None:
     fitted = fit_image(path)
     assert fitted.data == path.read_bytes()
     assert fitted.report.passthrough and fitted.report.encodes == 0
-    assert fitted.source_sha256 == load_image(path).sha256 == fitted.sha256
+    assert fitted.source_sha256 == load_image(path).source_sha256 == fitted.sent_sha256
     # ...but not when it is over the budget or the size
     assert not fit_image(path, max_side=300).report.passthrough
     assert not fit_image(path, budget=SAFETY_MARGIN + 50_000).report.passthrough

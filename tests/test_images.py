@@ -79,7 +79,7 @@ def test_path_str_and_pathlike(write_file: Any, small_jpeg: bytes) -> None:
         assert loaded.original_format == "JPEG"
         assert loaded.original_bytes == len(small_jpeg)
         assert loaded.image.size == (64, 48)
-        assert loaded.sha256 == hashlib.sha256(small_jpeg).hexdigest()
+        assert loaded.source_sha256 == hashlib.sha256(small_jpeg).hexdigest()
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
@@ -87,7 +87,7 @@ def test_bytes_like(kind: type, small_jpeg: bytes) -> None:
     loaded = load_image(kind(small_jpeg))
     assert loaded.name == "<bytes>"
     assert loaded.image.mode == "RGB"
-    assert loaded.sha256 == hashlib.sha256(small_jpeg).hexdigest()
+    assert loaded.source_sha256 == hashlib.sha256(small_jpeg).hexdigest()
     assert loaded.passthrough == small_jpeg
     assert loaded.passthrough_mime == "image/jpeg"
 
@@ -114,7 +114,7 @@ def test_file_upload_item(small_jpeg: bytes) -> None:
     assert isinstance(item["content"], memoryview)
     loaded = load_image(item)
     assert loaded.name == "IMG_0042.jpg"
-    assert loaded.sha256 == hashlib.sha256(small_jpeg).hexdigest()
+    assert loaded.source_sha256 == hashlib.sha256(small_jpeg).hexdigest()
     assert loaded.passthrough == small_jpeg
 
 
@@ -150,8 +150,8 @@ def test_plain_pil_image_and_its_hash() -> None:
     b = Image.new("RGB", (8, 8), (10, 20, 31))
     la, lb = load_image(a), load_image(b)
     assert la.image.getpixel((0, 0)) == (10, 20, 30)
-    assert la.sha256 == load_image(a.copy()).sha256
-    assert la.sha256 != lb.sha256
+    assert la.source_sha256 == load_image(a.copy()).source_sha256
+    assert la.source_sha256 != lb.source_sha256
     assert a.getpixel((0, 0)) == (10, 20, 30)
 
 
@@ -188,8 +188,8 @@ def test_numpy_rgba_keeps_alpha_only_when_used() -> None:
 
 def test_numpy_hash_depends_on_content_and_shape() -> None:
     a = np.zeros((4, 6), np.uint8)
-    assert load_image(a).sha256 == load_image(a.copy()).sha256
-    assert load_image(a).sha256 != load_image(a.reshape(6, 4)).sha256
+    assert load_image(a).source_sha256 == load_image(a.copy()).source_sha256
+    assert load_image(a).source_sha256 != load_image(a.reshape(6, 4)).source_sha256
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_base64_data_url(small_jpeg: bytes) -> None:
     url = "data:image/jpeg;base64," + base64.b64encode(small_jpeg).decode()
     loaded = load_image(url)
     assert loaded.name == "<data URL>"
-    assert loaded.sha256 == hashlib.sha256(small_jpeg).hexdigest()
+    assert loaded.source_sha256 == hashlib.sha256(small_jpeg).hexdigest()
     with pytest.raises(UnsupportedImageError, match="only base64 data URLs"):
         load_image("data:text/plain,hello")
 
@@ -879,7 +879,7 @@ def test_any_input_is_normalised(
         assert loaded.has_alpha
     else:
         assert not loaded.has_alpha
-    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    assert loaded.source_sha256 == hashlib.sha256(data).hexdigest()
     if loaded.passthrough is not None:
         assert loaded.passthrough == data
         assert applied == 1 and not params  # EXIF present means nothing passes through

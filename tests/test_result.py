@@ -58,10 +58,10 @@ def _result(parent: Result | None = None, *, color: tuple[int, int, int] = (200,
     )
     ref = InputRef(
         name="cat.jpg",
-        sha256="ab" * 32,
+        source_sha256="ab" * 32,
         size=(64, 48),
         mime="image/jpeg",
-        bytes=1234,
+        sent_bytes=1234,
         sent_sha256="cd" * 32,
         thumbnail=Image.new("RGB", (32, 24), (10, 200, 10)),
     )
@@ -162,7 +162,7 @@ def test_save_writes_png_with_provenance_and_sidecar(tmp_path: Path) -> None:
     assert text["nbbanana:id"] == result.id
     sidecar = json.loads(paths[1].read_text())
     assert sidecar["id"] == result.id and sidecar["parent"] == parent.id
-    assert sidecar["inputs"][0]["sha256"] == "ab" * 32
+    assert sidecar["inputs"][0]["source_sha256"] == "ab" * 32
     assert sidecar["files"] == [paths[0].name]
     assert sidecar["usage"]["total_tokens"] == 1600
     # No temporary files are left behind.

@@ -141,7 +141,8 @@ def test_edit_accepts_every_input_kind_and_sends_the_fitted_bytes(
     (body,) = wire.generate_bodies()
     (sent,) = _inline_images(body)
     assert (
-        len(sent) == ref.bytes and __import__("hashlib").sha256(sent).hexdigest() == ref.sent_sha256
+        len(sent) == ref.sent_bytes
+        and __import__("hashlib").sha256(sent).hexdigest() == ref.sent_sha256
     )
     assert body["contents"][-1]["parts"][0] == {"text": "make the cup blue"}
     if kind in (
@@ -155,7 +156,7 @@ def test_edit_accepts_every_input_kind_and_sends_the_fitted_bytes(
     ):
         # An upright sRGB JPEG under the budget goes out byte for byte (never re-encoded).
         assert sent == sample_path("coffee.jpg").read_bytes()
-        assert ref.sha256 == ref.sent_sha256
+        assert ref.source_sha256 == ref.sent_sha256
 
 
 def test_edit_with_a_previous_result_records_the_parent(session: nbbanana.Session) -> None:
@@ -163,7 +164,8 @@ def test_edit_with_a_previous_result_records_the_parent(session: nbbanana.Sessio
     second = session.edit(first, "make it green")
     assert second.parent is first
     assert (
-        second.inputs[0].sha256 == __import__("hashlib").sha256(first.image_data[0][0]).hexdigest()
+        second.inputs[0].source_sha256
+        == __import__("hashlib").sha256(first.image_data[0][0]).hexdigest()
     )
 
 
@@ -398,7 +400,7 @@ def test_refit_and_retry_once_when_the_server_names_a_smaller_limit() -> None:
         result = session.edit(noisy, "refit me")
         statuses = [r.status for r in _model_calls(strict)]
         assert statuses == [400, 200]
-        assert result.inputs[0].bytes < 200_000
+        assert result.inputs[0].sent_bytes < 200_000
         assert nbbanana.models.learned_limit(session.limit_key) == 200_000
         # The next call fits the learned limit at once.
         session.edit(noisy, "again")

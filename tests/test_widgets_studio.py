@@ -203,7 +203,9 @@ def test_changing_the_model_continues_from_the_latest_image(
     assert second.model == "gemini-3-pro-image-preview"
     assert second.image is not None and second.image.size == (2752, 1536)
     assert app.compare.canvas.before_size == list(first.image.size)  # ... from the last image
-    assert [ref.sha256 for ref in second.inputs] != [ref.sha256 for ref in first.inputs]
+    assert [ref.source_sha256 for ref in second.inputs] != [
+        ref.source_sha256 for ref in first.inputs
+    ]
 
 
 def test_a_text_only_answer_says_what_to_do(emulator: Emulator) -> None:

@@ -44,8 +44,8 @@ class StudioState:
 
         A different set of inputs starts a new chat (the old turns no longer apply).
         """
-        new = [image.sha256 for image in images]
-        if new == [image.sha256 for image in self.inputs]:
+        new = [image.sent_sha256 for image in images]
+        if new == [image.sent_sha256 for image in self.inputs]:
             return False
         self.inputs = list(images)
         self.chat, self._settings, self._seed = None, None, []
