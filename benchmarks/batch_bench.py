@@ -120,9 +120,9 @@ async def _naive(
     async def one(item: Any) -> Any:
         async with semaphore:
             if item.images:
-                result = await session.aedit(list(item.images), item.prompt)
+                result = await session.edit_async(list(item.images), item.prompt)
             else:
-                result = await session.agenerate(item.prompt)
+                result = await session.generate_async(item.prompt)
             await asyncio.to_thread(result.save, out)
             times.append(time.time())
             return result

@@ -196,11 +196,11 @@ class _Probe:
             if self.calls == 1 and self.after_first is not None:
                 self.after_first()
 
-    async def aedit(self, images: Any, prompt: str, **kw: Any) -> Any:
-        return await self._tracked(self.session.aedit(images, prompt, **kw))
+    async def edit_async(self, images: Any, prompt: str, **kw: Any) -> Any:
+        return await self._tracked(self.session.edit_async(images, prompt, **kw))
 
-    async def agenerate(self, prompt: str, **kw: Any) -> Any:
-        return await self._tracked(self.session.agenerate(prompt, **kw))
+    async def generate_async(self, prompt: str, **kw: Any) -> Any:
+        return await self._tracked(self.session.generate_async(prompt, **kw))
 
 
 def test_concurrency_bound(tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_inputs_are_read_only_when_their_item_runs(tmp_path: Path, emu: Emulator
     report = run_batch(items, tmp_path / "out", session=probe, concurrency=1, progress=False)  # type: ignore[arg-type]
     assert report.ok
     sent = json.loads((tmp_path / "out" / "c.json").read_text(encoding="utf-8"))["inputs"][0]
-    assert sent["sha256"] == hashlib.sha256(last.read_bytes()).hexdigest()
+    assert sent["source_sha256"] == hashlib.sha256(last.read_bytes()).hexdigest()
 
 
 def test_inside_a_running_event_loop(tmp_path: Path, emu: Emulator) -> None:

@@ -10,8 +10,12 @@ slice. The kernel side is split in two plain parts that tests drive directly:
 * :func:`fit_upload` — loads and fits the bytes for a model, returning either a fitted
   image or the fitting engine's message (never a traceback).
 
-:class:`ImageUploader` only wires them to the browser, runs the fit in a worker thread
-(see :mod:`._background`), and renders the gauges from :mod:`._gauge`.
+* :class:`UploadTracker` — the per-upload state machine (uploading → fitting → ready or
+  error), refitting when the model or endpoint changes and dropping stale fits.
+
+:class:`ImageUploader` only wires a tracker to the browser (acknowledgements, refusals),
+runs the fit in a worker thread (see :mod:`._background`), and renders the gauges from
+:mod:`._gauge`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = [
     "FitOutcome",
     "ImageUploader",
     "UploadRefused",
+    "UploadTracker",
     "fit_upload",
 ]
 
@@ -230,12 +235,238 @@ class _Item:
         }
 
 
+class UploadTracker:
+    """Every upload of one uploader, without any widget: the per-upload state machine.
+
+    Each upload goes ``uploading → fitting → ready | error``. Slices are reassembled by a
+    :class:`ChunkAssembler`; complete bytes are fitted for :attr:`model` by ``run``
+    (a worker thread in the widget, immediate in tests). Every new fit bumps the
+    upload's generation, so a fit that finishes after the model changed is dropped.
+    ``on_change`` is called after every change that a view should show.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        endpoint: str | EndpointProfile = "gemini",
+        base_url: str | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        run: Callable[[Callable[[], FitOutcome], Callable[[FitOutcome], None]], object] = (
+            run_in_background
+        ),
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._model = get_model(model).id
+        self.prompt = ""
+        self._endpoint = endpoint
+        self._base_url = base_url
+        self._assembler = ChunkAssembler(max_bytes=max_upload_bytes)
+        self._items: list[_Item] = []
+        self._run = run
+        self._on_change = on_change
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def model(self) -> str:
+        """The model the images are fitted for; setting another fits them again."""
+        return self._model
+
+    @model.setter
+    def model(self, model: str) -> None:
+        self._model = model
+        self._refit_all()
+
+    @property
+    def max_images(self) -> int:
+        """Most images the model accepts in one request."""
+        return get_model(self._model).max_reference_images
+
+    @property
+    def budget(self) -> RequestBudget:
+        # Imported here: the budget module loads the SDK's types, not needed to show a widget.
+        from ..budget import RequestBudget
+
+        return RequestBudget.for_endpoint(self._endpoint, base_url=self._base_url)
+
+    def set_endpoint(self, endpoint: str | EndpointProfile, base_url: str | None = None) -> None:
+        """Fit for another endpoint (its limits)."""
+        self._endpoint, self._base_url = endpoint, base_url
+        self._refit_all()
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def images(self) -> list[FittedImage]:
+        """The fitted images of every upload that is ready, in upload order."""
+        return [
+            item.outcome.fitted
+            for item in self._items
+            if item.state == "ready" and item.outcome and item.outcome.fitted
+        ]
+
+    @property
+    def busy(self) -> bool:
+        """Whether an upload is still arriving or being fitted."""
+        return any(item.state in ("uploading", "fitting") for item in self._items)
+
+    @property
+    def errors(self) -> list[str]:
+        """Messages of the uploads that were refused."""
+        return [item.error for item in self._items if item.state == "error"]
+
+    def gauge(self) -> RequestGauge | None:
+        """The whole-request gauge, or ``None`` when no image is ready."""
+        ready = [
+            (item.outcome.fitted, item.gauge)
+            for item in self._items
+            if item.state == "ready" and item.outcome and item.outcome.fitted and item.gauge
+        ]
+        if not ready:
+            return None
+        return request_gauge(ready, model=self._model, budget=self.budget, prompt=self.prompt)
+
+    def views(self) -> list[dict[str, Any]]:
+        """What the browser shows for each upload."""
+        return [item.view() for item in self._items]
+
+    def summary(self) -> dict[str, Any]:
+        """What the browser shows for the whole request (empty when nothing is ready)."""
+        gauge = self.gauge()
+        if gauge is None:
+            return {}
+        warnings = list(gauge.warnings)
+        busy = sum(1 for item in self._items if item.state in ("uploading", "fitting"))
+        if busy:
+            warnings.append(f"{busy} more still arriving or being fitted.")
+        return {
+            "lines": gauge.lines(),
+            "fraction": gauge.fraction,
+            "over": bool(gauge.limit and gauge.request_bytes > gauge.limit),
+            "warnings": warnings,
+        }
+
+    # ------------------------------------------------------------------ uploads
+
+    def begin(self, upload_id: str, *, name: str, size: int, mime: str = "") -> None:
+        """A browser upload starts. Raises :class:`UploadRefused` (then call :meth:`refuse`)."""
+        item = _Item(id=upload_id, name=name, size=size, mime=mime)
+        self._items.append(item)
+        if len([i for i in self._items if i.state != "error"]) > self.max_images:
+            raise UploadRefused(
+                f"{name}: {get_model(self._model).name} accepts at most {self.max_images} "
+                "images per request. Remove one first."
+            )
+        self._assembler.begin(upload_id, name=name, size=size)
+        self._changed()
+
+    def chunk(self, upload_id: str, offset: int, data: bytes | memoryview) -> int:
+        """One slice arrived; returns the bytes received so far (the acknowledgement)."""
+        received = self._assembler.add(upload_id, offset, data)
+        item = self._find(upload_id)
+        if item is not None:
+            item.received = received
+            self._changed()
+        return received
+
+    def end(self, upload_id: str, sha256: str | None = None) -> None:
+        """The last slice arrived: check the whole file and start fitting it."""
+        data = self._assembler.finish(upload_id, sha256)
+        item = self._find(upload_id)
+        if item is None:  # removed while arriving
+            return
+        item.data = data
+        item.received = len(data)
+        self._start_fit(item)
+
+    def refuse(self, upload_id: str, message: str) -> None:
+        """Mark an upload as refused with ``message`` (shown as it is)."""
+        self._assembler.cancel(upload_id)
+        item = self._find(upload_id)
+        if item is not None:
+            item.state, item.error, item.data = "error", message, None
+            self._changed()
+
+    def add_bytes(self, data: bytes, name: str = "image", mime: str = "") -> str:
+        """Add an image from bytes, as if it had been uploaded; returns its id."""
+        item = _Item(id=f"local-{len(self._items)}-{name}", name=name, size=len(data), mime=mime)
+        item.received = len(data)
+        item.data = data
+        self._items.append(item)
+        self._start_fit(item)
+        return item.id
+
+    def remove(self, upload_id: str) -> None:
+        self._assembler.cancel(upload_id)
+        self._items = [item for item in self._items if item.id != upload_id]
+        self._changed()
+
+    def clear(self) -> None:
+        for item in self._items:
+            self._assembler.cancel(item.id)
+        self._items = []
+        self._changed()
+
+    # ------------------------------------------------------------------ fitting
+
+    def _refit_all(self) -> None:
+        for item in self._items:
+            if item.data is not None and item.state in ("fitting", "ready"):
+                self._start_fit(item)
+        self._changed()
+
+    def _start_fit(self, item: _Item) -> None:
+        item.state = "fitting"
+        item.generation += 1
+        generation, data, model, budget = item.generation, item.data, self._model, self.budget
+        endpoint = self._endpoint
+        assert data is not None
+        self._changed()
+
+        def work() -> FitOutcome:
+            return fit_upload(
+                data, name=item.name, model=model, budget=budget, endpoint=endpoint, mime=item.mime
+            )
+
+        def done(outcome: FitOutcome) -> None:
+            if item.generation != generation or item not in self._items:
+                return  # superseded by a newer fit, or removed
+            self._fitted(item, outcome, model, budget)
+
+        self._run(work, done)
+
+    def _fitted(self, item: _Item, outcome: FitOutcome, model: str, budget: RequestBudget) -> None:
+        item.outcome = outcome
+        if outcome.fitted is None:
+            item.state, item.error, item.gauge = "error", outcome.error, None
+            item.data = None  # nothing more can be done with it; free the memory
+        else:
+            item.state, item.error = "ready", ""
+            item.gauge = image_gauge(
+                outcome.fitted,
+                raw_bytes=item.size,
+                raw_mime=outcome.raw_mime,
+                model=model,
+                budget=budget,
+                has_alpha=outcome.has_alpha,
+            )
+        self._changed()
+
+    def _find(self, item_id: str) -> _Item | None:
+        return next((item for item in self._items if item.id == item_id), None)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+
 class ImageUploader(anywidget.AnyWidget):
     """Pick or drop images; see at once whether and how they fit the request.
 
     ``uploader.images`` is the list of fitted images, ready to send. Files travel from
     the browser in slices well below the kernel websocket's message cap, so a 30 MB photo
-    arrives intact in a default Jupyter server.
+    arrives intact in a default Jupyter server. A view over an :class:`UploadTracker`.
     """
 
     _esm = pathlib.Path(__file__).with_name("_uploader.js")
@@ -261,13 +492,16 @@ class ImageUploader(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         # Plain attributes first: trait observers fire during the base initialiser.
-        self._endpoint = endpoint
-        self._base_url = base_url
-        self._assembler = ChunkAssembler(max_bytes=max_upload_bytes)
-        self._items: list[_Item] = []
         self._change_callbacks: list[Callable[[ImageUploader], None]] = []
+        self.tracker = UploadTracker(
+            model=model,
+            endpoint=endpoint,
+            base_url=base_url,
+            max_upload_bytes=max_upload_bytes,
+            on_change=self._publish,
+        )
         super().__init__(model=model, **kwargs)
-        self.max_images = get_model(self.model).max_reference_images
+        self.max_images = self.tracker.max_images
         self.on_msg(self._on_browser_message)
         self._publish()
 
@@ -276,36 +510,25 @@ class ImageUploader(anywidget.AnyWidget):
     @property
     def images(self) -> list[FittedImage]:
         """The fitted images of every upload that is ready, in upload order."""
-        return [
-            item.outcome.fitted
-            for item in self._items
-            if item.state == "ready" and item.outcome and item.outcome.fitted
-        ]
+        return self.tracker.images
 
     @property
     def busy(self) -> bool:
         """Whether an upload is still arriving or being fitted."""
-        return any(item.state in ("uploading", "fitting") for item in self._items)
+        return self.tracker.busy
 
     @property
     def errors(self) -> list[str]:
         """Messages of the uploads that were refused."""
-        return [item.error for item in self._items if item.state == "error"]
+        return self.tracker.errors
 
     @property
     def budget(self) -> RequestBudget:
-        from ..budget import RequestBudget
-
-        return RequestBudget.for_endpoint(self._endpoint, base_url=self._base_url)
+        return self.tracker.budget
 
     def add_bytes(self, data: bytes, name: str = "image", mime: str = "") -> str:
         """Add an image from bytes, as if it had been uploaded; returns its id."""
-        item = _Item(id=f"local-{len(self._items)}-{name}", name=name, size=len(data), mime=mime)
-        item.received = len(data)
-        item.data = data
-        self._items.append(item)
-        self._start_fit(item)
-        return item.id
+        return self.tracker.add_bytes(data, name=name, mime=mime)
 
     def add_file(self, path: str | pathlib.Path) -> str:
         """Add an image from a file on the kernel's machine; returns its id."""
@@ -313,15 +536,10 @@ class ImageUploader(anywidget.AnyWidget):
         return self.add_bytes(path.read_bytes(), name=path.name)
 
     def remove(self, item_id: str) -> None:
-        self._assembler.cancel(item_id)
-        self._items = [item for item in self._items if item.id != item_id]
-        self._publish()
+        self.tracker.remove(item_id)
 
     def clear(self) -> None:
-        for item in self._items:
-            self._assembler.cancel(item.id)
-        self._items = []
-        self._publish()
+        self.tracker.clear()
 
     def on_change(self, callback: Callable[[ImageUploader], None]) -> None:
         """Call ``callback(uploader)`` whenever the set of images or their gauges change."""
@@ -329,8 +547,11 @@ class ImageUploader(anywidget.AnyWidget):
 
     def set_endpoint(self, endpoint: str | EndpointProfile, base_url: str | None = None) -> None:
         """Fit for another endpoint (its limits), e.g. when the studio's session changes."""
-        self._endpoint, self._base_url = endpoint, base_url
-        self._refit_all()
+        self.tracker.set_endpoint(endpoint, base_url)
+
+    def gauge(self) -> RequestGauge | None:
+        """The whole-request gauge, or ``None`` when no image is ready."""
+        return self.tracker.gauge()
 
     # ------------------------------------------------------------------ transport
 
@@ -341,11 +562,24 @@ class ImageUploader(anywidget.AnyWidget):
         transfer_id = str(content.get("id", ""))
         try:
             if kind == "begin":
-                self._begin(transfer_id, content)
+                self.tracker.begin(
+                    transfer_id,
+                    name=str(content.get("name") or "image"),
+                    size=int(content.get("size", 0)),
+                    mime=str(content.get("mime") or ""),
+                )
+                self.send({"type": "ack", "id": transfer_id, "offset": 0})
             elif kind == "chunk":
-                self._chunk(transfer_id, int(content.get("offset", -1)), buffers)
+                if len(buffers) != 1:
+                    raise UploadRefused(
+                        "A piece of the upload arrived without its data. Upload it again."
+                    )
+                offset = int(content.get("offset", -1))
+                received = self.tracker.chunk(transfer_id, offset, buffers[0])
+                self.send({"type": "ack", "id": transfer_id, "offset": received})
             elif kind == "end":
-                self._end(transfer_id, content.get("sha256"))
+                sha256 = content.get("sha256")
+                self.tracker.end(transfer_id, sha256 if isinstance(sha256, str) else None)
             elif kind == "remove":
                 self.remove(transfer_id)
         except UploadRefused as exc:
@@ -353,132 +587,24 @@ class ImageUploader(anywidget.AnyWidget):
         except (TypeError, ValueError):  # a message this version does not understand
             self._refuse(transfer_id, "The upload was garbled on the way. Upload it again.")
 
-    def _begin(self, transfer_id: str, content: dict[str, Any]) -> None:
-        name = str(content.get("name") or "image")
-        size = int(content.get("size", 0))
-        item = _Item(id=transfer_id, name=name, size=size, mime=str(content.get("mime") or ""))
-        self._items.append(item)
-        if len([i for i in self._items if i.state != "error"]) > self.max_images:
-            raise UploadRefused(
-                f"{name}: {get_model(self.model).name} accepts at most {self.max_images} "
-                "images per request. Remove one first."
-            )
-        self._assembler.begin(transfer_id, name=name, size=size)
-        self._publish()
-        self.send({"type": "ack", "id": transfer_id, "offset": 0})
-
-    def _chunk(self, transfer_id: str, offset: int, buffers: Sequence[Any]) -> None:
-        if len(buffers) != 1:
-            raise UploadRefused("A piece of the upload arrived without its data. Upload it again.")
-        received = self._assembler.add(transfer_id, offset, buffers[0])
-        item = self._find(transfer_id)
-        if item is not None:
-            item.received = received
-            self._publish()
-        self.send({"type": "ack", "id": transfer_id, "offset": received})
-
-    def _end(self, transfer_id: str, sha256: object) -> None:
-        data = self._assembler.finish(transfer_id, sha256 if isinstance(sha256, str) else None)
-        item = self._find(transfer_id)
-        if item is None:  # removed while arriving
-            return
-        item.data = data
-        item.received = len(data)
-        self._start_fit(item)
-
     def _refuse(self, transfer_id: str, message: str) -> None:
-        self._assembler.cancel(transfer_id)
-        item = self._find(transfer_id)
-        if item is not None:
-            item.state, item.error, item.data = "error", message, None
-            self._publish()
+        self.tracker.refuse(transfer_id, message)
         self.send({"type": "refused", "id": transfer_id, "message": message})
-
-    # ------------------------------------------------------------------ fitting
-
-    @traitlets.observe("model")
-    def _model_changed(self, change: dict[str, Any]) -> None:
-        self.max_images = get_model(change["new"]).max_reference_images
-        self._refit_all()
-
-    @traitlets.observe("prompt")
-    def _prompt_changed(self, _change: dict[str, Any]) -> None:
-        self._publish()
-
-    def _refit_all(self) -> None:
-        for item in self._items:
-            if item.data is not None and item.state in ("fitting", "ready"):
-                self._start_fit(item)
-        self._publish()
-
-    def _start_fit(self, item: _Item) -> None:
-        item.state = "fitting"
-        item.generation += 1
-        generation, data, model, budget = item.generation, item.data, self.model, self.budget
-        endpoint = self._endpoint
-        assert data is not None
-        self._publish()
-
-        def work() -> FitOutcome:
-            return fit_upload(
-                data, name=item.name, model=model, budget=budget, endpoint=endpoint, mime=item.mime
-            )
-
-        def done(outcome: FitOutcome) -> None:
-            if item.generation != generation or item not in self._items:
-                return  # superseded by a newer fit, or removed
-            self._fitted(item, outcome, model, budget)
-
-        run_in_background(work, done)
-
-    def _fitted(self, item: _Item, outcome: FitOutcome, model: str, budget: RequestBudget) -> None:
-        item.outcome = outcome
-        if outcome.fitted is None:
-            item.state, item.error, item.gauge = "error", outcome.error, None
-            item.data = None  # nothing more can be done with it; free the memory
-        else:
-            item.state, item.error = "ready", ""
-            item.gauge = image_gauge(
-                outcome.fitted,
-                raw_bytes=item.size,
-                raw_mime=outcome.raw_mime,
-                model=model,
-                budget=budget,
-                has_alpha=outcome.has_alpha,
-            )
-        self._publish()
 
     # ------------------------------------------------------------------ view state
 
-    def _find(self, item_id: str) -> _Item | None:
-        return next((item for item in self._items if item.id == item_id), None)
+    @traitlets.observe("model")
+    def _model_changed(self, change: dict[str, Any]) -> None:
+        self.tracker.model = change["new"]
+        self.max_images = self.tracker.max_images
 
-    def gauge(self) -> RequestGauge | None:
-        """The whole-request gauge, or ``None`` when no image is ready."""
-        ready = [
-            (item.outcome.fitted, item.gauge)
-            for item in self._items
-            if item.state == "ready" and item.outcome and item.outcome.fitted and item.gauge
-        ]
-        if not ready:
-            return None
-        return request_gauge(ready, model=self.model, budget=self.budget, prompt=self.prompt)
+    @traitlets.observe("prompt")
+    def _prompt_changed(self, change: dict[str, Any]) -> None:
+        self.tracker.prompt = change["new"]
+        self._publish()
 
     def _publish(self) -> None:
-        self.items = [item.view() for item in self._items]
-        gauge = self.gauge()
-        if gauge is None:
-            self.summary = {}
-        else:
-            warnings = list(gauge.warnings)
-            busy = sum(1 for item in self._items if item.state in ("uploading", "fitting"))
-            if busy:
-                warnings.append(f"{busy} more still arriving or being fitted.")
-            self.summary = {
-                "lines": gauge.lines(),
-                "fraction": gauge.fraction,
-                "over": bool(gauge.limit and gauge.request_bytes > gauge.limit),
-                "warnings": warnings,
-            }
+        self.items = self.tracker.views()
+        self.summary = self.tracker.summary()
         for callback in list(self._change_callbacks):
             callback(self)
