@@ -53,9 +53,6 @@ SAFETY_MARGIN: int = 8192
 #: (``https://generativelanguage.googleapis.com/v1beta/files/<id>``) are about 70.
 FILE_URI_RESERVE: int = 128
 
-#: MIME types the image models accept inline.
-_ACCEPTED_MIME = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
-
 
 def base64_size(n: int) -> int:
     """Characters of standard (padded) base64 for ``n`` raw bytes: ``4·⌈n/3⌉``."""

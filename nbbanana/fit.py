@@ -42,10 +42,11 @@ from PIL import Image, ImageChops
 
 from .budget import RequestBudget
 from .errors import DoesNotFitError
-from .models import EndpointProfile, ModelInfo, get_model, get_profile
+from .models import FORMAT_MIME, SENT_FORMATS, EndpointProfile, ModelInfo, get_model, get_profile
 
 if TYPE_CHECKING:
-    from .images import ImageSource, LoadedImage
+    from ._types import ImageSource
+    from .images import LoadedImage
 
 __all__ = [
     "FULL_CHROMA_QUALITY",
@@ -83,7 +84,7 @@ _BYTES_PER_PIXELS_EXPONENT = 0.8
 _SMALLEST_FILE = 64
 
 Format = Literal["auto", "jpeg", "png", "webp"]
-_MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_MIME = {fmt.lower(): FORMAT_MIME[fmt] for fmt in SENT_FORMATS}
 _PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 _ACCEPTED_AS_IS = {
     "JPEG": "image/jpeg",

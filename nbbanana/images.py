@@ -44,11 +44,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, TypeAlias
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from ._types import ImageSource
 from .errors import (
     CorruptImageError,
     DecompressionBombError,
@@ -56,6 +57,7 @@ from .errors import (
     ImageError,
     UnsupportedImageError,
 )
+from .models import FORMAT_MIME, SENT_FORMATS
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -68,20 +70,6 @@ __all__ = [
 #: phone sensors (16 320 × 12 240) while refusing decompression bombs; raise it with
 #: ``load_image(..., max_pixels=...)`` for bigger scans or panoramas.
 DEFAULT_MAX_PIXELS: int = 200_000_000
-
-#: Everything :func:`load_image` accepts. The mapping is one item of an ipywidgets 8
-#: ``FileUpload.value`` (keys ``name``, ``type``, ``size``, ``last_modified``, ``content``).
-ImageSource: TypeAlias = (
-    str
-    | os.PathLike[str]
-    | bytes
-    | bytearray
-    | memoryview
-    | BinaryIO
-    | Image.Image
-    | np.ndarray[Any, Any]
-    | Mapping[str, Any]
-)
 
 
 @dataclass
@@ -139,7 +127,7 @@ _READABLE_FORMATS = (
     "JPEG2000",
     "QOI",
 )
-_PASSTHROUGH_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_PASSTHROUGH_MIME = {fmt: FORMAT_MIME[fmt] for fmt in SENT_FORMATS}
 _ANIMATED_NAMES = {"GIF": "animated GIF", "WEBP": "animated WebP", "PNG": "animated PNG"}
 
 # JPEG APP segments that carry no personal metadata (JFIF header, ICC profile, Adobe

@@ -35,9 +35,12 @@ from dataclasses import dataclass, field, replace
 from . import _state
 
 __all__ = [
+    "ACCEPTED_MIME_TYPES",
     "ASPECT_RATIOS",
+    "FORMAT_MIME",
     "MODELS",
     "PROFILES",
+    "SENT_FORMATS",
     "EndpointProfile",
     "ModelInfo",
     "Price",
@@ -56,6 +59,29 @@ ASPECT_RATIOS: tuple[str, ...] = (
 )  # fmt: skip
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"
+
+#: MIME types the image models accept in image parts [guide]; anything else is converted
+#: first. (The emulator keeps its own copy on purpose: it plays the server.)
+ACCEPTED_MIME_TYPES: frozenset[str] = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
+)
+
+#: Pillow's format name → MIME type, for every format nbbanana reads.
+FORMAT_MIME: Mapping[str, str] = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heif",
+    "HEIC": "image/heic",
+    "AVIF": "image/avif",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+}
+
+#: The formats nbbanana writes when it fits an image (and may send unchanged).
+SENT_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
 
 
 @dataclass(frozen=True)
@@ -162,7 +188,9 @@ TEXT_PART_TOKENS = 8
 
 def text_tokens(text: str) -> int:
     """The input tokens a prompt is estimated at (the one text-token rule: the cost
-    estimate, the cap and the studio's gauge all use it)."""
+    estimate, the cap and the studio's gauge all use it). No text, no text part: 0."""
+    if not text:
+        return 0
     return math.ceil(len(text) / CHARS_PER_TEXT_TOKEN) + TEXT_PART_TOKENS
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from _imagegen import animated_gif_bytes, jpeg_bytes, photo_like, png_bytes
 
+from nbbanana import models
 from nbbanana.budget import RequestBudget
 from nbbanana.fit import fit_image
 from nbbanana.models import get_model
@@ -44,11 +45,10 @@ def test_format_usd_keeps_cheap_requests_apart() -> None:
     assert format_usd(1.2) == "$1.20"
 
 
-def test_text_tokens_counts_utf8_bytes() -> None:
-    assert text_tokens("") == 0
-    assert text_tokens("abcd") == 1
-    assert text_tokens("abcde") == 2
-    assert text_tokens("ü" * 4) == 2  # 8 bytes
+def test_the_gauge_counts_text_tokens_as_the_estimate_does() -> None:
+    # One text-token rule (models.text_tokens): the gauge and Session.estimate agree.
+    assert text_tokens is models.text_tokens
+    assert text_tokens("abcdef") == models.text_tokens("abcdef") > 0
 
 
 def test_image_gauge_of_a_photo_sent_unchanged(photo_jpeg: bytes) -> None:

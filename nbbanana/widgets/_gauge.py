@@ -13,12 +13,11 @@ decodes an image or talks to a server.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..models import ModelInfo, get_model
+from ..models import ACCEPTED_MIME_TYPES, ModelInfo, get_model, text_tokens
 
 if TYPE_CHECKING:
     from ..budget import RequestBudget
@@ -34,11 +33,6 @@ __all__ = [
     "request_gauge",
     "text_tokens",
 ]
-
-#: MIME types the API accepts for image parts; anything else must be converted first.
-ACCEPTED_MIME_TYPES: frozenset[str] = frozenset(
-    {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
-)
 
 
 def format_bytes(n: int | None) -> str:
@@ -63,16 +57,6 @@ def format_usd(usd: float) -> str:
     if usd < 1:
         return f"${usd:.3f}"
     return f"${usd:.2f}"
-
-
-def text_tokens(prompt: str) -> int:
-    """A prompt's input tokens, estimated at four UTF-8 bytes per token.
-
-    Good enough for a cost gauge: a prompt is a few dozen tokens next to an image's
-    hundreds or thousands; the live ``countTokens`` endpoint gives the exact figure.
-    """
-    size = len(prompt.encode("utf-8"))
-    return math.ceil(size / 4) if size else 0
 
 
 @dataclass(frozen=True)

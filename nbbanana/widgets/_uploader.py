@@ -30,7 +30,7 @@ import anywidget
 import traitlets
 
 from ..errors import ImageError, redact
-from ..models import DEFAULT_MODEL, get_model
+from ..models import DEFAULT_MODEL, FORMAT_MIME, get_model
 from ._background import run_in_background
 from ._gauge import ImageGauge, RequestGauge, image_gauge, request_gauge
 from ._preview import THUMB_SIDE, data_url
@@ -56,19 +56,6 @@ __all__ = [
 CHUNK_SIZE = 4 * 1024 * 1024
 #: The largest file the uploader accepts; anything bigger is not a photo worth sending.
 MAX_UPLOAD_BYTES = 200 * 1000 * 1000
-
-_FORMAT_MIME = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "HEIF": "image/heif",
-    "HEIC": "image/heic",
-    "AVIF": "image/avif",
-    "GIF": "image/gif",
-    "TIFF": "image/tiff",
-    "BMP": "image/bmp",
-}
 
 
 class UploadRefused(Exception):
@@ -198,7 +185,7 @@ def fit_upload(
         return FitOutcome(error=str(exc))
     except Exception as exc:  # a bug or an exotic file: say so in one line, not a traceback
         return FitOutcome(error=redact(f"{name} could not be used ({type(exc).__name__}: {exc})."))
-    raw_mime = _FORMAT_MIME.get((loaded.original_format or "").upper()) or mime or None
+    raw_mime = FORMAT_MIME.get((loaded.original_format or "").upper()) or mime or None
     return FitOutcome(fitted=fitted, raw_mime=raw_mime, has_alpha=loaded.has_alpha, thumb=thumb)
 
 
