@@ -77,9 +77,9 @@ def _rss_mb() -> float:
 
 def _child(args: argparse.Namespace) -> None:
     """Run one engine over a manifest and print one JSON line of figures."""
+    from nbbanana._connect import connect
     from nbbanana.batch import load_manifest, run_batch_async
     from nbbanana.batch._journal import JOURNAL_NAME, read_journal
-    from nbbanana.session import connect
 
     session = connect(base_url=args.base_url, timeout=args.timeout)
     items = load_manifest(args.manifest)

@@ -45,7 +45,7 @@ _LAZY: dict[str, str] = {
     "FittedImage": "fit",
     "FitReport": "fit",
     "ImageCheck": "fit",
-    "connect": "session",
+    "connect": "_connect",
     "Session": "session",
     "CostEstimate": "session",
     "Result": "result",
@@ -107,6 +107,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._connect import connect
     from .batch import (
         BatchItem,
         BatchJob,
@@ -125,7 +126,7 @@ if TYPE_CHECKING:
     from .fit import FitReport, FittedImage, ImageCheck, check_image, fit_image
     from .images import LoadedImage, load_image
     from .result import InputRef, Result, Usage
-    from .session import CostEstimate, Session, connect
+    from .session import CostEstimate, Session
     from .widgets import Studio, studio
 
 

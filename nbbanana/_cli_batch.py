@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ._connect import connect
     from .batch import DEFAULT_CONCURRENCY, run_batch
-    from .session import connect
 
     options: dict[str, Any] = {}
     if args.model:

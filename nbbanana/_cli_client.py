@@ -79,7 +79,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Any:
-    from .session import connect
+    from ._connect import connect
 
     options: dict[str, Any] = {}
     if getattr(args, "model", None):

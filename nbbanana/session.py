@@ -1,6 +1,6 @@
 """The kernel-side API: :func:`connect` → :class:`Session` → :class:`~nbbanana.result.Result`.
 
-A session wires a connection — an API key, an endpoint and its profile, a backend (the
+A session holds a connection — an API key, an endpoint and its profile, a backend (the
 official ``google-genai`` client for Gemini) — to the request pipeline
 (:mod:`nbbanana._pipeline`), which adds what a notebook user would otherwise write by
 hand around every call:
@@ -27,66 +27,30 @@ message that could contain text from outside passes through :func:`~nbbanana.err
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from google import genai
-from google.genai import types
 
-from . import _state, models
+from . import _state
 from ._backend import Backend
 from ._estimate import CostEstimate, estimate
-from ._gemini import GeminiBackend, honour_retry_info
+from ._gemini import GeminiBackend
 from ._options import RequestOptions
 from ._pipeline import Ledger, Pipeline, as_list, estimated_sent_size
 from ._types import ImageInput, RequestKind
 from .budget import RequestBudget
-from .errors import AuthError, InvalidRequest
-from .models import EndpointProfile, get_model, get_profile
+from .errors import InvalidRequest
+from .models import EndpointProfile, get_model
 from .result import Result
 
 if TYPE_CHECKING:
     from .chat import Chat
 
-__all__ = [
-    "DEFAULT_RETRY",
-    "DEFAULT_TIMEOUT_S",
-    "GOOGLE_BASE_URL",
-    "CostEstimate",
-    "Session",
-    "connect",
-]
+__all__ = ["GOOGLE_BASE_URL", "CostEstimate", "Session"]
 
 #: Where Google's Gemini Developer API lives (the SDK's default base URL).
 GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
-
-#: Retries for 408/429/5xx, time-outs and connections that could not be made: 4
-#: attempts with about 1 s, 2 s, 4 s (± jitter) between them, or what the server's
-#: RetryInfo asks for (up to 30 s; a longer ask ends the retries with
-#: RateLimited.retry_after set). A connection dropped mid-answer is not retried (the SDK
-#: does not, and the call may already have run and been billed): it is
-#: ServiceUnavailable at once.
-DEFAULT_RETRY = types.HttpRetryOptions(
-    attempts=4,
-    initial_delay=1.0,
-    max_delay=30.0,
-    exp_base=2.0,
-    jitter=1.0,
-    http_status_codes=[408, 429, 500, 502, 503, 504],
-)
-
-#: Seconds one HTTP attempt may take. A 4K image from the Pro model can take over a
-#: minute; five minutes leaves room without hanging a notebook forever.
-DEFAULT_TIMEOUT_S = 300.0
-
-_OFFLINE_NOTE = (
-    "nbbanana: OFFLINE session - requests go to the built-in Gemini emulator, not to Google; "
-    "images are synthetic and marked 'offline emulator'. Set GEMINI_API_KEY (or pass "
-    "api_key=...) to use Gemini."
-)
 
 
 class _Secret:
@@ -107,100 +71,6 @@ class _Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("an API key is not picklable")
-
-
-# --------------------------------------------------------------------------- connect
-
-
-def connect(
-    api_key: str | None = None,
-    *,
-    model: str = models.DEFAULT_MODEL,
-    base_url: str | None = None,
-    offline: bool | None = None,
-    max_cost_usd: float | None = None,
-    endpoint: str | EndpointProfile | None = None,
-    retry: types.HttpRetryOptions | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-) -> Session:
-    """Open a session with Gemini, a Gemini-compatible proxy, or the offline emulator.
-
-    * ``api_key`` — else ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``. With none (or
-      ``offline=True``) the session uses the in-process emulator and says so once.
-    * ``base_url`` — a proxy or a running ``nbbanana emulator``. Without a key, the
-      emulator's offline key is sent (a real proxy then answers with an auth error).
-    * ``endpoint`` — the endpoint profile whose byte limits requests are fitted to
-      (:data:`nbbanana.models.PROFILES`). Default: ``"gemini"`` for Google and the offline
-      emulator; for any other ``base_url``, the conservative ``"proxy-20mb"`` (20 MB per
-      request, no Files API) — a server that refuses less teaches its real limit.
-    * ``max_cost_usd`` — refuse any call that could take :attr:`Session.spent` past it.
-    * ``retry`` — ``types.HttpRetryOptions``; default :data:`DEFAULT_RETRY`.
-      ``types.HttpRetryOptions(attempts=1)`` turns retries off.
-    * ``timeout`` — seconds per HTTP attempt (``None``: the SDK's default).
-    """
-    key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-    if offline is None:
-        offline = not key and base_url is None
-    emulator_profile: EndpointProfile | None = None
-    if offline:
-        if base_url is not None:
-            raise InvalidRequest(
-                "offline=True uses the built-in emulator, so base_url cannot be set too. "
-                "To use an emulator you started yourself, pass only base_url=."
-            )
-        # Imported only offline: the emulator's server stack is not needed otherwise.
-        from .emulator import OFFLINE_API_KEY, shared_emulator
-
-        emulator = shared_emulator()
-        base_url = emulator.base_url
-        key = OFFLINE_API_KEY
-        # Fit to what the emulator enforces (its profile, with its own request limit).
-        emulator_profile = dataclasses.replace(
-            get_profile(emulator.profile), request_limit=emulator.request_limit
-        )
-    elif not key:
-        if base_url is None:
-            raise AuthError(
-                "No API key: pass api_key=..., set GEMINI_API_KEY, or call "
-                "nbbanana.connect(offline=True) to use the offline emulator."
-            )
-        # Imported only without a key: the emulator's server stack is not needed otherwise.
-        from .emulator import OFFLINE_API_KEY
-
-        key = OFFLINE_API_KEY
-    assert key is not None
-
-    if endpoint is not None:
-        profile = get_profile(endpoint)
-    elif emulator_profile is not None:
-        profile = get_profile(emulator_profile)
-    elif base_url is None or (urlsplit(base_url).hostname or "").endswith("googleapis.com"):
-        profile = get_profile("gemini")
-    else:
-        profile = get_profile("proxy-20mb")
-
-    if max_cost_usd is not None and max_cost_usd < 0:
-        raise InvalidRequest(f"max_cost_usd must be 0 or more (got {max_cost_usd}).")
-    retry_options = retry if retry is not None else DEFAULT_RETRY.model_copy(deep=True)
-    http_options = types.HttpOptions(
-        base_url=base_url,
-        timeout=None if timeout is None else max(1, int(timeout * 1000)),
-        retry_options=retry_options,
-    )
-    client = genai.Client(api_key=key, http_options=http_options)
-    honour_retry_info(client, retry_options)
-    session = Session(
-        client,
-        model=model,
-        base_url=base_url,
-        offline=bool(offline),
-        endpoint=profile,
-        max_cost_usd=max_cost_usd,
-        api_key=key,
-    )
-    if offline:
-        _state.announce_offline(_OFFLINE_NOTE)
-    return session
 
 
 # --------------------------------------------------------------------------- session

@@ -15,9 +15,10 @@ import httpx2
 from google import genai
 from google.genai import types
 
+from nbbanana._connect import connect
 from nbbanana._gemini import honour_retry_info
 from nbbanana.models import EndpointProfile, get_profile
-from nbbanana.session import Session, connect
+from nbbanana.session import Session
 
 #: Retries that keep tests fast: 3 attempts, 10 ms then 20 ms apart.
 FAST_RETRY = types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=1.0, jitter=0.0)

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from nbbanana._connect import connect
 from nbbanana.batch import BatchError, BatchJob, submit_batch
 from nbbanana.batch._journal import JOURNAL_NAME, read_journal
 from nbbanana.emulator import Emulator
 from nbbanana.models import get_model
-from nbbanana.session import Session, connect
+from nbbanana.session import Session
 
 
 @pytest.fixture

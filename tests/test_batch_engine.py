@@ -20,10 +20,11 @@ from google.genai import types
 from PIL import Image
 
 from nbbanana import cli
+from nbbanana._connect import connect
 from nbbanana.batch import BatchError, BatchItem, ManifestError, run_batch, run_batch_async
 from nbbanana.batch._journal import JOURNAL_NAME, read_journal
 from nbbanana.emulator import Emulator
-from nbbanana.session import Session, connect
+from nbbanana.session import Session
 
 GENERATE = ":generateContent"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from nbbanana._connect import connect
 from nbbanana.batch import prompt_grid
 from nbbanana.emulator import Emulator
-from nbbanana.session import connect
 
 
 def test_grid_axes_labels_and_png_export(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
 def test_saved_results_and_fitted_files_are_readable_by_others(
     tmp_path: Path, umask_022: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nbbanana.session import connect
+    from nbbanana._connect import connect
 
     with connect(offline=True) as session:
         saved = session.generate("a kite").save(tmp_path / "results")

@@ -23,12 +23,12 @@ from PIL import Image
 
 import nbbanana
 from nbbanana import errors
+from nbbanana._connect import DEFAULT_RETRY, connect
 from nbbanana.emulator import Emulator
 from nbbanana.fit import fit_image
 from nbbanana.models import EndpointProfile, get_model
 from nbbanana.result import Result
 from nbbanana.samples import sample_path
-from nbbanana.session import DEFAULT_RETRY, connect
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def submit_batch(
     hours (Google's target is 24 h; unfinished jobs expire after 48 h).
     """
     if session is None:
-        from ..session import connect
+        from .._connect import connect
 
         session = connect(model=model) if model else connect()
     default_model = model or session.model
@@ -233,7 +233,7 @@ class BatchJob:
     ) -> BatchJob:
         """The handle of an existing job (e.g. after a kernel restart), given the same items."""
         if session is None:
-            from ..session import connect
+            from .._connect import connect
 
             session = connect()
         job = session.client.batches.get(name=name)

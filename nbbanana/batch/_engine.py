@@ -167,7 +167,7 @@ async def run_batch_async(
     if rpm is not None and rpm <= 0:
         raise ValueError("rpm must be a positive number of requests per minute (or None).")
     if session is None:
-        from ..session import connect
+        from .._connect import connect
 
         session = connect(model=model) if model else connect()
     default_model = model or session.model

@@ -37,7 +37,7 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def __init__(self, session: Session | None = None) -> None:
         if session is None:
-            from ..session import connect
+            from .._connect import connect
 
             session = connect()
         self.session = session
