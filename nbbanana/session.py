@@ -1,6 +1,6 @@
 """The kernel-side API: :func:`connect` → :class:`Session` → :class:`~nbbanana.result.Result`.
 
-A session holds a connection — an API key, an endpoint and its profile, a backend (the
+A session joins a connection — an API key, an endpoint and its profile, a backend (the
 official ``google-genai`` client for Gemini) — to the request pipeline
 (:mod:`nbbanana._pipeline`), which adds what a notebook user would otherwise write by
 hand around every call:

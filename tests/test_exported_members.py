@@ -92,3 +92,12 @@ def test_import_is_fast_and_loads_no_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_batch_calls_refuse_a_misspelt_keyword_before_doing_anything() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="concurency"):
+        nbbanana.run_batch([], "out", concurency=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="resum"):
+        nbbanana.prompt_grid(None, ["a cat"], resum=True)  # type: ignore[call-arg]

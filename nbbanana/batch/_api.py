@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 from google.genai import types
 
 from .._pipeline import error_from_response
+from .._types import ItemsLike
 from ..errors import NbbananaError
 from ..models import MB, get_model
 from ..result import Result
-from ._engine import BatchError, BatchReport, ItemsLike, _write_outputs
+from ._engine import BatchError, BatchReport, _write_outputs
 from ._journal import JOURNAL_NAME, Journal, read_journal
 from ._manifest import BatchItem, normalise_items
 

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from aiolimiter import AsyncLimiter
 
 from .._files import write_atomic
+from .._types import ItemsLike
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
 from ._journal import (
     JOURNAL_NAME,
@@ -61,8 +62,6 @@ __all__ = ["DEFAULT_CONCURRENCY", "BatchError", "BatchReport", "run_batch", "run
 #: Lanes working at once. With ~1 s per call plus the client's retry back-off, 8 lanes
 #: keep a 120-rpm limit busy; raise it for slower models or higher limits.
 DEFAULT_CONCURRENCY = 8
-
-ItemsLike = str | os.PathLike[str] | Iterable[BatchItem | Mapping[str, Any]]
 
 
 class BatchError(NbbananaError):
@@ -192,7 +191,15 @@ async def run_batch_async(
 def run_batch(
     items: ItemsLike,
     outdir: str | os.PathLike[str],
-    **options: Any,
+    *,
+    session: Session | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    only: Iterable[str] | None = None,
+    progress: bool = True,
+    model: str | None = None,
 ) -> BatchReport:
     """:func:`run_batch_async` for scripts, and for notebooks that prefer not to ``await``.
 
@@ -200,13 +207,26 @@ def run_batch(
     batch runs on its own event loop in a worker thread while this call waits; an
     interrupt (Kernel → Interrupt, Ctrl-C) cancels it cleanly: finished items stay in
     the journal, unfinished ones run again on ``resume=True``.
-    ``await run_batch_async(...)`` avoids the thread.
+    ``await run_batch_async(...)`` avoids the thread. The options are
+    :func:`run_batch_async`'s.
     """
+    batch = run_batch_async(
+        items,
+        outdir,
+        session=session,
+        concurrency=concurrency,
+        rpm=rpm,
+        resume=resume,
+        retry_failed=retry_failed,
+        only=only,
+        progress=progress,
+        model=model,
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_batch_async(items, outdir, **options))
-    return _run_in_thread(run_batch_async(items, outdir, **options))
+        return asyncio.run(batch)
+    return _run_in_thread(batch)
 
 
 def _run_in_thread(coro: Any) -> BatchReport:

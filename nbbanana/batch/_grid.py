@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from PIL import Image
 
-from ._engine import BatchReport, run_batch, run_batch_async
+from .._types import InputSpec, PromptsSpec
+from ._engine import DEFAULT_CONCURRENCY, BatchReport, run_batch, run_batch_async
 from ._manifest import BatchItem
 
 if TYPE_CHECKING:
@@ -33,9 +34,6 @@ __all__ = ["GridResult", "prompt_grid", "prompt_grid_async"]
 CELL_SIDE = 512
 _LABEL_WIDTH = 28
 _PARAM_KEYS = ("model", "aspect_ratio", "image_size")
-
-InputSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
-PromptsSpec = Sequence[str] | Mapping[str, str]
 
 
 class GridResult(NamedTuple):
@@ -99,13 +97,27 @@ async def prompt_grid_async(
     params: Sequence[Mapping[str, Any]] = (),
     session: Session | None = None,
     outdir: str | os.PathLike[str] | None = None,
-    **batch_options: Any,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    resume: bool = True,
+    retry_failed: bool = False,
+    progress: bool = True,
+    model: str | None = None,
 ) -> GridResult:
     """:func:`prompt_grid` for a notebook cell: ``fig, report = await prompt_grid_async(...)``."""
     layout = _plan(inputs, prompts, params)
     out = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="nbbanana-grid-"))
-    batch_options.setdefault("resume", True)
-    report = await run_batch_async(layout.items, out, session=session, **batch_options)
+    report = await run_batch_async(
+        layout.items,
+        out,
+        session=session,
+        concurrency=concurrency,
+        rpm=rpm,
+        resume=resume,
+        retry_failed=retry_failed,
+        progress=progress,
+        model=model,
+    )
     return GridResult(_figure(layout, report), report)
 
 
@@ -116,7 +128,12 @@ def prompt_grid(
     params: Sequence[Mapping[str, Any]] = (),
     session: Session | None = None,
     outdir: str | os.PathLike[str] | None = None,
-    **batch_options: Any,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    rpm: float | None = None,
+    resume: bool = True,
+    retry_failed: bool = False,
+    progress: bool = True,
+    model: str | None = None,
 ) -> GridResult:
     """Run every input × prompt × parameter set as a batch and lay the results out.
 
@@ -128,14 +145,24 @@ def prompt_grid(
       "16:9"}]``; each multiplies the columns.
     * ``outdir`` — where the outputs and journal go (a temporary folder by default).
       Running the same grid into the same folder again resumes it: cells already done
-      are not paid for twice. Other options go to :func:`run_batch`.
+      are not paid for twice (``resume=True``, the default here). The other options
+      are :func:`run_batch`'s.
 
     Returns ``(figure, report)``; ``figure.savefig("grid.png", dpi=150)`` exports it.
     """
     layout = _plan(inputs, prompts, params)
     out = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="nbbanana-grid-"))
-    batch_options.setdefault("resume", True)
-    report = run_batch(layout.items, out, session=session, **batch_options)
+    report = run_batch(
+        layout.items,
+        out,
+        session=session,
+        concurrency=concurrency,
+        rpm=rpm,
+        resume=resume,
+        retry_failed=retry_failed,
+        progress=progress,
+        model=model,
+    )
     return GridResult(_figure(layout, report), report)
 
 
