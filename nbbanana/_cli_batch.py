@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from ._connect import connect
     from .batch import DEFAULT_CONCURRENCY, run_batch
 
@@ -84,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_batch_api(args: argparse.Namespace, session: Any) -> int:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .batch import BatchJob, submit_batch
 
     if args.attach:

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import ImageError
+
 __all__ = ["register"]
 
 #: What ``nbbanana demo`` (``make demo``) asks the model to do with the sample photo.
@@ -79,6 +81,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Any:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from ._connect import connect
 
     options: dict[str, Any] = {}
@@ -117,8 +120,6 @@ def _run_edit(args: argparse.Namespace) -> int:
     session = _connect(args)
     missing = [name for name in args.images if not Path(name).is_file()]
     if missing:
-        from .errors import ImageError
-
         raise ImageError(f"No such image file: {', '.join(missing)}.", source=missing[0])
     result = session.edit(
         list(args.images), args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
@@ -128,6 +129,7 @@ def _run_edit(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from ._cli_fit import print_fit_table
     from .samples import sample_path, sample_paths
 

@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .emulator import Emulator
 
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None

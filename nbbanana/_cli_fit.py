@@ -162,6 +162,7 @@ def fit_paths(
 ) -> list[FitRow]:
     """Fit every input (writing ``outdir/<stem>.<ext>`` when ``outdir`` is given) and
     return one row per input; ``on_row(row)`` is called as each finishes."""
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .fit import fit_image
 
     profile = get_profile(endpoint)
@@ -328,6 +329,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _check_row(given: str, model: str | None, endpoint: str) -> dict[str, Any]:
+    # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .fit import check_image
 
     try:

@@ -156,7 +156,8 @@ def body_bytes(
 ) -> int:
     """Bytes of the JSON body ``client.models.generate_content`` sends for ``contents``
     and ``config`` (the model goes in the URL, not the body), as the SDK builds it."""
-    from google.genai import _common  # private: see the module docstring
+    # Private SDK modules (see the module docstring), loaded with the first count.
+    from google.genai import _common
     from google.genai import models as genai_models
 
     del model  # Gemini names the model in the URL, not in the body

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google import genai
 
@@ -40,12 +40,10 @@ from ._options import RequestOptions
 from ._pipeline import Ledger, Pipeline, as_list, estimated_sent_size
 from ._types import ImageInput, RequestKind
 from .budget import RequestBudget
+from .chat import Chat
 from .errors import InvalidRequest
 from .models import EndpointProfile, get_model
 from .result import Result
-
-if TYPE_CHECKING:
-    from .chat import Chat
 
 __all__ = ["GOOGLE_BASE_URL", "CostEstimate", "Session"]
 
@@ -268,9 +266,6 @@ class Session:
         image_size: str | None = None,
     ) -> Chat:
         """A multi-turn editing conversation (see :class:`~nbbanana.chat.Chat`)."""
-        # chat.py needs Session only for types; importing it here keeps one direction.
-        from .chat import Chat
-
         return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size)
 
     async def generate_async(

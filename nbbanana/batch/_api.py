@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from google.genai import types
 
+from .._connect import connect
 from .._pipeline import error_from_response
 from .._types import ItemsLike
 from ..errors import NbbananaError
+from ..fit import fit_image
 from ..models import MB, get_model
 from ..result import Result
 from ._engine import BatchError, BatchReport, _write_outputs
@@ -61,8 +63,6 @@ _KEY = "key"
 def _request_parts(item: BatchItem, model: str) -> list[types.Part]:
     parts = [types.Part.from_text(text=item.prompt)]
     if item.images:
-        from ..fit import fit_image
-
         for path in item.images:
             fitted = fit_image(path, model=model, prompt=item.prompt)
             parts.append(types.Part.from_bytes(data=fitted.data, mime_type=fitted.mime))
@@ -150,8 +150,6 @@ def submit_batch(
     hours (Google's target is 24 h; unfinished jobs expire after 48 h).
     """
     if session is None:
-        from .._connect import connect
-
         session = connect(model=model) if model else connect()
     default_model = model or session.model
     job_items = normalise_items(items, default_model=default_model)
@@ -234,8 +232,6 @@ class BatchJob:
     ) -> BatchJob:
         """The handle of an existing job (e.g. after a kernel restart), given the same items."""
         if session is None:
-            from .._connect import connect
-
             session = connect()
         job = session.client.batches.get(name=name)
         job_model = (job.model or model or session.model).removeprefix("models/")
@@ -269,6 +265,7 @@ class BatchJob:
     ) -> str:
         """Poll until the job ends; return its final state. Raises ``TimeoutError`` after
         ``timeout`` seconds (the job keeps running on the server)."""
+        # Loaded only when a bar is shown (tqdm.auto looks for a notebook front end).
         from tqdm.auto import tqdm
 
         deadline = None if timeout is None else time.monotonic() + timeout

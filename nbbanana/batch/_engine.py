@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiolimiter import AsyncLimiter
 
+from .._connect import connect
 from .._files import write_atomic
 from .._types import ItemsLike
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
+from ..fit import fit_image
 from ._journal import (
     JOURNAL_NAME,
     STAGING_DIR,
@@ -166,8 +168,6 @@ async def run_batch_async(
     if rpm is not None and rpm <= 0:
         raise ValueError("rpm must be a positive number of requests per minute (or None).")
     if session is None:
-        from .._connect import connect
-
         session = connect(model=model) if model else connect()
     default_model = model or session.model
     job = normalise_items(items, default_model=default_model)
@@ -489,6 +489,7 @@ class _Engine:
 
 
 def _progress_bar(total: int, *, enabled: bool) -> Any:
+    # Loaded only when a bar is shown (tqdm.auto looks for a notebook front end).
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="batch", unit="item", disable=not enabled, dynamic_ncols=True)
@@ -500,8 +501,6 @@ def _progress_bar(total: int, *, enabled: bool) -> Any:
 def _fit_one(item: BatchItem, model: str, session: Session) -> FittedImage:
     """Fit a single-image item's input as the Session would: alone in its request, so it
     must fit inline (runs in a worker thread)."""
-    from ..fit import fit_image
-
     budget = session.budget()
     if budget.files_api and budget.limit is not None:
         budget = dataclasses.replace(budget, files_api=False)

@@ -174,7 +174,7 @@ def _show_figures_in_ipython() -> None:
     ``<Figure size …>`` in a fresh kernel. Registering the PNG formatter is what
     ``%matplotlib inline`` does, without touching pyplot's global state.
     """
-    try:
+    try:  # IPython is there in a notebook, not necessarily in a script
         from IPython import get_ipython
         from IPython.core.pylabtools import select_figure_formats
     except ImportError:
@@ -185,6 +185,7 @@ def _show_figures_in_ipython() -> None:
 
 
 def _figure(layout: _Layout, report: BatchReport) -> Figure:
+    # matplotlib loads only when a grid is drawn: it is the slowest import of all.
     from matplotlib.figure import Figure
 
     _show_figures_in_ipython()

@@ -37,6 +37,7 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def __init__(self, session: Session | None = None) -> None:
         if session is None:
+            # Loaded only here: a studio given a session needs no connection code.
             from .._connect import connect
 
             session = connect()

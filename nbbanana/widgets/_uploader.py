@@ -170,6 +170,7 @@ def fit_upload(
     Refused inputs (corrupt, a decompression bomb, an unsupported format) come back as
     the fitting engine's own message, which says what to do.
     """
+    # The fitting stack loads with the first image, not with the widget.
     from ..fit import fit_image
     from ..images import load_image
 
