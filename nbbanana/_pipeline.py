@@ -25,7 +25,7 @@ import functools
 import threading
 import time
 import warnings
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -221,6 +221,38 @@ _Step: TypeAlias = (
 )
 
 
+class _Driver:
+    """Feeds the attempt generator the outcome of each step it asks for.
+
+    :attr:`step` is the next step to perform (``None`` once the attempts are over, then
+    :attr:`sent` holds the outcome); :meth:`reply` or :meth:`fail` hands back how it went.
+    An error the attempts do not handle propagates from :meth:`reply`/:meth:`fail`.
+    """
+
+    def __init__(self, attempts: Generator[_Step, Any, Sent]) -> None:
+        self._attempts = attempts
+        self.step: _Step | None = None
+        self._sent: Sent | None = None
+        self._advance(lambda: next(attempts))
+
+    @property
+    def sent(self) -> Sent:
+        assert self._sent is not None, "the attempts are not over"
+        return self._sent
+
+    def reply(self, value: Any) -> None:
+        self._advance(lambda: self._attempts.send(value))
+
+    def fail(self, error: Exception) -> None:
+        self._advance(lambda: self._attempts.throw(error))
+
+    def _advance(self, resume: Callable[[], _Step]) -> None:
+        try:
+            self.step = resume()
+        except StopIteration as done:
+            self.step, self._sent = None, done.value
+
+
 @dataclass
 class Pipeline:
     """Prepares, sends and settles requests for one session (see the module docstring)."""
@@ -348,47 +380,37 @@ class Pipeline:
 
     def run(self, call: Call) -> Sent:
         """Send ``call`` and settle it, waiting on the backend's sync calls."""
-        attempts = self._attempts(call)
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
+        attempts = _Driver(self._attempts(call))
+        while (step := attempts.step) is not None:
             try:
-                step = attempts.send(reply) if error is None else attempts.throw(error)
-            except StopIteration as done:
-                sent: Sent = done.value
-                return sent
-            reply, error = None, None
-            try:
-                if step[0] == "upload":
-                    reply = self.backend.upload(step[1])
-                elif step[0] == "send":
-                    reply = self.backend.generate(step[1])
-                else:
-                    reply = self.refit(step[1])
+                attempts.reply(self._perform(step))
             except Exception as exc:
-                error = exc
+                attempts.fail(exc)
+        return attempts.sent
 
     async def arun(self, call: Call) -> Sent:
         """:meth:`run` for ``asyncio``: the backend's async calls, a refit in a thread."""
-        attempts = self._attempts(call)
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
+        attempts = _Driver(self._attempts(call))
+        while (step := attempts.step) is not None:
             try:
-                step = attempts.send(reply) if error is None else attempts.throw(error)
-            except StopIteration as done:
-                sent: Sent = done.value
-                return sent
-            reply, error = None, None
-            try:
-                if step[0] == "upload":
-                    reply = await self.backend.aupload(step[1])
-                elif step[0] == "send":
-                    reply = await self.backend.agenerate(step[1])
-                else:
-                    reply = await asyncio.to_thread(self.refit, step[1])
+                attempts.reply(await self._aperform(step))
             except Exception as exc:
-                error = exc
+                attempts.fail(exc)
+        return attempts.sent
+
+    def _perform(self, step: _Step) -> Any:
+        if step[0] == "upload":
+            return self.backend.upload(step[1])
+        if step[0] == "send":
+            return self.backend.generate(step[1])
+        return self.refit(step[1])
+
+    async def _aperform(self, step: _Step) -> Any:
+        if step[0] == "upload":
+            return await self.backend.aupload(step[1])
+        if step[0] == "send":
+            return await self.backend.agenerate(step[1])
+        return await asyncio.to_thread(self.refit, step[1])
 
     def _attempts(self, call: Call) -> Generator[_Step, Any, Sent]:
         """Book, send, map errors, refit-and-retry once on "too large", settle."""
