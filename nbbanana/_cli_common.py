@@ -152,4 +152,3 @@ def warnings_as_lines(file: IO[str] | None = None) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show  # type: ignore[assignment]
         yield
-

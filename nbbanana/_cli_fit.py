@@ -334,6 +334,7 @@ def print_fit_table(
 
 def _run_fit(args: argparse.Namespace) -> int:
     prepare_outdir(args.outdir)
+
     def emit(row: FitRow) -> None:
         print(json.dumps(row.__dict__, ensure_ascii=False), flush=True)
 

@@ -55,9 +55,7 @@ class ManifestError(NbbananaError, ValueError):
         self.problems = list(problems)
         n = len(self.problems)
         if n == 1:  # one line, as every single refusal is
-            super().__init__(
-                f"{source}: {_where(*self.problems[0])}. Nothing was sent."
-            )
+            super().__init__(f"{source}: {_where(*self.problems[0])}. Nothing was sent.")
             return
         shown = [f"  {_where(line, msg)}" for line, msg in self.problems[:_MAX_PROBLEMS_SHOWN]]
         if n > _MAX_PROBLEMS_SHOWN:
@@ -415,7 +413,9 @@ def check_params(model: str | None, aspect_ratio: str | None, image_size: str | 
     # would write them in the manifest (not as a Python list).
     size_key = image_size if image_size is not None else info.default_image_size
     if size_key not in info.output_sizes:
-        allowed = _plain(info.image_sizes) if info.image_sizes else "none (leave it empty)"
+        if not info.image_sizes:
+            return [f"{info.id} has no image_size option; leave image_size empty"]
+        allowed = _plain(info.image_sizes)
         return [f"{info.id} does not support image_size {image_size!r}; use one of {allowed}"]
     ratio = aspect_ratio or "1:1"
     if ratio not in info.output_sizes[size_key]:
