@@ -192,6 +192,19 @@ def _not_a_file(path: Path) -> str | None:
     return None
 
 
+def _image_problem(path: Path, name: str) -> str | None:
+    """Why an item's image cannot be used, or None (only the path is checked here)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"image not found: {name!r}"
+    except OSError as exc:  # a symlink loop, no permission
+        return f"image {name!r} cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISREG(mode):
+        return f"image {name!r} is not a regular file (a folder, pipe or device)"
+    return None
+
+
 def _read_text(path: Path) -> tuple[str | None, list[tuple[int, str]]]:
     """The manifest's text, or the one problem that stops it being read as UTF-8 text
     (with the line of the first byte that is not)."""
@@ -366,8 +379,9 @@ def _parse_record(
             path = Path(name).expanduser()
             if not path.is_absolute():
                 path = base / path
-            if not path.is_file():
-                problems.append(f"image not found: {name!r}")
+            problem = _image_problem(path, name)
+            if problem:
+                problems.append(problem)
             images.append(path)
 
     params: dict[str, str | None] = {}
