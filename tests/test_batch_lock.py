@@ -95,7 +95,8 @@ def test_two_resumed_runs_at_once_pay_for_nothing_twice(tmp_path: Path) -> None:
     n = 12
     manifest = _manifest(tmp_path, n)
     out = tmp_path / "out"
-    with Emulator(latency=0.3) as emulator:
+    # Slow answers: the first run lasts ~6 s, well past the second one's start-up.
+    with Emulator(latency=1.0) as emulator:
         command = [
             sys.executable, "-m", "nbbanana", "batch", str(manifest), "-o", str(out),
             "--base-url", emulator.base_url, "--concurrency", "2", "--no-progress", "--resume",
