@@ -64,10 +64,12 @@ def cli_message(text: str) -> str:
 def one_line(error: BaseException) -> str:
     """An exception as one line in the CLI's words (never a traceback)."""
     if isinstance(error, CostLimitExceeded):
+        cap = f"the {format_usd(error.cap_usd)} cap (--max-cost)"
+        if error.spent_usd > 0:
+            cap = f"what is left of {cap} after {format_usd(error.spent_usd)} spent"
         return (
-            f"This call would cost about {format_usd(error.estimate_usd)}; "
-            f"{format_usd(error.spent_usd)} of the {format_usd(error.cap_usd)} cap (--max-cost) "
-            "is already used, so nothing was sent. Run again with a higher --max-cost."
+            f"This call would cost about {format_usd(error.estimate_usd)}, more than {cap}, "
+            "so nothing was sent. Run again with a higher --max-cost."
         )
     if isinstance(error, OSError) and not str(error).strip():
         return type(error).__name__

@@ -104,7 +104,7 @@ def test_max_cost_is_enforced(
     err = capsys.readouterr().err
     # The CLI's flag and the cap as given: not the Python name, not "$0.00".
     assert "--max-cost" in err and "$0.0001 cap" in err
-    assert "max_cost_usd" not in err and "$0.00 " not in err
+    assert "max_cost_usd" not in err and "$0.00 cap" not in err
     assert len(err.strip().splitlines()) == 1
 
 
