@@ -170,7 +170,7 @@ def test_wording_of_whole_file_and_json_problems(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as info:
         load_manifest(bad)
     text = str(info.value)
-    assert "at at" not in text and "Unterminated string starting at (column 12)" in text
+    assert "at at" not in text and "(Unterminated string starting at column 12)" in text
     assert "line 0" not in text
 
 

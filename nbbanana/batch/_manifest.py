@@ -237,8 +237,9 @@ def _read_jsonl(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[t
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                # exc.msg may end in "at" ("Unterminated string starting at"): say the column apart.
-                problems.append((line_no, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+                # Some messages end in "at" ("Unterminated string starting at"): no "at at".
+                what = exc.msg.removesuffix(" at")
+                problems.append((line_no, f"not valid JSON ({what} at column {exc.colno})"))
                 continue
             if not isinstance(value, dict):
                 problems.append(
