@@ -91,32 +91,57 @@ def test_a_second_run_is_refused_in_one_line_and_a_killed_holder_is_taken_over(
         assert lock.took_over is None
 
 
+# The second run, started ahead with everything imported, waits for a go file: so it
+# really starts while the first is sending, however slow the machine is to start Python.
+_WAIT_THEN_RUN = """
+import sys, time
+from pathlib import Path
+import nbbanana.batch, nbbanana.cli, nbbanana.session
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+sys.exit(nbbanana.cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
 def test_two_resumed_runs_at_once_pay_for_nothing_twice(tmp_path: Path) -> None:
     n = 12
     manifest = _manifest(tmp_path, n)
     out = tmp_path / "out"
-    # Slow answers: the first run lasts ~6 s, well past the second one's start-up.
-    with Emulator(latency=1.0) as emulator:
-        command = [
-            sys.executable, "-m", "nbbanana", "batch", str(manifest), "-o", str(out),
-            "--base-url", emulator.base_url, "--concurrency", "2", "--no-progress", "--resume",
+    go = tmp_path / "go"
+    with Emulator(latency=0.5) as emulator:
+        args = [
+            "batch", str(manifest), "-o", str(out), "--base-url", emulator.base_url,
+            "--concurrency", "2", "--no-progress", "--resume",
         ]  # fmt: skip
-        first = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, text=True)
+        second = subprocess.Popen(
+            [sys.executable, "-c", _WAIT_THEN_RUN, str(go), *args],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        first = subprocess.Popen(
+            [sys.executable, "-m", "nbbanana", *args], env=_env(), stdout=subprocess.PIPE, text=True
+        )
         try:
             deadline = time.monotonic() + 60
             while _calls(emulator) == 0 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            second = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=60)
+                time.sleep(0.01)
+            go.touch()
+            second_out, second_err = second.communicate(timeout=60)
             first_was_running = first.poll() is None
             first_out, _ = first.communicate(timeout=60)
         finally:
-            if first.poll() is None:
-                first.kill()
-            first.wait()
-        assert second.returncode == 2, second.stdout
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        assert second.returncode == 2, second_out
         assert first_was_running  # so the refusal was because of it
-        assert len(second.stderr.strip().splitlines()) == 1
-        assert "in use by another batch run" in second.stderr and second.stdout == ""
+        assert len(second_err.strip().splitlines()) == 1
+        assert "in use by another batch run" in second_err and second_out == ""
         assert first.returncode == 0 and f"{n}/{n} items done" in first_out
         assert _calls(emulator) == n  # every item paid for once
 
