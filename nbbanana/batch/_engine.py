@@ -132,7 +132,8 @@ class BatchReport:
         retry_failed = "--retry-failed" if flags else "retry_failed=True"
         if self.pending == 0:
             done = len(self.outputs)
-            rest = "" if done == self.total else f"; {self.total - done} not done were not selected"
+            left = self.total - done
+            rest = "" if left == 0 else f"; {left} others are not done and were not selected"
             return f"Nothing to do: {done}/{self.total} items are done in {self.outdir}{rest}."
         rate = self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
         spent = f"{format_usd(self.spent_usd)} spent"
