@@ -228,6 +228,22 @@ def test_python_warnings_are_one_line_without_source_paths(tmp_path: Path) -> No
     assert ".py:" not in done.stderr and "UserWarning" not in done.stderr
 
 
+def test_pillows_corrupt_exif_warning_is_one_line(tmp_path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buf, "JPEG")
+    payload = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05" + b"\xff" * 7  # cut short
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(buf.getvalue()[:2] + app1 + buf.getvalue()[2:])
+    done = _run("check", str(photo), str(photo), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "nbbanana: warning: Corrupt EXIF data. Expecting to read 12 bytes but only got 7."
+    ]
+
+
 def test_warnings_are_translated_and_shown_once(capsys: pytest.CaptureFixture[str]) -> None:
     import warnings
 
