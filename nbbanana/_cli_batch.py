@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._cli_client import add_timeout
+from ._cli_common import check_base_url, cli_message
+
 __all__ = ["register"]
 
 
@@ -16,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Run every item of a JSONL or CSV manifest (keys: id, prompt, images, model, "
             "aspect_ratio, image_size) and write OUTDIR/<id>.png, <id>.json and a journal. "
             "Uses the offline emulator unless GEMINI_API_KEY is set or --base-url is given. "
+            "Dropped connections, 5xx and text-only answers are retried (with back-off); "
+            "only one run at a time may use OUTDIR. "
             "Exit status 0 when every item is done, 2 when any failed."
         ),
     )
@@ -38,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--model", help="model for items that name none")
     parser.add_argument("--offline", action="store_true", help="use the offline emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_timeout(parser)
     api = parser.add_argument_group(
         "Gemini Batch API (half price; results can take hours; outputs in the same layout)"
     )
@@ -62,7 +68,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.model:
         options["model"] = args.model
     if args.base_url:
-        options["base_url"] = args.base_url
+        options["base_url"] = check_base_url(args.base_url)
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
     if args.offline:
         options["offline"] = True
     session = connect(**options)
@@ -80,8 +88,14 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         model=args.model,
     )
-    print(report.summary())
+    print(_summary(report))
     return 0 if report.ok else 2
+
+
+def _summary(report: Any) -> str:
+    lines = report.summary(flags=True).splitlines()
+    # Keep each line's indentation (the failures are listed indented).
+    return "\n".join(line[: len(line) - len(line.lstrip())] + cli_message(line) for line in lines)
 
 
 def _run_batch_api(args: argparse.Namespace, session: Any) -> int:
@@ -99,5 +113,5 @@ def _run_batch_api(args: argparse.Namespace, session: Any) -> int:
         print(f"batch job {job.name} ended {state}: no results.")
         return 2
     report = job.results(args.outdir)
-    print(report.summary())
+    print(_summary(report))
     return 0 if report.ok else 2

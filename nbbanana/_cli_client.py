@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._cli_common import check_base_url, prepare_outdir
 from .errors import ImageError
 
 __all__ = ["register"]
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "JSON sidecar). Offline emulator unless an API key is set or --base-url is given.",
     )
     generate.add_argument("-p", "--prompt", required=True, help="what to generate")
-    _add_common(generate)
+    _add_common(generate, aspect_help="e.g. 1:1, 16:9 (default: 1:1)")
     generate.set_defaults(handler=_run_generate)
 
     edit = subparsers.add_parser(
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     edit.add_argument("images", nargs="+", metavar="IMAGE", help="reference image file(s)")
     edit.add_argument("-p", "--prompt", required=True, help="what to change")
-    _add_common(edit)
+    _add_common(edit, aspect_help="e.g. 1:1, 16:9 (default: keep the input's)")
     edit.set_defaults(handler=_run_edit)
 
     demo = subparsers.add_parser(
@@ -59,11 +60,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo.set_defaults(handler=_run_demo)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, aspect_help: str) -> None:
     parser.add_argument(
         "-o", "--outdir", default=".", help="where to save (default: current folder)"
     )
-    parser.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9 (edits keep the input's by default)")
+    parser.add_argument("--aspect-ratio", help=aspect_help)
     parser.add_argument("--image-size", help='e.g. "1K", "2K", "4K" (models that support it)')
     parser.add_argument("--model", help="model id (default: gemini-2.5-flash-image)")
     parser.add_argument("--base-url", help="a Gemini-compatible endpoint: an emulator or a proxy")
@@ -78,6 +79,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-cost", type=float, metavar="USD", help="refuse to spend more than USD"
     )
+    add_timeout(parser)
+
+
+def add_timeout(parser: argparse.ArgumentParser) -> None:
+    """``--timeout SECONDS``: how long one HTTP attempt may take (also used by ``batch``)."""
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="seconds one HTTP attempt may take (default: 300)",
+    )  # fmt: skip
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -88,7 +98,9 @@ def _connect(args: argparse.Namespace) -> Any:
     if getattr(args, "model", None):
         options["model"] = args.model
     if getattr(args, "base_url", None):
-        options["base_url"] = args.base_url
+        options["base_url"] = check_base_url(args.base_url)
+    if getattr(args, "timeout", None) is not None:
+        options["timeout"] = args.timeout
     if getattr(args, "endpoint", None):
         options["endpoint"] = args.endpoint
     if getattr(args, "max_cost", None) is not None:
@@ -108,6 +120,7 @@ def _report(result: Any, outdir: str) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    prepare_outdir(args.outdir)
     session = _connect(args)
     result = session.generate(
         args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
@@ -117,6 +130,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_edit(args: argparse.Namespace) -> int:
+    prepare_outdir(args.outdir)
     session = _connect(args)
     missing = [name for name in args.images if not Path(name).is_file()]
     if missing:
@@ -133,6 +147,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ._cli_fit import print_fit_table
     from .samples import sample_path, sample_paths
 
+    prepare_outdir(args.outdir)
     print("1. Fit the bundled sample images to the request budget.\n")
     print_fit_table(sample_paths(), file=sys.stdout)
 

@@ -14,17 +14,23 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from ._cli_common import one_line, prepare_outdir
 from ._files import write_atomic
+from ._format import format_count, format_usd
 from .errors import NbbananaError
 from .models import PROFILES, get_model, get_profile
 
 __all__ = ["fit_paths", "parse_bytes", "print_fit_table", "register"]
+
+#: ``nbbanana check``'s exit status when an input was read but does not fit as it is.
+CHECK_DOES_NOT_FIT = 3
 
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 _UNITS = {
@@ -89,7 +95,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="would these images fit inline as they are? request size, pixels, tokens, cost",
         description="For each INPUT: would it fit inline as it is, its request size, "
-        "pixels, estimated input tokens and their cost. Nothing is written.",
+        "pixels, estimated input tokens and their cost. Nothing is written. When some do "
+        "not fit, the `nbbanana fit` command that makes them fit is printed.",
+        epilog=f"Exit status: 0 when every input fits as it is, {CHECK_DOES_NOT_FIT} when "
+        "some input does not fit (run the printed fit command), 2 when an input could not "
+        "be read.",
     )
     check.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
     check.add_argument("--model", default=None, help="model id (default: gemini-2.5-flash-image)")
@@ -129,7 +139,7 @@ class FitRow:
 def _output_stems(inputs: Sequence[str]) -> list[str]:
     """A distinct output stem per input: the input's stem, plus a short hash of its full
     path when another input has the same stem (``a/x.jpg`` and ``b/x.png`` both → x)."""
-    paths = [str(Path(p).expanduser().resolve()) for p in inputs]
+    paths = [_absolute(p) for p in inputs]
     stems = [Path(p).stem or "image" for p in inputs]
     owners: dict[str, set[str]] = {}
     for stem, path in zip(stems, paths, strict=True):
@@ -146,8 +156,13 @@ def _output_stems(inputs: Sequence[str]) -> list[str]:
     return result
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+def _absolute(given: str) -> str:
+    """The input's real path; a symlink loop or an unreadable link gives the path as
+    written (that input is refused later, on its own, without stopping the others)."""
+    try:
+        return str(Path(given).expanduser().resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(os.path.expanduser(given))
 
 
 def fit_paths(
@@ -199,8 +214,9 @@ def fit_paths(
                 seconds=round(report.seconds, 4),
                 warnings=list(report.warnings),
             )
-        except (NbbananaError, OSError) as error:
-            row = FitRow(input=given, ok=False, error=_one_line(error))
+        except (NbbananaError, OSError, RuntimeError) as error:
+            # RuntimeError: pathlib's "Symlink loop from ..." on older Pythons.
+            row = FitRow(input=given, ok=False, error=one_line(error))
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -227,7 +243,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], file: IO[str]) 
         print("  ".join(cells).rstrip(), file=file)
 
 
-_RIGHT_ALIGNED = {"in", "out", "request", "q", "tokens", "ms", "cost $", "pixels"}
+_RIGHT_ALIGNED = {"in", "out", "request", "q", "tokens", "ms", "cost", "pixels"}
 
 
 def _print_fit_rows(
@@ -253,7 +269,7 @@ def _print_fit_rows(
                 f"{r.width}×{r.height}",
                 _size(r.request_bytes),
                 "-" if r.quality is None else str(r.quality),
-                str(r.tokens),
+                format_count(r.tokens),
                 f"{(r.seconds or 0) * 1000:.0f}",
                 notes,
             ]
@@ -307,6 +323,8 @@ def print_fit_table(
 
 
 def _run_fit(args: argparse.Namespace) -> int:
+    prepare_outdir(args.outdir)
+
     def emit(row: FitRow) -> None:
         print(json.dumps(row.__dict__, ensure_ascii=False), flush=True)
 
@@ -334,8 +352,8 @@ def _check_row(given: str, model: str | None, endpoint: str) -> dict[str, Any]:
 
     try:
         c = check_image(given, model=model, endpoint=endpoint)
-    except (NbbananaError, OSError) as error:
-        return {"input": given, "ok": False, "error": _one_line(error)}
+    except (NbbananaError, OSError, RuntimeError) as error:
+        return {"input": given, "ok": False, "error": one_line(error)}
     return {
         "input": given,
         "ok": True,
@@ -370,16 +388,35 @@ def _run_check(args: argparse.Namespace) -> int:
             "px",
             "pixels",
             "tokens",
-            "cost $",
+            "cost",
             "notes",
         ]
         lines = [
             [r["input"], "yes" if r["fits"] else "no", _size(r["input_bytes"]),
              _size(r["request_bytes"]), f"{r['width']}×{r['height']}", f"{r['pixels']:,}",
-             str(r["tokens"]), f"{r['cost_usd']:.6f}", r["reason"] or ""]
+             format_count(r["tokens"]), format_usd(r["cost_usd"]), r["reason"] or ""]
             if r["ok"]
             else [r["input"], "refused", "-", "-", "-", "-", "-", "-", r["error"]]
             for r in rows
         ]  # fmt: skip
         _table(header, lines, sys.stdout)
-    return 0 if all(r["ok"] for r in rows) else 2
+    too_big = [r["input"] for r in rows if r["ok"] and not r["fits"]]
+    if too_big:
+        print(
+            f"{len(too_big)} of {len(rows)} do not fit as they are; this fits them:\n"
+            f"  {_fit_command(too_big, args.model, args.endpoint)}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+    if not all(r["ok"] for r in rows):
+        return 2
+    return CHECK_DOES_NOT_FIT if too_big else 0
+
+
+def _fit_command(inputs: Sequence[str], model: str | None, endpoint: str) -> str:
+    words = ["nbbanana", "fit", *inputs]
+    if model:
+        words += ["--model", model]
+    if endpoint != "gemini":
+        words += ["--endpoint", endpoint]
+    words += ["-o", "fitted"]
+    return shlex.join(words)

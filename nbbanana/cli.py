@@ -2,8 +2,9 @@
 
 Each subcommand lives next to the code it drives, in a private ``_cli_*`` module that
 defines ``register(subparsers)``; this file only assembles them. Exit status: 0 when
-everything succeeded, 2 when an input or request was refused (never with a traceback),
-1 for anything unexpected.
+everything succeeded, 2 when an input, a location or a request was refused (one line,
+never a traceback), 3 from ``check`` when an input does not fit as it is, 1 for anything
+unexpected. Python warnings are shown as one ``nbbanana: warning: …`` line each.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._cli_common import render_error, warnings_as_lines
 from ._version import __version__
 from .errors import NbbananaError
 
@@ -42,9 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status: int = args.handler(args)
-    except NbbananaError as exc:
-        print(f"nbbanana: {exc}", file=sys.stderr)
+        with warnings_as_lines():
+            status: int = args.handler(args)
+    except (NbbananaError, OSError) as exc:
+        # OSError: a location the system refused (a file where a folder should be, a
+        # symlink loop, no permission); the user can fix it, so it is not a crash.
+        print(f"nbbanana: {render_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nbbanana: interrupted", file=sys.stderr)

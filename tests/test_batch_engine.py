@@ -39,6 +39,12 @@ def emu() -> Iterator[Emulator]:
 FAST_RETRY = types.HttpRetryOptions(attempts=4, initial_delay=0.05, max_delay=0.2, jitter=0.05)
 
 
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's own back-off between attempts of an item, made fast for tests."""
+    monkeypatch.setattr("nbbanana.batch._retries.BACKOFF_S", 0.02)
+
+
 def _session(emulator: Emulator, **kwargs: Any) -> Session:
     return connect(base_url=emulator.base_url, timeout=10, retry=FAST_RETRY, **kwargs)
 
@@ -112,7 +118,7 @@ def test_manifest_problems_stop_everything_before_sending(tmp_path: Path, emu: E
     with pytest.raises(ManifestError, match="line 2: image not found"):
         run_batch(manifest, tmp_path / "out", session=_session(emu), progress=False)
     # An image size the session's default model does not have is caught up front too.
-    with pytest.raises(ManifestError, match=r"line 1: .*image_size='2K'"):
+    with pytest.raises(ManifestError, match=r"line 1: .*no image_size option"):
         run_batch([{"prompt": "x", "image_size": "2K"}], tmp_path / "o2", session=_session(emu))
     assert emu.requests == []
 
@@ -258,7 +264,7 @@ def test_inside_a_running_event_loop(tmp_path: Path, emu: Emulator) -> None:
 
 def test_cli_exit_status(tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = _manifest(tmp_path, 3, with_images=False)
-    emu.inject("text_only", count=1)
+    emu.inject("image_safety", count=1)  # permanent: left for --retry-failed
     args = ["batch", str(manifest), "-o", str(tmp_path / "out"), "--base-url", emu.base_url]
     assert cli.main([*args, "--concurrency", "1", "--no-progress"]) == 2
     assert "1 failed" in capsys.readouterr().out

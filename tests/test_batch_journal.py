@@ -53,3 +53,33 @@ def test_commit_replaces_an_interrupted_attempt(tmp_path: Path) -> None:
     assert (tmp_path / "cat.b.png").exists() and (tmp_path / "cat+x.png").exists()
     assert (tmp_path / "journal.jsonl").exists()
     assert not stage.exists()
+
+
+def test_damaged_lines_are_named_with_their_item(tmp_path: Path) -> None:
+    """A torn or garbage line is skipped, but the run says which line and which item
+    (and whether that item will run again), instead of silently paying for it again."""
+    import warnings
+
+    from nbbanana.batch import run_batch
+    from nbbanana.emulator import Emulator
+    from nbbanana.session import connect
+
+    out = tmp_path / "out"
+    items = [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "y"}]
+    with Emulator() as emu:
+        session = connect(base_url=emu.base_url)
+        run_batch(items, out, session=session, progress=False)
+        journal = out / JOURNAL_NAME
+        lines = journal.read_bytes().splitlines(keepends=True)
+        done_b = next(i for i, line in enumerate(lines) if b'"id": "b"' in line)
+        lines[done_b] = lines[done_b][:60] + b"\n"  # b's "done" record, cut short
+        lines.insert(1, b"\xff\xfe\x00 not a record \x80\n")  # garbage, not even UTF-8
+        journal.write_bytes(b"".join(lines))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = run_batch(items, out, session=session, resume=True, progress=False)
+    messages = [str(w.message) for w in caught if "damaged" in str(w.message)]
+    assert len(messages) == 1, [str(w.message) for w in caught]
+    assert "line 2 (no item id readable)" in messages[0]
+    assert f"line {done_b + 2} (item 'b', which will run again)" in messages[0]
+    assert report.ok and report.done == 1 and report.skipped == 1  # b ran again, a did not

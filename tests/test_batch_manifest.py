@@ -157,3 +157,33 @@ def test_unknown_manifest_type(tmp_path: Path) -> None:
     (tmp_path / "m.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(ManifestError, match=r"use a \.jsonl or \.csv"):
         load_manifest(tmp_path / "m.txt")
+
+
+def test_wording_of_whole_file_and_json_problems(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as missing:
+        load_manifest(tmp_path / "nope.jsonl")
+    assert "line 0" not in str(missing.value) and "no such file" in str(missing.value)
+    assert "\n" not in str(missing.value)  # one problem, one line
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "unterminated\n{"prompt": "ok", "id": [1]}\n', encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(bad)
+    text = str(info.value)
+    assert "at at" not in text and "(Unterminated string starting at column 12)" in text
+    assert "line 0" not in text
+
+
+def test_allowed_values_are_a_plain_list(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"prompt": "x", "aspect_ratio": "5:1", "colour": "red"}\n', "utf-8")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    text = str(info.value)
+    assert "use one of 1:1, 2:3, 3:2" in text and "keys are id, prompt, images" in text
+    assert "[" not in text
+
+
+def test_a_folder_given_as_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="is not a regular file"):
+        load_manifest(tmp_path)

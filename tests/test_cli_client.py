@@ -93,7 +93,7 @@ def test_max_cost_is_enforced(
             "-p",
             "x",
             "--max-cost",
-            "0.001",
+            "0.0001",
             "--base-url",
             emulator.base_url,
             "-o",
@@ -101,7 +101,11 @@ def test_max_cost_is_enforced(
         ]
     )
     assert status == 2
-    assert "max_cost_usd" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The CLI's flag and the cap as given: not the Python name, not "$0.00".
+    assert "--max-cost" in err and "$0.0001 cap" in err
+    assert "max_cost_usd" not in err and "$0.00 cap" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_demo_fits_the_samples_and_saves_an_offline_edit(

@@ -164,7 +164,7 @@ def test_check_json(
 def test_check_table(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(inputs["a"]), "--model", "gemini-3-pro-image-preview"]) == 0
     text = capsys.readouterr().out
-    assert "fits inline" in text and "1120" in text and "yes" in text
+    assert "fits inline" in text and "1,120" in text and "yes" in text
 
 
 def test_print_fit_table_for_the_demo(tmp_path: Path) -> None:

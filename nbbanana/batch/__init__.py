@@ -2,7 +2,8 @@
 
 * :func:`run_batch` / :func:`run_batch_async` — a local batch: bounded concurrency, a
   requests-per-minute limit, progress, a journal and atomic outputs so that ``kill -9``
-  loses nothing and ``resume=True`` finishes the job with every output written once.
+  loses nothing and ``resume=True`` finishes the job with every output written once;
+  transient failures are retried, and one run at a time holds an output folder.
 * :func:`submit_batch` — the same items as a Gemini Batch API job (half price, hours of
   turnaround); :class:`BatchJob` polls it and writes its results in the same layout.
 * :func:`prompt_grid` — inputs × prompt variants × parameters in one labelled figure.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from ._api import BatchJob, submit_batch
 from ._engine import DEFAULT_CONCURRENCY, BatchError, BatchReport, run_batch, run_batch_async
 from ._grid import GridResult, prompt_grid, prompt_grid_async
+from ._lock import FolderBusy
 from ._manifest import BatchItem, ManifestError, load_manifest
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "BatchItem",
     "BatchJob",
     "BatchReport",
+    "FolderBusy",
     "GridResult",
     "ManifestError",
     "load_manifest",

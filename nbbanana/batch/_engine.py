@@ -10,13 +10,21 @@ How it works, and why:
   memory at once, no matter how many items the job has.
 * **Pacing.** ``rpm`` is enforced with an ``aiolimiter.AsyncLimiter`` of capacity one that
   refills every ``60 / rpm`` seconds: requests are spaced evenly and never burst, so no
-  60-second window holds more than ``rpm + 1`` first attempts. Retries are the client's
-  (``HttpRetryOptions`` in the SDK), made inside the call, and are not metered again.
+  60-second window holds more than ``rpm + 1`` first attempts. Retries inside a call are
+  the client's (``HttpRetryOptions`` in the SDK) and are not metered again.
+* **Retries of the item** (see ``_retries``): a dropped connection, a 5xx or 429 that
+  outlasted the client's retries, or a text-only answer is tried again by the engine, up
+  to ``attempts`` times with exponential back-off (each new attempt is metered); requests
+  that may have run although their answer was lost are counted as *possibly billed*.
 * **Durability.** Outputs go to a staging folder, are moved into place atomically, and only
   then is the item's "done" record appended to the journal and fsync'd (see ``_journal``).
-* **Failures** are recorded with their error and do not stop the batch; they can be run
-  again alone with ``retry_failed=True`` or ``only=[ids]``. A cost cap reached
-  (``CostLimitExceeded``) stops taking new items.
+* **Failures** that remain (refusals, safety blocks, no image after the retries) are
+  recorded with their error and do not stop the batch; they can be run again alone with
+  ``retry_failed=True`` or ``only=[ids]``. A cost cap reached (``CostLimitExceeded``)
+  stops taking new items.
+* **One run per folder.** The output folder is checked (created, writable) and locked
+  (``_lock``) before the journal is read: a second run on the same folder is refused at
+  once, and a lock left by a killed run is taken over.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 import threading
 import time
 import warnings
@@ -39,6 +48,7 @@ from aiolimiter import AsyncLimiter
 
 from .._connect import connect
 from .._files import write_atomic
+from .._format import format_usd
 from .._types import ItemsLike
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
 from ..fit import fit_image
@@ -47,12 +57,21 @@ from ._journal import (
     STAGING_DIR,
     Journal,
     commit_files,
+    describe_damage,
     final_names,
     read_journal,
     staging_dir,
 )
+from ._lock import FolderLock
 from ._manifest import BatchItem, ManifestError, check_params, normalise_items
-from ._retries import RetryCounter, current_item
+from ._retries import (
+    DEFAULT_ITEM_ATTEMPTS,
+    RetryCounter,
+    backoff_seconds,
+    current_item,
+    is_transient,
+    possibly_billed,
+)
 
 if TYPE_CHECKING:
     from ..fit import FittedImage
@@ -85,10 +104,17 @@ class BatchReport:
     skipped: int = 0
     #: Items selected but not started (a cost cap stopped the run, or it was interrupted).
     not_started: int = 0
-    #: Retry attempts the client announced (see ``nbbanana.batch._retries``).
+    #: Items this local run set out to do (0: nothing to do; None: not a local run).
+    pending: int | None = None
+    #: Retry attempts: the client's (announced) and the engine's (see ``_retries``).
     retries: int = 0
-    #: USD spent by this run, from the responses' token usage.
+    #: USD spent by this run, from the answers' token usage (text-only answers included).
     spent_usd: float = 0.0
+    #: Estimated USD of requests whose answer was lost (dropped connection, timeout):
+    #: they may have run, and been billed, on the server.
+    possibly_billed_usd: float = 0.0
+    #: How many such requests there were.
+    possibly_billed: int = 0
     elapsed_s: float = 0.0
     #: id → error message, for items failed in this run.
     failures: dict[str, str] = field(default_factory=dict)
@@ -102,12 +128,27 @@ class BatchReport:
         """True when every item of the job is done."""
         return len(self.outputs) == self.total
 
-    def summary(self) -> str:
+    def summary(self, *, flags: bool = False) -> str:
+        """What happened, in a few lines; ``flags``: name the command line's options
+        (``--retry-failed``) rather than Python's (``retry_failed=True``)."""
+        retry_failed = "--retry-failed" if flags else "retry_failed=True"
+        if self.pending == 0:
+            done = len(self.outputs)
+            left = self.total - done
+            rest = "" if left == 0 else f"; {left} others are not done and were not selected"
+            return f"Nothing to do: {done}/{self.total} items are done in {self.outdir}{rest}."
         rate = self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
+        spent = f"{format_usd(self.spent_usd)} spent"
+        if self.possibly_billed:
+            spent += (
+                f" (+ up to {format_usd(self.possibly_billed_usd)} possibly billed for "
+                f"{self.possibly_billed} request{'s' if self.possibly_billed != 1 else ''} "
+                "whose answer was lost)"
+            )
         lines = [
             f"{len(self.outputs)}/{self.total} items done in {self.outdir} "
             f"({self.done} this run, {self.skipped} before); {self.failed} failed; "
-            f"{self.retries} retries; ${self.spent_usd:.4f} spent; "
+            f"{self.retries} retries; {spent}; "
             f"{self.elapsed_s:.1f} s ({rate:.1f} items/min)"
         ]
         if self.not_started:
@@ -119,9 +160,7 @@ class BatchReport:
         if len(self.failures) > 10:
             lines.append(f"  … and {len(self.failures) - 10} more (see {JOURNAL_NAME})")
         if self.failures:
-            lines.append(
-                "Run again with --retry-failed (retry_failed=True) to retry only the failed items."
-            )
+            lines.append(f"Run again with {retry_failed} to retry only the failed items.")
         return "\n".join(lines)
 
     __str__ = summary
@@ -145,6 +184,7 @@ async def run_batch_async(
     only: Iterable[str] | None = None,
     progress: bool = True,
     model: str | None = None,
+    attempts: int = DEFAULT_ITEM_ATTEMPTS,
 ) -> BatchReport:
     """Run every item through ``session`` (``nbbanana.connect()`` when omitted), writing
     ``OUTDIR/<id>.png`` + ``<id>.json`` and the journal ``OUTDIR/journal.jsonl``.
@@ -158,13 +198,17 @@ async def run_batch_async(
     given ids. ``model`` is the default for items that name none.
 
     ``concurrency`` bounds the items in progress (and so the memory: inputs are read
-    only when their item starts); ``rpm`` spaces first attempts evenly. Retries of
-    429/5xx/timeouts are the Session's client's (``HttpRetryOptions``). The progress bar
-    shows done, failed, *retrying* (items in progress whose request the client has had
-    to retry) and the USD spent.
+    only when their item starts); ``rpm`` spaces requests evenly. Retries of
+    429/5xx/timeouts within a request are the Session's client's (``HttpRetryOptions``);
+    an item whose request still fails that way, loses its connection or gets a
+    text-only answer is tried again, up to ``attempts`` times in all. The progress bar
+    shows done, failed, *retrying* (items in progress that needed a retry) and the USD
+    spent. Only one run at a time may use ``outdir`` (a second is refused at once).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1.")
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1.")
     if rpm is not None and rpm <= 0:
         raise ValueError("rpm must be a positive number of requests per minute (or None).")
     if session is None:
@@ -174,18 +218,48 @@ async def run_batch_async(
     _check_defaults(job, default_model)
 
     out = Path(outdir)
-    plan = _plan(job, out, resume=resume, retry_failed=retry_failed, only=only)
-    engine = _Engine(
-        session=session,
-        outdir=out,
-        model=default_model,
-        concurrency=concurrency,
-        rpm=rpm,
-        progress=progress,
-        report=plan.report,
-    )
-    await engine.run(plan.pending)
+    _prepare_outdir(out)
+    with FolderLock(out) as lock:
+        if lock.took_over:
+            warnings.warn(
+                f"{out}: took over the lock left by {lock.took_over}, which is no longer running.",
+                UserWarning,
+                stacklevel=2,
+            )
+        plan = _plan(job, out, resume=resume, retry_failed=retry_failed, only=only)
+        if not plan.pending:
+            return plan.report  # nothing to do: no journal record, no empty progress bar
+        engine = _Engine(
+            session=session,
+            outdir=out,
+            model=default_model,
+            concurrency=concurrency,
+            rpm=rpm,
+            progress=progress,
+            report=plan.report,
+            attempts=attempts,
+        )
+        await engine.run(plan.pending)
     return plan.report
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    """Create the output folder and make sure files can be written in it, before any
+    request is paid for; one line when that is impossible."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        if not outdir.is_dir():
+            raise FileExistsError
+        with tempfile.TemporaryFile(dir=outdir, prefix=".nbbanana-probe-"):
+            pass
+    except FileExistsError:
+        raise BatchError(
+            f"{outdir} exists and is not a folder; give the output folder another name."
+        ) from None
+    except OSError as exc:
+        raise BatchError(
+            f"Cannot use {outdir} as the output folder ({exc.strerror or exc}); choose another one."
+        ) from None
 
 
 def run_batch(
@@ -291,6 +365,9 @@ def _plan(
     only: Iterable[str] | None,
 ) -> _Plan:
     state = read_journal(outdir / JOURNAL_NAME)
+    damage = describe_damage(state, outdir / JOURNAL_NAME, outdir)
+    if damage:
+        warnings.warn(damage, UserWarning, stacklevel=3)
     if state.records and not (resume or retry_failed or only is not None):
         raise BatchError(
             f"{outdir} already holds a batch journal ({len(state.done)} done, "
@@ -327,6 +404,7 @@ def _plan(
         if unknown:
             raise BatchError(f"No items with the ids {unknown} in this job.")
         pending = [item for item in pending if item.id in wanted]
+    report.pending = len(pending)
     return _Plan(pending=pending, report=report)
 
 
@@ -344,8 +422,13 @@ class _Engine:
         rpm: float | None,
         progress: bool,
         report: BatchReport,
+        attempts: int = DEFAULT_ITEM_ATTEMPTS,
     ) -> None:
         self.session = session
+        self.attempts = attempts
+        # What the session had spent before: this run's spend is the difference, so that
+        # answers that were paid for but not used (text only) are counted too.
+        self._spent_before = session.spent
         self.outdir = outdir
         self.model = model
         self.concurrency = concurrency
@@ -394,6 +477,7 @@ class _Engine:
             attempted = self.report.done + self.report.failed
             self.report.not_started = len(pending) - attempted
             self.report.stopped = self._stop
+            self.report.spent_usd = max(0.0, self.session.spent - self._spent_before)
             _remove_empty_staging(self.outdir)
 
     async def _lane(self, queue: Iterator[BatchItem], journal: Journal) -> None:
@@ -409,9 +493,7 @@ class _Engine:
         started = time.monotonic()
         try:
             images = await self._inputs(item, model)
-            if self.limiter is not None:
-                await self.limiter.acquire()
-            result = await self._request(item, images, model)
+            result = await self._request_with_retries(item, images, model, journal)
             files = await asyncio.to_thread(_write_outputs, self.outdir, item, result)
         except asyncio.CancelledError:
             raise
@@ -446,7 +528,6 @@ class _Engine:
                 seconds=round(time.monotonic() - started, 3),
             )
             self.report.done += 1
-            self.report.spent_usd += result.cost_usd
             self.report.outputs[item.id] = [self.outdir / f for f in files]
         finally:
             self.active.discard(item.id)
@@ -462,6 +543,65 @@ class _Engine:
         async with self._preparing:
             return [await asyncio.to_thread(_fit_one, item, model, self.session)]
 
+    async def _request_with_retries(
+        self,
+        item: BatchItem,
+        images: list[Path | FittedImage],
+        model: str,
+        journal: Journal,
+    ) -> Result:
+        """:meth:`_request`, tried again after transient failures (see ``_retries``), up
+        to ``self.attempts`` times, each attempt metered by the limiter."""
+        attempt = 1
+        while True:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            try:
+                return await self._request(item, images, model)
+            except Exception as exc:
+                if not is_transient(exc) or attempt >= self.attempts:
+                    raise
+                delay = backoff_seconds(attempt, exc)
+                self._record_retry(item, images, model, exc, attempt, delay, journal)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _record_retry(
+        self,
+        item: BatchItem,
+        images: list[Path | FittedImage],
+        model: str,
+        exc: Exception,
+        attempt: int,
+        delay: float,
+        journal: Journal,
+    ) -> None:
+        billed = 0.0
+        if possibly_billed(exc):
+            billed = self._estimate_usd(item, images, model)
+            self.report.possibly_billed += 1
+            self.report.possibly_billed_usd += billed
+        journal.append(
+            "retry",
+            id=item.id,
+            line=item.line,
+            attempt=attempt,
+            error={"type": type(exc).__name__, "message": redact(str(exc)) or None},
+            possibly_billed_usd=round(billed, 6),
+            wait_s=round(delay, 2),
+        )
+        self.retries.per_item[item.id] += 1
+        self._tick()
+
+    def _estimate_usd(self, item: BatchItem, images: list[Path | FittedImage], model: str) -> float:
+        try:
+            estimate = self.session.estimate(
+                item.prompt, list(images), model=model, image_size=item.image_size
+            )
+        except Exception:  # an estimate must never fail the item
+            return 0.0
+        return float(estimate.usd)
+
     async def _request(
         self, item: BatchItem, images: list[Path | FittedImage], model: str
     ) -> Result:
@@ -476,13 +616,14 @@ class _Engine:
         return await self.session.generate_async(item.prompt, **options)
 
     def _tick(self) -> None:
+        self.report.spent_usd = max(0.0, self.session.spent - self._spent_before)
         if self._bar is None:
             return
         finished = self.report.done + self.report.failed
         retrying = sum(1 for item_id in self.active if self.retries.per_item.get(item_id))
         self._bar.set_postfix_str(
             f"done={self.report.done} failed={self.report.failed} "
-            f"retrying={retrying} spent=${self.report.spent_usd:.3f}",
+            f"retrying={retrying} spent={format_usd(self.report.spent_usd)}",
             refresh=False,
         )
         self._bar.update(finished - self._bar.n)

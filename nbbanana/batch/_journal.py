@@ -5,14 +5,19 @@ The journal is an append-only JSON Lines file in the output folder. One record p
 * ``{"event": "run", ...}`` — a run (or resumed run) started;
 * ``{"event": "done", "id": ..., "files": [...], "cost_usd": ...}`` — an item's outputs
   are complete on disk;
-* ``{"event": "failed", "id": ..., "error": {...}}`` — an item failed after the client's
-  retries; it can be retried alone.
+* ``{"event": "retry", "id": ..., "attempt": n, "error": {...}}`` — an attempt failed in
+  a way worth trying again (a dropped connection, a 5xx, a text-only answer); the engine
+  tries again after a pause;
+* ``{"event": "failed", "id": ..., "error": {...}}`` — an item failed for good (or after
+  the retries); it can be retried alone.
 
 Each record is flushed and ``fsync``'d before the next item is reported done, and an item's
 files are moved into place (``os.replace``, atomic) *before* its "done" record is written.
 So after any crash, a "done" record always means complete outputs, and an item without one
 is simply run again; its files are replaced atomically, so each output exists exactly once.
-A record torn by a crash mid-write is ignored (and fenced off with a newline) on reading.
+A record torn by a crash mid-write (or any line that is not a record) is skipped and fenced
+off with a newline; :attr:`JournalState.damaged` says which line and, where the text still
+shows it, which item, so the run can say so instead of silently running the item again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +41,7 @@ __all__ = [
     "Journal",
     "JournalState",
     "commit_files",
+    "describe_damage",
     "final_names",
     "read_journal",
     "staging_dir",
@@ -52,8 +59,13 @@ class JournalState:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: int = 0
-    torn_lines: int = 0
     records: int = 0
+    #: ``(line number, item id or None)`` of every line that is not a whole record.
+    damaged: list[tuple[int, str | None]] = field(default_factory=list)
+
+    @property
+    def torn_lines(self) -> int:
+        return len(self.damaged)
 
     def is_done(self, item_id: str, outdir: Path) -> bool:
         """True when the item has a "done" record and every file it lists exists."""
@@ -66,15 +78,15 @@ def read_journal(path: Path) -> JournalState:
     state = JournalState()
     if not path.exists():
         return state
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                state.torn_lines += 1
+    # Bytes, not text: a line of garbage (or a record cut mid-character) must not stop
+    # the reading of the good lines after it.
+    with path.open("rb") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
                 continue
-            if not isinstance(record, dict):
-                state.torn_lines += 1
+            record = _parse_record(line)
+            if record is None:
+                state.damaged.append((line_no, _guess_id(line)))
                 continue
             state.records += 1
             event = record.get("event")
@@ -87,6 +99,51 @@ def read_journal(path: Path) -> JournalState:
             elif event == "failed" and isinstance(item_id, str) and item_id not in state.done:
                 state.failed[item_id] = record
     return state
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        return None
+    return record
+
+
+_ID_IN_TEXT = re.compile(rb'"id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _guess_id(line: bytes) -> str | None:
+    """The item id a damaged line was about, when its ``"id": "..."`` survived."""
+    match = _ID_IN_TEXT.search(line)
+    if match is None:
+        return None
+    try:
+        value = json.loads(b'"' + match.group(1) + b'"')
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def describe_damage(state: JournalState, path: Path, outdir: Path) -> str | None:
+    """One line naming the journal's damaged lines and what becomes of their items."""
+    if not state.damaged:
+        return None
+    parts = []
+    for line_no, item_id in state.damaged[:5]:
+        if item_id is None:
+            parts.append(f"line {line_no} (no item id readable)")
+        elif state.is_done(item_id, outdir):
+            parts.append(f"line {line_no} (item {item_id!r}, done according to another line)")
+        else:
+            parts.append(f"line {line_no} (item {item_id!r}, which will run again)")
+    more = f" and {len(state.damaged) - 5} more" if len(state.damaged) > 5 else ""
+    n = len(state.damaged)
+    return (
+        f"{path}: {n} damaged line{'s' if n != 1 else ''} skipped (cut short by a crash, "
+        f"or edited): {'; '.join(parts)}{more}."
+    )
 
 
 class Journal:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import io
 import json
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,14 +53,22 @@ class ManifestError(NbbananaError, ValueError):
     def __init__(self, source: str, problems: Sequence[tuple[int, str]]) -> None:
         self.source = source
         self.problems = list(problems)
-        shown = [f"  line {line}: {msg}" for line, msg in self.problems[:_MAX_PROBLEMS_SHOWN]]
-        if len(self.problems) > _MAX_PROBLEMS_SHOWN:
-            shown.append(f"  … and {len(self.problems) - _MAX_PROBLEMS_SHOWN} more")
         n = len(self.problems)
+        if n == 1:  # one line, as every single refusal is
+            super().__init__(f"{source}: {_where(*self.problems[0])}. Nothing was sent.")
+            return
+        shown = [f"  {_where(line, msg)}" for line, msg in self.problems[:_MAX_PROBLEMS_SHOWN]]
+        if n > _MAX_PROBLEMS_SHOWN:
+            shown.append(f"  … and {n - _MAX_PROBLEMS_SHOWN} more")
         super().__init__(
-            f"{source}: {n} problem{'s' if n != 1 else ''} found before sending anything; "
+            f"{source}: {n} problems found before sending anything; "
             "fix them and run again:\n" + "\n".join(shown)
         )
+
+
+def _where(line: int, message: str) -> str:
+    """``line 3: message``; a problem of the whole file (line 0) has no line."""
+    return f"line {line}: {message}" if line > 0 else message
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,9 @@ def load_manifest(
     listing every problem (with line numbers) when there is any; nothing is sent before.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(str(path), [(0, "the manifest file does not exist")])
+    problem = _not_a_file(path)
+    if problem:
+        raise ManifestError(str(path), [(0, problem)])
     suffix = path.suffix.lower()
     if suffix == ".csv":
         raw, problems = _read_csv(path)
@@ -168,10 +179,57 @@ def normalise_items(
     )
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a manifest, or None when it can."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file; check the manifest's path"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}); check the path"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a folder, pipe or device); give a .jsonl or .csv file"
+    return None
+
+
+def _image_problem(path: Path, name: str) -> str | None:
+    """Why an item's image cannot be used, or None (only the path is checked here)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"image not found: {name!r}"
+    except OSError as exc:  # a symlink loop, no permission
+        return f"image {name!r} cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISREG(mode):
+        return f"image {name!r} is not a regular file (a folder, pipe or device)"
+    return None
+
+
+def _read_text(path: Path) -> tuple[str | None, list[tuple[int, str]]]:
+    """The manifest's text, or the one problem that stops it being read as UTF-8 text
+    (with the line of the first byte that is not)."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        return None, [(0, "is a binary file, not a text manifest; give a .jsonl or .csv file")]
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return None, [
+            (
+                line,
+                f"byte 0x{data[exc.start]:02x} is not UTF-8 text; save the manifest as "
+                "UTF-8 (e.g. 'Save as… CSV UTF-8' in a spreadsheet)",
+            )
+        ]
+
+
 def _read_jsonl(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[tuple[int, str]]]:
     raw: list[tuple[int, Mapping[str, Any]]] = []
-    problems: list[tuple[int, str]] = []
-    with path.open("r", encoding="utf-8-sig") as fh:
+    text_all, problems = _read_text(path)
+    if text_all is None:
+        return raw, problems
+    with io.StringIO(text_all, newline=None) as fh:  # universal newlines, as open() reads
         for line_no, line in enumerate(fh, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -179,7 +237,9 @@ def _read_jsonl(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[t
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
-                problems.append((line_no, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                # Some messages end in "at" ("Unterminated string starting at"): no "at at".
+                what = exc.msg.removesuffix(" at")
+                problems.append((line_no, f"not valid JSON ({what} at column {exc.colno})"))
                 continue
             if not isinstance(value, dict):
                 problems.append(
@@ -195,8 +255,10 @@ def _read_jsonl(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[t
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[tuple[int, str]]]:
     raw: list[tuple[int, Mapping[str, Any]]] = []
-    problems: list[tuple[int, str]] = []
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+    text_all, problems = _read_text(path)
+    if text_all is None:
+        return raw, problems
+    with io.StringIO(text_all, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -205,7 +267,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, Mapping[str, Any]]], list[tup
         for name in columns:
             if name not in FIELDS:
                 problems.append(
-                    (1, f"unknown column {name!r}{_suggest(name)}; columns are {list(FIELDS)}")
+                    (1, f"unknown column {name!r}{_suggest(name)}; columns are {_plain(FIELDS)}")
                 )
         if "prompt" not in columns:
             problems.append((1, "the header has no 'prompt' column"))
@@ -294,7 +356,7 @@ def _parse_record(
     problems: list[str] = []
     for key in record:
         if key not in FIELDS:
-            problems.append(f"unknown key {key!r}{_suggest(str(key))}; keys are {list(FIELDS)}")
+            problems.append(f"unknown key {key!r}{_suggest(str(key))}; keys are {_plain(FIELDS)}")
 
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -318,8 +380,9 @@ def _parse_record(
             path = Path(name).expanduser()
             if not path.is_absolute():
                 path = base / path
-            if not path.is_file():
-                problems.append(f"image not found: {name!r}")
+            problem = _image_problem(path, name)
+            if problem:
+                problems.append(problem)
             images.append(path)
 
     params: dict[str, str | None] = {}
@@ -361,8 +424,21 @@ def check_params(model: str | None, aspect_ratio: str | None, image_size: str | 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = get_model(model)
-    try:
-        info.output_size(aspect_ratio, image_size)
-    except ValueError as exc:
-        return [str(exc)]
+    # The model's tables give the allowed values; said as a plain list, as a person
+    # would write them in the manifest (not as a Python list).
+    size_key = image_size if image_size is not None else info.default_image_size
+    if size_key not in info.output_sizes:
+        if not info.image_sizes:
+            return [f"{info.id} has no image_size option; leave image_size empty"]
+        allowed = _plain(info.image_sizes)
+        return [f"{info.id} does not support image_size {image_size!r}; use one of {allowed}"]
+    ratio = aspect_ratio or "1:1"
+    if ratio not in info.output_sizes[size_key]:
+        allowed = _plain(info.output_sizes[size_key])
+        return [f"{info.id} does not support aspect_ratio {aspect_ratio!r}; use one of {allowed}"]
     return []
+
+
+def _plain(values: Iterable[Any]) -> str:
+    """``1:1, 2:3, 3:2`` — allowed values as a person writes them."""
+    return ", ".join(str(v) for v in values)
