@@ -60,9 +60,9 @@ def test_damaged_lines_are_named_with_their_item(tmp_path: Path) -> None:
     (and whether that item will run again), instead of silently paying for it again."""
     import warnings
 
+    from nbbanana import connect
     from nbbanana.batch import run_batch
     from nbbanana.emulator import Emulator
-    from nbbanana.session import connect
 
     out = tmp_path / "out"
     items = [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "y"}]

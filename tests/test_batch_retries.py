@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from google.genai import types
 
+from nbbanana import Session, connect
 from nbbanana.batch import run_batch
 from nbbanana.batch._journal import JOURNAL_NAME
 from nbbanana.emulator import Emulator
 from nbbanana.emulator._faults import CONTENT_FAULTS, TRANSIENT_FAULTS
-from nbbanana.session import Session, connect
 
 GENERATE = ":generateContent"
 FAST_RETRY = types.HttpRetryOptions(attempts=4, initial_delay=0.05, max_delay=0.2, jitter=0.05)

@@ -274,6 +274,7 @@ def run_batch(
     only: Iterable[str] | None = None,
     progress: bool = True,
     model: str | None = None,
+    attempts: int = DEFAULT_ITEM_ATTEMPTS,
 ) -> BatchReport:
     """:func:`run_batch_async` for scripts, and for notebooks that prefer not to ``await``.
 
@@ -295,6 +296,7 @@ def run_batch(
         only=only,
         progress=progress,
         model=model,
+        attempts=attempts,
     )
     try:
         asyncio.get_running_loop()
