@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import ModelInfo
-from . import _generate
+from . import _generate, _json
 from ._files import FileStore, timestamp
 from ._status import ApiError, bad_request, not_found
 
@@ -223,11 +223,11 @@ class BatchStore:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = _json.loads(line)
                 request = entry["request"]
                 if not isinstance(request, dict):
                     raise TypeError
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ApiError, KeyError, TypeError):
                 raise bad_request(  # emulator wording
                     f"Invalid batch input file {file_name}: line {number} is not a JSON object "
                     'with a "request".'
