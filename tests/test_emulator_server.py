@@ -284,8 +284,11 @@ def test_log_writes_one_line_per_request_without_keys() -> None:
         assert _exchange(emulator, raw)[0] == 200
         bad = b"GET /v1beta/models?key=wrong-key-456 HTTP/1.1\r\nHost: x\r\n\r\n"
         assert _exchange(emulator, bad)[0] == 400
+        garbled = b"GET /v1beta/models?key=wrong-key-456 HTTP/1.1 extra\r\n\r\n"
+        assert _exchange(emulator, garbled)[0] == 400
     lines = log.getvalue().splitlines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
+    assert re.fullmatch(r"\d{2}:\d{2}:\d{2} - - 400 in 0 B out \d+ B \d+ ms", lines.pop())
     pattern = re.compile(
         r"^\d{2}:\d{2}:\d{2} (GET|POST) (/\S+) (\d{3}) in (\d+) B out (\d+) B (\d+) ms$"
     )
@@ -298,3 +301,18 @@ def test_log_writes_one_line_per_request_without_keys() -> None:
     assert third[:3] == ("GET", "/v1beta/models", "400")
     assert "secret-key-123" not in log.getvalue() and "wrong-key-456" not in log.getvalue()
     assert "key=" not in log.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"contents": [{"parts": [{"text": "x"}]}], "n": ' + b"1" * 5000 + b"}",
+        b'{"batch": {"inputConfig": {"requests": {"requests": [5]}}}}',
+        b'{"batch": {"inputConfig": {"requests": {"requests": [{"request": 5}]}}}}',
+    ],
+    ids=["integer-too-long-for-python", "batch-entry-not-object", "batch-request-not-object"],
+)
+def test_other_malformed_bodies_are_400s(emulator: Emulator, body: bytes) -> None:
+    method = "batchGenerateContent" if b"batch" in body else "generateContent"
+    raw = _post(f"/v1beta/models/{FLASH}:{method}", body, f"Content-Length: {len(body)}\r\n")
+    _assert_gemini_400(*_exchange(emulator, raw))

@@ -193,6 +193,12 @@ class BatchStore:
                 raise bad_request(
                     "* BatchGenerateContentRequest.batch.input_config.requests: empty."
                 )
+            for number, entry in enumerate(inline):
+                if not isinstance(entry, dict) or not isinstance(entry.get("request") or {}, dict):
+                    raise bad_request(  # emulator wording
+                        f"* BatchGenerateContentRequest.batch.input_config.requests.requests"
+                        f"[{number}]: expected an object with a request object."
+                    )
             items = [
                 _Item(dict(entry.get("request") or {}), entry.get("metadata")) for entry in inline
             ]

@@ -25,7 +25,7 @@ def loads(text: bytes | str, *, what: str = "JSON payload") -> Any:
     """Parse ``text``; raises a 400 :class:`ApiError` for invalid or too deeply nested JSON."""
     try:
         value = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer too long to convert
         raise bad_request(f"Invalid {what} received. Unexpected token.") from None
     except RecursionError:
         value = None

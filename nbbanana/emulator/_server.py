@@ -328,6 +328,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD" and code >= 200 and code not in (204, 304):
                 self.wfile.write(body)
+        # Logged (never recorded: it reached no route); the path without its query.
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0].split()[:1]
+        shown = path[0] if path else "-"
+        record = RequestRecord(self.command or "-", shown, code, 0, None, 0.0, 0.0, len(body))
+        self.server.emulator._log(record)
 
     def do_GET(self) -> None:
         self._handle()
