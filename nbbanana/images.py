@@ -319,7 +319,8 @@ def _read_path(source: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, s
         # Look before opening: opening a FIFO blocks until a writer comes, a socket
         # cannot be opened at all; O_NONBLOCK covers a file swapped in between.
         _check_regular(os.stat(path).st_mode, text, name)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "rb", buffering=0) as handle:
             info = os.fstat(handle.fileno())
             _check_regular(info.st_mode, text, name)
@@ -893,7 +894,7 @@ def _heif_decoder_error(
     kind = "AVIF" if avif else "HEIC/HEIF"
     reason = _heif_reason(data, exc)
     return UnsupportedImageError(
-        f"the bundled {kind} decoder ({_heif_decoder_version()}) could not read {name} "
+        f"the bundled {kind} decoder ({_heif_decoder_version(avif)}) could not read {name} "
         f"({reason}): it may use a codec or feature this decoder lacks, or be incomplete; "
         "convert it to JPEG or PNG (macOS Preview: File > Export; iPhone: Settings > "
         "Camera > Formats > Most Compatible; or: magick photo.heic photo.jpg) and pass that.",
@@ -917,8 +918,13 @@ def _heif_reason(data: bytes | None, exc: BaseException) -> str:
     return reason if len(reason) <= 160 else reason[:159] + "…"
 
 
-@lru_cache(maxsize=1)
-def _heif_decoder_version() -> str:
+@lru_cache(maxsize=2)
+def _heif_decoder_version(avif: bool) -> str:
+    """Which decoder failed: Pillow reads AVIF itself (libavif); HEIC goes to pillow-heif."""
+    if avif and "AVIF" in Image.OPEN:
+        import PIL
+
+        return f"libavif via Pillow {PIL.__version__}"
     try:
         import pillow_heif
 

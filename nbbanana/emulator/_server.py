@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import re
 import select
@@ -501,20 +502,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._body_bytes = length
             self._drain(length)
             raise refuse()
-        body = bytearray()
-        while len(body) < length:
-            piece = self.rfile.read(min(_READ_CHUNK, length - len(body)))
+        # BytesIO: its getvalue() hands over its buffer without a copy, so a body costs
+        # its size in memory once, not twice.
+        body = io.BytesIO()
+        while self._body_bytes < length:
+            piece = self.rfile.read(min(_READ_CHUNK, length - self._body_bytes))
             if not piece:  # the client hung up mid-body
                 self.close_connection = True
                 raise _Dropped()
-            body += piece
-            self._body_bytes = len(body)
-        return bytes(body)
+            body.write(piece)
+            self._body_bytes += len(piece)
+        return body.getvalue()
 
     def _read_chunked(self, cap: int, refuse: Callable[[], ApiError]) -> bytes:
         """A ``Transfer-Encoding: chunked`` body, counted chunk by chunk; past ``cap`` the
         rest is drained (up to :data:`_MAX_DRAIN`) and not kept."""
-        body = bytearray()
+        body = io.BytesIO()
         over = False
         while True:
             line = self.rfile.readline(_CHUNK_LINE + 1)
@@ -536,7 +539,7 @@ class _Handler(BaseHTTPRequestHandler):
                     pass
                 if over:
                     raise refuse()
-                return bytes(body)
+                return body.getvalue()
             if self._body_bytes + size > _MAX_DRAIN:
                 self.close_connection = True
                 raise refuse()
@@ -550,9 +553,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._body_bytes += len(piece)
                 if self._body_bytes > cap:
                     over = True
-                    body = bytearray()  # counted from here on, never kept
+                    body = io.BytesIO()  # counted from here on, never kept
                 elif not over:
-                    body += piece
+                    body.write(piece)
             if self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 self.close_connection = True
                 raise bad_request(  # emulator wording
