@@ -909,9 +909,11 @@ def _heif_reason(data: bytes | None, exc: BaseException) -> str:
         try:
             import pillow_heif
 
-            pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-        except IndexError:
-            reason = "it holds no image this decoder can decode"
+            heif = pillow_heif.open_heif(io.BytesIO(data))
+            if len(heif) == 0:
+                reason = "it holds no image in a codec this decoder has"
+            else:
+                heif[0].load()  # decoding says what is wrong, if anything
         except Exception as detail:  # any libheif error text will do
             reason = str(detail)
     reason = " ".join(reason.split()).rstrip(".")
