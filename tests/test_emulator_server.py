@@ -115,6 +115,17 @@ def test_invalid_content_length_is_a_400(emulator: Emulator, value: str) -> None
     _still_serves(emulator)
 
 
+def test_two_different_content_lengths_are_a_400(emulator: Emulator) -> None:
+    raw = _post(GENERATE, b'{"contents": []}', "Content-Length: 16\r\nContent-Length: 3\r\n")
+    assert "Content-Length" in _assert_gemini_400(*_exchange(emulator, raw, timeout=5))
+
+
+def test_an_absurd_content_length_is_refused_at_once(emulator: Emulator) -> None:
+    raw = _post(GENERATE, b"{}", "Content-Length: 99999999999999999999999\r\n")
+    assert "exceeds the limit" in _assert_gemini_400(*_exchange(emulator, raw, timeout=5))
+    _still_serves(emulator)
+
+
 @pytest.mark.parametrize(
     "chunks",
     [

@@ -492,6 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
         declared = headers.get("content-length")
         if declared is None:
             return b""
+        if len(set(self.headers.get_all("content-length") or [])) > 1:
+            declared = ", ".join(self.headers.get_all("content-length") or [])
         if not _DIGITS.fullmatch(declared.strip()):
             self.close_connection = True
             raise bad_request(  # emulator wording
@@ -506,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
         # its size in memory once, not twice.
         body = io.BytesIO()
         while self._body_bytes < length:
-            piece = self.rfile.read(min(_READ_CHUNK, length - self._body_bytes))
+            piece = self._read_piece(length - self._body_bytes)
             if not piece:  # the client hung up mid-body
                 self.close_connection = True
                 raise _Dropped()
@@ -545,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise refuse()
             remaining = size
             while remaining > 0:
-                piece = self.rfile.read(min(_READ_CHUNK, remaining))
+                piece = self._read_piece(remaining)
                 if not piece:
                     self.close_connection = True
                     raise _Dropped()
@@ -562,6 +564,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "A chunk of the chunked request body is not followed by CRLF."
                 )
 
+    def _read_piece(self, most: int) -> bytes:
+        """Up to ``most`` bytes (at most :data:`_READ_CHUNK`) of the body: every body byte
+        is read here, so whatever must watch the bytes arrive has one place to do it."""
+        return self.rfile.read(min(_READ_CHUNK, most))
+
     def _drain(self, length: int) -> None:
         """Read and discard a refused body so the client can read the refusal."""
         if length > _MAX_DRAIN:
@@ -569,7 +576,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         remaining = length
         while remaining > 0:
-            chunk = self.rfile.read(min(_READ_CHUNK, remaining))
+            chunk = self._read_piece(remaining)
             if not chunk:
                 break
             remaining -= len(chunk)
