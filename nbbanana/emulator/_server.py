@@ -553,10 +553,10 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Dropped()
                 remaining -= len(piece)
                 self._body_bytes += len(piece)
-                if self._body_bytes > cap:
+                if self._body_bytes > cap and not over:
                     over = True
                     body = io.BytesIO()  # counted from here on, never kept
-                elif not over:
+                if not over:
                     body.write(piece)
             if self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 self.close_connection = True
