@@ -804,8 +804,11 @@ def _without_oversized_png_chunks(data: bytes, notes: list[str]) -> bytes:
     text_limit = PngImagePlugin.MAX_TEXT_MEMORY
     drops: list[tuple[int, int]] = []
     text_total = 0
+    # Decompression work stays in proportion to what Pillow itself would do: a file of
+    # many small zlib bombs is scanned up to this much output, then left to Pillow.
+    budget = text_limit + 8 * chunk_limit
     offset = len(_PNG_SIGNATURE)
-    while offset + 12 <= len(data):
+    while offset + 12 <= len(data) and budget > 0:
         (length,) = struct.unpack_from(">I", data, offset)
         kind = data[offset + 4 : offset + 8]
         end = offset + 12 + length
@@ -815,6 +818,7 @@ def _without_oversized_png_chunks(data: bytes, notes: list[str]) -> bytes:
             body = data[offset + 8 : offset + 8 + length]
             keyword = body.split(b"\0", 1)[0].decode("latin-1", "replace")[:40]
             size = _png_chunk_value_size(kind, body, chunk_limit)
+            budget -= size or 0
             what = (
                 "iCCP chunk (colour profile)"
                 if kind == b"iCCP"

@@ -295,3 +295,11 @@ def test_a_heic_the_decoder_cannot_read_says_so(damage: Any) -> None:
     assert "convert it to JPEG or PNG" in message
     assert "re-download" not in message and "cannot identify" not in message
     assert "\n" not in message and message.endswith(".")
+
+
+def test_many_small_zlib_bombs_cost_bounded_work_and_name_the_limit() -> None:
+    bomb = _chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"\x00" * 2_000_000, 9))
+    data = _png_with([bomb] * 200)
+    with pytest.raises(ImageError, match=r"Pillow's safety limit .*MAX_TEXT_CHUNK") as info:
+        load_image(data)
+    assert "damaged" not in str(info.value) and "\n" not in str(info.value)
