@@ -65,6 +65,9 @@ def redact(text: str, *secrets: str | None) -> str:
 # (google.genai.errors.APIError.response, httpx2.RequestError._request,
 # httpx2.HTTPStatusError.request/.response): a request carries the key in its headers.
 _TRANSPORT_ATTRIBUTES = ("response", "request", "_request", "_response")
+# Only exceptions of these packages are changed: an exception of the caller's own that
+# happens to be in the chain (raised in an ``except`` block) is not ours to touch.
+_SCRUBBED_PACKAGES = ("google.", "httpx", "httpcore", "aiohttp", "requests", "urllib3", "nbbanana")
 
 _T = TypeVar("_T")
 
@@ -84,7 +87,8 @@ def _redacted(value: _T, secrets: tuple[str | None, ...]) -> _T:
 
 
 def scrub_exception(exc: BaseException | None, *secrets: str | None) -> None:
-    """Make ``exc`` and every exception chained to it carry no key, in place.
+    """Make ``exc`` and every exception chained to it (of the SDK, its HTTP libraries
+    and nbbanana) carry no key, in place.
 
     Drops the HTTP request and response objects they hold (nothing needs them once the
     error is mapped; the status, message and details stay), and redacts API keys (and
@@ -99,7 +103,7 @@ def scrub_exception(exc: BaseException | None, *secrets: str | None) -> None:
         seen.add(id(current))
         pending += [current.__cause__, current.__context__]
         state = getattr(current, "__dict__", None)
-        if state is None:
+        if state is None or not type(current).__module__.startswith(_SCRUBBED_PACKAGES):
             continue
         for name in _TRANSPORT_ATTRIBUTES:
             if state.get(name) is not None:

@@ -224,3 +224,16 @@ def test_a_key_the_server_echoes_is_redacted_from_the_sdk_error_too() -> None:
     mapped = error_from_exception(sdk_error, KEY)
     assert mapped is not None
     assert _leaks(mapped) == []
+
+
+def test_the_callers_own_exceptions_in_the_chain_are_left_alone() -> None:
+    class Mine(Exception):
+        pass
+
+    mine = Mine("the caller's")
+    mine.response = "kept"  # type: ignore[attr-defined]
+    sdk_error = genai_errors.ServerError(503, {"error": {"code": 503, "message": "busy"}})
+    sdk_error.__context__ = mine
+    mapped = error_from_exception(sdk_error, KEY)
+    assert isinstance(mapped, errors.ServiceUnavailable)
+    assert mine.response == "kept"  # type: ignore[attr-defined]
