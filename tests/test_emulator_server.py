@@ -170,9 +170,9 @@ def test_a_hundred_simultaneous_connections_are_all_served(emulator: Emulator) -
     def client() -> None:
         barrier.wait()
         try:
-            # Shorter than the kernel's first SYN retransmission (1 s): a connection
-            # the listen queue dropped fails here instead of quietly being retried.
-            status, _ = _exchange(emulator, request, timeout=0.9)
+            # Generous: a dropped connection is caught by the next test, which does
+            # not depend on timing.
+            status, _ = _exchange(emulator, request, timeout=20)
             outcome: int | str = status
         except OSError as exc:
             outcome = type(exc).__name__
@@ -189,7 +189,8 @@ def test_a_hundred_simultaneous_connections_are_all_served(emulator: Emulator) -
 
 def test_the_listen_backlog_admits_a_hundred_waiting_connections() -> None:
     """Connections the server has not accepted yet wait in the kernel's listen queue;
-    that queue must hold 100 of them (the standard library's default holds 5)."""
+    that queue must hold 100 of them (the standard library's default holds 5, and
+    twenty students connecting at once got resets and stalls)."""
     emulator = Emulator()
     emulator.start()
     server = emulator._server
