@@ -298,8 +298,11 @@ def test_log_writes_one_line_per_request_without_keys() -> None:
         assert _exchange(emulator, bad)[0] == 400
         garbled = b"GET /v1beta/models?key=wrong-key-456 HTTP/1.1 extra\r\n\r\n"
         assert _exchange(emulator, garbled)[0] == 400
+        pasted = b"GET /v1beta/secret-key-123/AIza" + b"x" * 35 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert _exchange(emulator, pasted)[0] == 403
     lines = log.getvalue().splitlines()
-    assert len(lines) == 4, lines
+    assert len(lines) == 5, lines
+    assert "GET /v1beta/***/*** 403 " in lines.pop()
     assert re.fullmatch(r"\d{2}:\d{2}:\d{2} - - 400 in 0 B out \d+ B \d+ ms", lines.pop())
     pattern = re.compile(
         r"^\d{2}:\d{2}:\d{2} (GET|POST) (/\S+) (\d{3}) in (\d+) B out (\d+) B (\d+) ms$"

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
+from ..errors import redact
 from ..models import get_profile
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
@@ -242,10 +243,12 @@ class Emulator:
         if self.log is None:
             return
         status = record.status if record.status is not None else "---"
+        # A key pasted into the path itself (a mistake, but one made) is hidden too.
+        path = redact(record.path, *(self.api_keys or ()))
         fault = f" fault={record.fault}" if record.fault else ""
         line = (
             f"{time.strftime('%H:%M:%S')} "
-            f"{record.method} {record.path} {status} in {record.body_bytes} B "
+            f"{record.method} {path} {status} in {record.body_bytes} B "
             f"out {record.reply_bytes} B {record.seconds * 1000:.0f} ms{fault}\n"
         )
         with self._lock, contextlib.suppress(OSError, ValueError):
