@@ -2,7 +2,9 @@
 
 The first line printed is the base URL (flushed at once), so scripts and tests can read
 it and point ``--base-url`` or ``HttpOptions(base_url=...)`` at the server. SIGINT and
-SIGTERM stop it cleanly with exit status 0.
+SIGTERM stop it cleanly with exit status 0. ``--log`` prints one line per request to
+stderr, so a teacher can watch a class's traffic; it never shows a key (the query, where
+``?key=`` goes, and the headers are left out).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="time a batch job stays pending before it runs")  # fmt: skip
     parser.add_argument("--batch-item-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="time a running batch job spends on each request")  # fmt: skip
+    parser.add_argument("--log", action="store_true",
+                        help="print one line per request to stderr: time, method, path, "
+                        "status, bytes in and out, milliseconds (never a key)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             batch_delay=args.batch_delay,
             batch_item_seconds=args.batch_item_seconds,
+            log=sys.stderr if args.log else None,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

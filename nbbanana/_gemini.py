@@ -44,6 +44,7 @@ from .errors import (
     RequestTooLarge,
     ServiceUnavailable,
     redact,
+    scrub_exception,
 )
 
 __all__ = [
@@ -180,8 +181,17 @@ def error_from_exception(exc: BaseException, *secrets: str | None) -> NbbananaEr
     of the SDK's request failures (then the caller lets it propagate unchanged).
 
     The caller raises the returned error ``from exc`` so the SDK's error stays the
-    ``__cause__``; it is also kept on ``sdk_error``.
+    ``__cause__``; it is also kept on ``sdk_error``. Either way it no longer holds the
+    request (whose headers carry the key) or the response: they are dropped here, after
+    the mapping has read what it needs (a ``Retry-After`` header).
     """
+    mapped = _map_exception(exc, secrets)
+    if mapped is not None:
+        scrub_exception(exc, *secrets)
+    return mapped
+
+
+def _map_exception(exc: BaseException, secrets: tuple[str | None, ...]) -> NbbananaError | None:
     if isinstance(exc, genai_errors.APIError):
         return _from_api_error(exc, secrets)
     if isinstance(exc, httpx2.TimeoutException):

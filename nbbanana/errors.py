@@ -10,13 +10,16 @@ Two families:
   :attr:`APIError.sdk_error`.
 
 API keys never appear in any message: :func:`redact` is applied to text that came from
-outside before it is put into an exception.
+outside before it is put into an exception. Nor are they carried by any other route
+(``repr``, ``__dict__``, ``pickle``, ``copy``): the SDK error attached to an
+:class:`APIError` is stripped of the HTTP request and response objects it held (the
+request's headers carry the key, its URL may carry ``?key=``), see :func:`scrub_exception`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "APIError",
@@ -37,6 +40,7 @@ __all__ = [
     "TooManyReferenceImages",
     "UnsupportedImageError",
     "redact",
+    "scrub_exception",
 ]
 
 # Google API keys are 39 characters starting with "AIza"; anything that follows
@@ -57,11 +61,69 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+# Attributes of the SDK's and httpx2's exceptions that hold an HTTP request or response
+# (google.genai.errors.APIError.response, httpx2.RequestError._request,
+# httpx2.HTTPStatusError.request/.response): a request carries the key in its headers.
+_TRANSPORT_ATTRIBUTES = ("response", "request", "_request", "_response")
+# Only exceptions of these packages are changed: an exception of the caller's own that
+# happens to be in the chain (raised in an ``except`` block) is not ours to touch.
+_SCRUBBED_PACKAGES = ("google.", "httpx", "httpcore", "aiohttp", "requests", "urllib3", "nbbanana")
+
+_T = TypeVar("_T")
+
+
+def _redacted(value: _T, secrets: tuple[str | None, ...]) -> _T:
+    """``value`` with every string in it (also inside dicts, lists, tuples) redacted."""
+    result: Any = value
+    if isinstance(value, str):
+        result = redact(value, *secrets)
+    elif isinstance(value, dict):
+        result = {k: _redacted(v, secrets) for k, v in value.items()}
+    elif isinstance(value, list):
+        result = [_redacted(v, secrets) for v in value]
+    elif isinstance(value, tuple) and type(value) is tuple:
+        result = tuple(_redacted(v, secrets) for v in value)
+    return result  # type: ignore[no-any-return]
+
+
+def scrub_exception(exc: BaseException | None, *secrets: str | None) -> None:
+    """Make ``exc`` and every exception chained to it (of the SDK, its HTTP libraries
+    and nbbanana) carry no key, in place.
+
+    Drops the HTTP request and response objects they hold (nothing needs them once the
+    error is mapped; the status, message and details stay), and redacts API keys (and
+    ``secrets``) from their ``args`` and attributes. Idempotent.
+    """
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+        state = getattr(current, "__dict__", None)
+        if state is None or not type(current).__module__.startswith(_SCRUBBED_PACKAGES):
+            continue
+        for name in _TRANSPORT_ATTRIBUTES:
+            if state.get(name) is not None:
+                state[name] = None
+        for name, value in list(state.items()):
+            if isinstance(value, BaseException):
+                pending.append(value)
+            else:
+                state[name] = _redacted(value, secrets)
+        current.args = _redacted(current.args, secrets)
+
+
 class NbbananaError(Exception):
     """Base class of every error nbbanana raises.
 
     The advice for each error lives on it and nowhere else: :attr:`message` says what
     went wrong, :attr:`hint` what to do. Views (the studio) show those two.
+
+    Pickles (and copies) with all its attributes, keyword-only ones included, and never
+    with a key: the state is scrubbed again on the way out.
     """
 
     #: What the user can do about it. Service errors (:class:`APIError`) and
@@ -75,6 +137,24 @@ class NbbananaError(Exception):
         super().__init__(_with_hint(message, self.hint) if self._hint_in_text else message)
         #: What went wrong (without the hint).
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(vars(self))
+        for value in state.values():
+            if isinstance(value, BaseException):
+                scrub_exception(value)
+        return (_rebuild, (type(self), _redacted(self.args, ()), _redacted(state, ())))
+
+
+def _rebuild(
+    cls: type[NbbananaError], args: tuple[Any, ...], state: dict[str, Any]
+) -> NbbananaError:
+    """Unpickle without calling ``__init__`` (whose keyword-only arguments are in
+    ``state``, not ``args``)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # --------------------------------------------------------------------------- images
@@ -133,7 +213,9 @@ class APIError(NbbananaError):
         super().__init__(redact(message))
         self.code = code
         self.status = status
-        self.details = details
+        self.details = _redacted(details, ())
+        scrub_exception(sdk_error)
+        #: The SDK's (or httpx2's) error, without the request and response it held.
         self.sdk_error = sdk_error
 
 

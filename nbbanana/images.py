@@ -26,20 +26,38 @@ Why each step exists:
 * **Fail in one sentence.** Empty, truncated, corrupt, vector/document, and oversized
   inputs raise a subclass of :class:`~nbbanana.errors.ImageError` whose message says what
   is wrong and what to do.
+* **Read nothing unbounded.** A path must name a regular file: a FIFO, a device such as
+  ``/dev/zero``, a socket or a folder is refused before anything is read (opening a FIFO
+  would block, reading ``/dev/zero`` would never end). No input — file or stream — is read
+  past ``max_bytes`` + 1 byte (:data:`DEFAULT_MAX_BYTES`).
+* **Blame the right thing.** A valid PNG whose metadata chunk (iCCP, zTXt, iTXt, tEXt) is
+  over one of Pillow's decompression limits is loaded without that chunk, with a note
+  naming the chunk and the limit. A HEIC/HEIF/AVIF that the bundled decoder cannot read
+  is reported as the decoder's failure, with how to convert the file.
+
+How float pixel values are read: a float numpy array must hold values in [0, 1] (0 is
+black, 1 is white). A float image (Pillow mode ``"F"``, e.g. a 32-bit float TIFF) says
+nothing about its range, so the range is guessed from its finite values: [0, 1] when
+none exceeds 1, else [0, 255] when none exceeds 255, else [0, 65535]; values below 0
+are black. In both, NaN and -infinity become black and +infinity white, with a warning
+(a :class:`UserWarning` and a note in :attr:`LoadedImage.warnings`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import io
 import math
 import os
+import stat
 import struct
 import threading
+import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from ._types import ImageSource
 from .errors import (
@@ -60,16 +78,26 @@ from .errors import (
 from .models import FORMAT_MIME, SENT_FORMATS
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ImageSource",
     "LoadedImage",
     "load_image",
+    "read_image_file",
 ]
 
 #: Pixel limit checked against the header before decoding. 200 MP admits the largest
 #: phone sensors (16 320 × 12 240) while refusing decompression bombs; raise it with
 #: ``load_image(..., max_pixels=...)`` for bigger scans or panoramas.
 DEFAULT_MAX_PIXELS: int = 200_000_000
+
+#: Largest input read, in bytes: a file larger than this is refused before reading, a
+#: stream is read no further than this + 1 byte. 2 GB admits an uncompressed 16-bit
+#: TIFF of 200 MP (1.2 GB) and matches the largest file the Files API takes; raise it
+#: with ``load_image(..., max_bytes=...)``.
+DEFAULT_MAX_BYTES: int = 2_000_000_000
+
+_READ_CHUNK = 1 << 20  # streams are read in pieces of this, counting as they come
 
 
 @dataclass
@@ -191,6 +219,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     target_side: int | None = None,
     strip_metadata: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LoadedImage:
     """Load ``source`` and normalise it (see the module docstring for what and why).
 
@@ -200,6 +229,8 @@ def load_image(
     so that a DCT-scaled decode can be used without resampling. ``max_pixels`` bounds the declared pixel
     count (checked before decoding). With ``strip_metadata=False`` EXIF (minus the
     orientation, which has been applied), XMP and comments are kept in ``image.info``.
+    ``max_bytes`` bounds the bytes read from a path or a stream (see
+    :data:`DEFAULT_MAX_BYTES`); a path must name a regular file.
 
     A :class:`LoadedImage` is returned as it is, so callers can accept either.
 
@@ -214,8 +245,9 @@ def load_image(
     if isinstance(source, Image.Image):
         return _load_pil(source, "<PIL image>", max_pixels, target_side, strip_metadata)
     if isinstance(source, np.ndarray):
-        image = _array_to_image(source)
-        return _load_pil(
+        notes: list[str] = []
+        image = _array_to_image(source, notes)
+        loaded = _load_pil(
             image,
             "<array>",
             max_pixels,
@@ -223,21 +255,23 @@ def load_image(
             strip_metadata,
             source_sha256=_array_sha256(source),
         )
-    data, name = _read_source(source)
+        loaded.warnings[:0] = notes
+        return loaded
+    data, name = _read_source(source, max_bytes)
     return _load_bytes(data, name, max_pixels, target_side, strip_metadata)
 
 
 # --------------------------------------------------------------------------- sources
 
 
-def _read_source(source: object) -> tuple[bytes, str]:
+def _read_source(source: object, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes, str]:
     """Return the encoded bytes and a display name of a path, bytes, file or upload item."""
     if isinstance(source, bytes):
         return source, "<bytes>"
     if isinstance(source, bytearray | memoryview):
         return bytes(source), "<bytes>"
     if isinstance(source, str | os.PathLike):
-        return _read_path(source)
+        return _read_path(source, max_bytes)
     if isinstance(source, Mapping):
         return _read_upload(source)
     read = getattr(source, "read", None)
@@ -245,20 +279,9 @@ def _read_source(source: object) -> tuple[bytes, str]:
         raw_name = getattr(source, "name", None)
         name = Path(raw_name).name if isinstance(raw_name, str) else "<file>"
         try:
-            data = read()
+            return _read_bounded(read, max_bytes, name, _READ_CHUNK), name
         except OSError as exc:
             raise ImageError(f"could not read {name}: {exc}; check the file.", source=name) from exc
-        if isinstance(data, str):
-            raise UnsupportedImageError(
-                f"{name} was opened in text mode; open it with 'rb' (binary) instead.",
-                source=name,
-            )
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise UnsupportedImageError(
-                f"{name}.read() returned {type(data).__name__}, not bytes; pass a binary file.",
-                source=name,
-            )
-        return bytes(data), name
     if isinstance(source, list | tuple):
         raise UnsupportedImageError(
             f"got a {type(source).__name__} of {len(source)} items, not one image; pass one "
@@ -273,7 +296,7 @@ def _read_source(source: object) -> tuple[bytes, str]:
     )
 
 
-def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
+def _read_path(source: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, str]:
     if isinstance(source, str) and source[:5].lower() == "data:":
         return _read_data_url(source)
     text = os.fspath(source)
@@ -286,7 +309,18 @@ def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
         )
     path = Path(text).expanduser()
     try:
-        return path.read_bytes(), name
+        # Look before opening: opening a FIFO blocks until a writer comes, a socket
+        # cannot be opened at all; O_NONBLOCK covers a file swapped in between.
+        _check_regular(os.stat(path).st_mode, text, name)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            info = os.fstat(handle.fileno())
+            _check_regular(info.st_mode, text, name)
+            if info.st_size > max_bytes:
+                raise _too_many_bytes(name, info.st_size, max_bytes)
+            # One read of the whole file in the usual case; bounded if it grew meanwhile.
+            return _read_bounded(handle.read, max_bytes, name, info.st_size + 1), name
     except FileNotFoundError as exc:
         raise ImageError(f"{text} does not exist; check the path.", source=name) from exc
     except IsADirectoryError as exc:
@@ -294,10 +328,81 @@ def _read_path(source: str | os.PathLike[str]) -> tuple[bytes, str]:
             f"{text} is a folder, not an image; pass the image files in it.", source=name
         ) from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(
+                f"{text} is a loop of symbolic links; point it at the image file.", source=name
+            ) from exc
         raise ImageError(
             f"could not read {text} ({exc.strerror or exc}); check the path and its permissions.",
             source=name,
         ) from exc
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def _check_regular(mode: int, text: str, name: str) -> None:
+    """Refuse anything but a regular file (after symbolic links are followed)."""
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ImageError(
+            f"{text} is a folder, not an image; pass the image files in it.", source=name
+        )
+    kind = next((kind for test, kind in _SPECIAL_FILES if test(mode)), "special file")
+    raise ImageError(
+        f"{text} is a {kind}, not a regular file; save the image to a file and pass that.",
+        source=name,
+    )
+
+
+def _too_many_bytes(name: str, size: int | None, max_bytes: int) -> ImageError:
+    amount = f"{size:,} bytes" if size is not None else "more bytes"
+    return ImageError(
+        f"{name} has {amount}, more than the limit of {max_bytes:,} bytes for an input; "
+        "if it really is one image, pass a larger max_bytes= to load_image.",
+        source=name,
+    )
+
+
+def _read_bounded(read: Callable[[int], Any], max_bytes: int, name: str, first: int) -> bytes:
+    """Everything ``read`` gives until EOF, never asking for more than ``max_bytes`` + 1
+    bytes in all; more than ``max_bytes`` is refused. ``first`` is the first request's
+    size (a regular file's size + 1: one read, one allocation)."""
+    pieces: list[bytes] = []
+    total = 0
+    want = first
+    while total <= max_bytes:
+        piece = read(max(1, min(want, max_bytes + 1 - total)))
+        if isinstance(piece, str):
+            raise UnsupportedImageError(
+                f"{name} was opened in text mode; open it with 'rb' (binary) instead.",
+                source=name,
+            )
+        if piece is not None and not isinstance(piece, bytes | bytearray | memoryview):
+            raise UnsupportedImageError(
+                f"{name}.read() returned {type(piece).__name__}, not bytes; pass a binary file.",
+                source=name,
+            )
+        if not piece:
+            break
+        pieces.append(bytes(piece))
+        total += len(piece)
+        want = _READ_CHUNK
+    if total > max_bytes:
+        raise _too_many_bytes(name, None, max_bytes)
+    return b"".join(pieces)
+
+
+def read_image_file(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the image file at ``path``, read as :func:`load_image` reads it: a
+    regular file only (never a FIFO, device or socket), at most ``max_bytes``."""
+    return _read_path(path, max_bytes)[0]
 
 
 def _read_data_url(url: str) -> tuple[bytes, str]:
@@ -340,7 +445,7 @@ def _read_upload(item: Mapping[str, Any]) -> tuple[bytes, str]:
 # --------------------------------------------------------------------------- arrays
 
 
-def _array_to_image(array: np.ndarray[Any, Any]) -> Image.Image:
+def _array_to_image(array: np.ndarray[Any, Any], notes: list[str]) -> Image.Image:
     """Convert an HxW / HxWx3 / HxWx4 array (uint8, uint16, bool or float in [0, 1])."""
     shape = array.shape
     if array.size == 0:
@@ -365,12 +470,7 @@ def _array_to_image(array: np.ndarray[Any, Any]) -> Image.Image:
     elif dtype == np.bool_:
         pixels = array.astype(np.uint8) * 255
     elif np.issubdtype(dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise UnsupportedImageError(
-                "the float array contains NaN or infinity; replace them (e.g. np.nan_to_num) "
-                "and pass values in [0, 1].",
-                source="<array>",
-            )
+        array = _finite(array, 1.0, "<array>", notes)
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
             raise UnsupportedImageError(
@@ -387,6 +487,26 @@ def _array_to_image(array: np.ndarray[Any, Any]) -> Image.Image:
         )
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[pixels.ndim if pixels.ndim == 2 else pixels.shape[2]]
     return Image.fromarray(np.ascontiguousarray(pixels), mode)
+
+
+def _finite(
+    values: np.ndarray[Any, Any], top: float, name: str, notes: list[str]
+) -> np.ndarray[Any, Any]:
+    """``values`` with NaN and -inf replaced by 0 (black) and +inf by ``top`` (white),
+    with a warning; unchanged (not copied) when all are finite."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    count = int(values.size - np.count_nonzero(finite))
+    replaced = np.where(finite, values, np.where(np.isposinf(values), top, 0.0))
+    plural = "s" if count != 1 else ""
+    note = (
+        f"{count} non-finite value{plural} (NaN or infinity) replaced: NaN and -inf by "
+        "black, +inf by white"
+    )
+    notes.append(note)
+    warnings.warn(f"{name}: {note}.", UserWarning, stacklevel=5)
+    return replaced
 
 
 def _array_sha256(array: np.ndarray[Any, Any]) -> str:
@@ -415,13 +535,16 @@ def _load_bytes(
     _refuse_non_raster(data, name)
     if _is_heif(data):
         _register_heif(name)
+    original = data
+    notes: list[str] = []
+    if data.startswith(_PNG_SIGNATURE):
+        data = _without_oversized_png_chunks(data, notes)
     image = _open_header(data, name)
     if image.format == "PNG":
         _verify_png_checksums(data, name)
     declared = image.size
     _check_pixels(declared, max_pixels, name)
     fmt = image.format
-    notes: list[str] = []
     with _pillow_globals():
         frames = _frame_count(image)
     _check_pixels(image.size, max_pixels, name)  # counting GIF frames may grow the canvas
@@ -443,11 +566,11 @@ def _load_bytes(
         # A multi-picture JPEG (MPO: phone photos with a preview or depth map appended)
         # is a JPEG to the user; its extra pictures are metadata and are not kept.
         original_format="JPEG" if fmt == "MPO" else fmt,
-        original_bytes=len(data),
+        original_bytes=len(original),
         original_size=_oriented(declared, orientation),
         has_alpha=loaded.has_alpha,
         warnings=notes,
-        source_sha256=hashlib.sha256(data).hexdigest(),
+        source_sha256=hashlib.sha256(original).hexdigest(),
         passthrough=passthrough,
         passthrough_mime=_PASSTHROUGH_MIME[fmt] if passthrough is not None and fmt else None,
     )
@@ -625,6 +748,8 @@ def _open_header(data: bytes, name: str) -> Image.Image:
         with _pillow_globals():
             return Image.open(io.BytesIO(data), formats=_readable_formats())
     except UnidentifiedImageError as exc:
+        if _is_heif(data):
+            raise _heif_decoder_error(data, name, exc) from exc
         looks_like = _signature_format(data)
         if looks_like is not None:
             raise CorruptImageError(
@@ -641,13 +766,170 @@ def _open_header(data: bytes, name: str) -> Image.Image:
             f"{name} is not an image format nbbanana can read; convert it to JPEG or PNG.",
             source=name,
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError, IndexError) as exc:
+        if _is_heif(data):
+            raise _heif_decoder_error(data, name, exc) from exc
+        if (limit := _pillow_limit_error(exc, name)) is not None:
+            raise limit from exc
         looks_like = _signature_format(data) or "an"
         raise CorruptImageError(
             f"{name} starts like a {looks_like} image but its header is damaged or cut short "
             f"({exc}); re-export or re-download it.",
             source=name,
         ) from exc
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PILLOW_LIMIT_WORDS = ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY", "Too much memory used in text chunks")
+
+
+def _without_oversized_png_chunks(data: bytes, notes: list[str]) -> bytes:
+    """``data`` without the metadata chunks Pillow would refuse to read, with a note each.
+
+    Pillow decompresses a PNG's colour profile (iCCP) and text (zTXt, iTXt) to at most
+    ``PngImagePlugin.MAX_TEXT_CHUNK`` bytes (1 MB) each and keeps at most
+    ``MAX_TEXT_MEMORY`` (64 MB) of text in all; past either it refuses the whole file,
+    pixels and all. Such a file is fine: the pixels are what we need, so the chunk goes.
+    Bounded: each chunk is decompressed to at most the limit + 1 byte. Whole chunks are
+    removed, so the other chunks' checksums stay valid.
+    """
+    chunk_limit = PngImagePlugin.MAX_TEXT_CHUNK
+    text_limit = PngImagePlugin.MAX_TEXT_MEMORY
+    drops: list[tuple[int, int]] = []
+    text_total = 0
+    # Decompression work stays in proportion to what Pillow itself would do: a file of
+    # many small zlib bombs is scanned up to this much output, then left to Pillow.
+    budget = text_limit + 8 * chunk_limit
+    offset = len(_PNG_SIGNATURE)
+    while offset + 12 <= len(data) and budget > 0:
+        (length,) = struct.unpack_from(">I", data, offset)
+        kind = data[offset + 4 : offset + 8]
+        end = offset + 12 + length
+        if end > len(data) or kind == b"IEND":
+            break
+        if kind in (b"iCCP", b"zTXt", b"iTXt", b"tEXt"):
+            body = data[offset + 8 : offset + 8 + length]
+            keyword = body.split(b"\0", 1)[0].decode("latin-1", "replace")[:40]
+            size = _png_chunk_value_size(kind, body, chunk_limit)
+            budget -= size or 0
+            what = (
+                "iCCP chunk (colour profile)"
+                if kind == b"iCCP"
+                else f"{kind.decode()} chunk {keyword!r} (text metadata)"
+            )
+            if size is not None and size > chunk_limit and kind != b"tEXt":
+                drops.append((offset, end))
+                after = "; colours assumed sRGB" if kind == b"iCCP" else ""
+                notes.append(
+                    f"PNG {what} dropped: it decompresses to more than Pillow's limit of "
+                    f"{chunk_limit:,} bytes (PngImagePlugin.MAX_TEXT_CHUNK){after}"
+                )
+            elif size is not None and kind != b"iCCP":
+                text_total += size
+                if text_total > text_limit:
+                    drops.append((offset, end))
+                    text_total -= size
+                    notes.append(
+                        f"PNG {what} dropped: the text chunks together exceed Pillow's limit "
+                        f"of {text_limit:,} bytes (PngImagePlugin.MAX_TEXT_MEMORY)"
+                    )
+        offset = end
+    if not drops:
+        return data
+    kept, start = [], 0
+    for begin, end in drops:
+        kept.append(data[start:begin])
+        start = end
+    kept.append(data[start:])
+    return b"".join(kept)
+
+
+def _png_chunk_value_size(kind: bytes, body: bytes, limit: int) -> int | None:
+    """Size of a text/profile chunk's value as Pillow reads it, counted up to ``limit``
+    + 1; ``None`` when the chunk is malformed (left to Pillow to judge)."""
+    _keyword, sep, rest = body.partition(b"\0")
+    if not sep:
+        return None
+    if kind == b"tEXt":
+        return len(rest)
+    if kind == b"iTXt":  # flag, method, language\0, translated keyword\0, text
+        if len(rest) < 2:
+            return None
+        compressed = rest[0] == 1
+        _language, _, tail = rest[2:].partition(b"\0")
+        _translated, sep, payload = tail.partition(b"\0")
+        if not sep:
+            return None
+        if not compressed:
+            return len(payload)
+    else:  # iCCP, zTXt: method, then the zlib stream
+        payload = rest[1:]
+    try:
+        return len(zlib.decompressobj().decompress(payload, limit + 1))
+    except zlib.error:
+        return None
+
+
+def _pillow_limit_error(exc: BaseException, name: str) -> ImageError | None:
+    """A plain statement of which of Pillow's safety limits refused the file, if one did."""
+    text = str(exc)
+    if not any(word in text for word in _PILLOW_LIMIT_WORDS):
+        return None
+    return ImageError(
+        f"{name} has metadata larger than Pillow's safety limit allows ({text.strip()}); "
+        "the pixels may be fine: save a copy without metadata and pass that.",
+        source=name,
+    )
+
+
+def _heif_decoder_error(
+    data: bytes | None, name: str, exc: BaseException, fmt: str | None = None
+) -> UnsupportedImageError:
+    """The bundled HEIF decoder failed: say so, and how to convert the file, rather than
+    calling a file damaged that another decoder (the phone's, macOS's) reads fine."""
+    avif = fmt == "AVIF" or (data is not None and data[8:12] in (b"avif", b"avis"))
+    kind = "AVIF" if avif else "HEIC/HEIF"
+    reason = _heif_reason(data, exc)
+    return UnsupportedImageError(
+        f"the bundled {kind} decoder ({_heif_decoder_version(avif)}) could not read {name} "
+        f"({reason}): it may use a codec or feature this decoder lacks, or be incomplete; "
+        "convert it to JPEG or PNG (macOS Preview: File > Export; iPhone: Settings > "
+        "Camera > Formats > Most Compatible; or: magick photo.heic photo.jpg) and pass that.",
+        source=name,
+    )
+
+
+def _heif_reason(data: bytes | None, exc: BaseException) -> str:
+    """libheif's own words where Pillow only says it cannot identify the file."""
+    reason = str(exc)
+    if data is not None and isinstance(exc, UnidentifiedImageError):
+        try:
+            import pillow_heif
+
+            heif = pillow_heif.open_heif(io.BytesIO(data))
+            if len(heif) == 0:
+                reason = "it holds no image in a codec this decoder has"
+            else:
+                heif[0].load()  # decoding says what is wrong, if anything
+        except Exception as detail:  # any libheif error text will do
+            reason = str(detail)
+    reason = " ".join(reason.split()).rstrip(".")
+    return reason if len(reason) <= 160 else reason[:159] + "…"
+
+
+@lru_cache(maxsize=2)
+def _heif_decoder_version(avif: bool) -> str:
+    """Which decoder failed: Pillow reads AVIF itself (libavif); HEIC goes to pillow-heif."""
+    if avif and "AVIF" in Image.OPEN:
+        import PIL
+
+        return f"libavif via Pillow {PIL.__version__}"
+    try:
+        import pillow_heif
+
+        return f"libheif {pillow_heif.libheif_version()} via pillow-heif {pillow_heif.__version__}"
+    except (ImportError, AttributeError):  # pragma: no cover - pillow-heif is a dependency
+        return "pillow-heif"
 
 
 def _verify_png_checksums(data: bytes, name: str) -> None:
@@ -768,6 +1050,10 @@ def _full_load(image: Image.Image, name: str, fmt: str | None) -> None:
             source=name,
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, RuntimeError) as exc:
+        if fmt in ("HEIF", "AVIF"):
+            raise _heif_decoder_error(None, name, exc, fmt) from exc
+        if (limit := _pillow_limit_error(exc, name)) is not None:
+            raise limit from exc
         kind = f"{fmt} " if fmt else ""
         raise CorruptImageError(
             f"{name} is a truncated or damaged {kind}image ({exc}); re-export or re-download it.",
@@ -916,7 +1202,7 @@ def _normalise(
     PIL image).
     """
     original = image
-    img = _to_8bit(image)
+    img = _to_8bit(image, name, notes)
     if target_side is not None:
         img = _reduce(img, target_side)
     in_place = owned or img is not original
@@ -959,7 +1245,9 @@ def _kept_info(
     return kept
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
+def _to_8bit(
+    image: Image.Image, name: str = "<image>", notes: list[str] | None = None
+) -> Image.Image:
     """Any decoded mode → 8-bit "RGB", "RGBA", "L" or "CMYK" (CMYK is converted later)."""
     mode = image.mode
     if mode in ("RGB", "L", "CMYK"):
@@ -991,7 +1279,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode == "I":
         return _scaled_to_l(np.asarray(image), 65535 if mode != "I" else None)
     if mode == "F":
-        return _scaled_to_l(np.asarray(image), None)
+        return _scaled_to_l(np.asarray(image), None, name, notes)
     return image.convert("RGB")
 
 
@@ -1000,22 +1288,30 @@ def _alpha_is_opaque(image: Image.Image) -> bool:
     return isinstance(lowest, int | float) and lowest >= 255
 
 
-def _scaled_to_l(values: np.ndarray[Any, Any], full_scale: int | None) -> Image.Image:
+def _scaled_to_l(
+    values: np.ndarray[Any, Any],
+    full_scale: int | None,
+    name: str = "<image>",
+    notes: list[str] | None = None,
+) -> Image.Image:
     """Gray values of any depth → 8-bit "L", full scale mapped to 255 (rounded).
 
     For 32-bit integer and float images, whose range the format does not say, the full
     scale is guessed from the data: 1.0 for floats within [0, 1], else 255 when nothing
-    exceeds it, else 65535.
+    exceeds it, else 65535. Only finite values count; NaN and -inf become black, +inf
+    white (with a note: a single NaN once made the whole image black).
     """
     data = values.astype(np.float64, copy=False)
+    finite = np.isfinite(data)
     if full_scale is None:
-        high = float(data.max()) if data.size else 0.0
+        high = float(data[finite].max()) if finite.any() else 0.0
         if values.dtype.kind == "f" and high <= 1.0:
             full_scale = 1
         elif high <= 255:
             full_scale = 255
         else:
             full_scale = 65535
+    data = _finite(data, float(full_scale), name, notes if notes is not None else [])
     scaled = np.rint(np.clip(data, 0, full_scale) * (255.0 / full_scale)).astype(np.uint8)
     return Image.fromarray(scaled, "L")
 

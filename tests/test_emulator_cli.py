@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 from google import genai
@@ -52,3 +54,22 @@ def test_cli_refuses_a_bad_fault_rate() -> None:
     )
     assert result.returncode == 2
     assert "fault_rate must be between 0 and 1" in result.stderr
+
+
+def test_cli_log_prints_each_request_without_keys() -> None:
+    process, url = start("--log")
+    key = "cli-log-secret-9f8e7d"
+    try:
+        client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=url))
+        client.models.generate_content(model="gemini-2.5-flash-image", contents="hello")
+        with urllib.request.urlopen(f"{url}/v1beta/models?key={key}&pageSize=1") as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    lines = [line for line in stderr.splitlines() if " B " in line]
+    assert len(lines) == 2, stderr
+    assert re.search(r" POST /\S+:generateContent 200 in \d+ B out \d+ B \d+ ms$", lines[0])
+    assert re.search(r" GET /v1beta/models 200 in 0 B out \d+ B \d+ ms$", lines[1])
+    assert key not in stderr and "key=" not in stderr

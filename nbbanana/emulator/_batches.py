@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import ModelInfo
-from . import _generate
+from . import _generate, _json
 from ._files import FileStore, timestamp
 from ._status import ApiError, bad_request, not_found
 
@@ -193,6 +193,12 @@ class BatchStore:
                 raise bad_request(
                     "* BatchGenerateContentRequest.batch.input_config.requests: empty."
                 )
+            for number, entry in enumerate(inline):
+                if not isinstance(entry, dict) or not isinstance(entry.get("request") or {}, dict):
+                    raise bad_request(  # emulator wording
+                        f"* BatchGenerateContentRequest.batch.input_config.requests.requests"
+                        f"[{number}]: expected an object with a request object."
+                    )
             items = [
                 _Item(dict(entry.get("request") or {}), entry.get("metadata")) for entry in inline
             ]
@@ -223,11 +229,11 @@ class BatchStore:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = _json.loads(line)
                 request = entry["request"]
                 if not isinstance(request, dict):
                     raise TypeError
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ApiError, KeyError, TypeError):
                 raise bad_request(  # emulator wording
                     f"Invalid batch input file {file_name}: line {number} is not a JSON object "
                     'with a "request".'

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..models import MODELS, EndpointProfile, ModelInfo
-from . import _generate
+from . import _generate, _json
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan
 from ._files import FileStore
@@ -116,10 +116,7 @@ class Reply:
 def parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise bad_request("Invalid JSON payload received. Unexpected token.") from None
+    value = _json.loads(body)
     if not isinstance(value, dict):
         raise bad_request("Invalid JSON payload received. Expected an object.")
     return value

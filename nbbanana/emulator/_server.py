@@ -7,17 +7,24 @@ per connection is plenty for tests, notebooks and benchmarks; and it gives direc
 to the socket, which the ``reset`` fault needs (``SO_LINGER`` 0, then close → TCP RST).
 
 Each request goes through the same steps, in the order the real front end applies them:
-the body size from ``Content-Length`` (a body over the limit is drained without being kept
-and refused with the profile's wording), the API key, an injected fault, the configured
-latency (model calls only), then the route. Every request is recorded in
+the body (:meth:`_Handler._read_body`: its framing checked, its bytes counted as they
+arrive; a body over the limit is drained without being kept and refused with the
+profile's wording), the API key, an injected fault, the configured latency (model calls
+only), then the route. Malformed framing (a negative or non-numeric ``Content-Length``, a
+bad chunk-size line) is a 400 with Google's JSON error, and so is anything the standard
+library refuses itself (a garbled request line). Every request is recorded in
 :attr:`Emulator.requests` — method, path (never the query, which may hold a key), status,
-body size and fault — so tests can watch retries happen on the wire.
+body size and fault — so tests can watch retries happen on the wire; with ``log=`` each
+is also written as one line (the same fields, never a key).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
+import re
 import select
 import socket
 import struct
@@ -29,15 +36,16 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
+from ..errors import redact
 from ..models import get_profile
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
-from ._files import FileStore
+from ._files import MAX_FILE_BYTES, FileStore
 from ._routes import Api, Call, Reply, Route, classify
-from ._status import ApiError, invalid_api_key, missing_api_key
+from ._status import STATUS_NAMES, ApiError, bad_request, invalid_api_key, missing_api_key
 
 __all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
 
@@ -45,8 +53,16 @@ __all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
 #: accepts any non-empty key unless it was given a set of keys.
 OFFLINE_API_KEY = "nbbanana-offline-emulator"
 
-_DRAIN_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20  # a body is read (and counted) in pieces of at most this
 _MAX_DRAIN = 4 * 1024**3  # past this, a refused body is not drained: the connection is cut
+#: No body is larger than the largest file the Files API takes, whatever the route.
+_MAX_BODY = MAX_FILE_BYTES
+_CHUNK_LINE = 1024  # longest chunk-size line (with extensions) accepted
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+#: Connections the kernel queues while the accept loop is busy. The standard library's
+#: 5 resets or stalls clients when twenty connect at once (a class running a notebook).
+LISTEN_BACKLOG = 128
 
 
 @dataclass
@@ -61,6 +77,8 @@ class RequestRecord:
     fault: str | None
     started: float
     seconds: float
+    #: Bytes of the answer's body (0 when none was sent).
+    reply_bytes: int = 0
 
 
 class Emulator:
@@ -77,6 +95,8 @@ class Emulator:
     ``latency``: seconds added to every model call. ``fault_rate``/``fault_kinds``: see
     :mod:`nbbanana.emulator._faults`. ``clock``: time source for file expiry (tests).
     ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
+    ``log``: a text stream that gets one line per request — time, method, path (never the
+    query, which may hold a key), status, bytes in and out, milliseconds.
     """
 
     def __init__(
@@ -94,6 +114,7 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         batch_delay: float = 0.05,
         batch_item_seconds: float = 0.0,
+        log: TextIO | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -105,6 +126,7 @@ class Emulator:
         )
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.clock = clock
+        self.log = log
         self.requests: list[RequestRecord] = []
         self._faults = FaultPlan(fault_rate, seed, fault_kinds)
         self._files = FileStore(clock=clock, seed=seed)
@@ -213,6 +235,26 @@ class Emulator:
         with self._lock:
             self.requests.append(record)
 
+    def _log(self, record: RequestRecord) -> None:
+        """One line per request: what a teacher watching the traffic needs, no key.
+
+        ``record.path`` never holds the query (where ``?key=`` goes), and headers are
+        not written at all."""
+        if self.log is None:
+            return
+        status = record.status if record.status is not None else "---"
+        # A key pasted into the path itself (a mistake, but one made) is hidden too.
+        path = redact(record.path, *(self.api_keys or ()))
+        fault = f" fault={record.fault}" if record.fault else ""
+        line = (
+            f"{time.strftime('%H:%M:%S')} "
+            f"{record.method} {path} {status} in {record.body_bytes} B "
+            f"out {record.reply_bytes} B {record.seconds * 1000:.0f} ms{fault}\n"
+        )
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self.log.write(line)
+            self.log.flush()
+
     def _check_key(self, headers: dict[str, str], query: dict[str, str]) -> None:
         key = headers.get("x-goog-api-key") or query.get("key") or ""
         if not key.strip():
@@ -234,6 +276,7 @@ class Emulator:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     emulator: Emulator
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -266,10 +309,34 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections are closed after this
     server: _Server
     _fault: Fault | None = None
+    _body_bytes: int = 0  # of the current request, counted as they arrive
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: request lines may carry ``?key=``; :attr:`Emulator.requests` records
-        what tests need."""
+        what tests need and ``log=`` writes it without the query."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the standard library refuses itself (a garbled request line, headers too
+        long, an unknown method) gets Google's JSON error instead of an HTML page."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # a garbled request line: answer in HTTP/1.1
+            self.request_version = "HTTP/1.1"
+        text = message or self.responses.get(code, ("Error",))[0]
+        status = STATUS_NAMES.get(code, "INVALID_ARGUMENT" if code < 500 else "UNKNOWN")
+        body = json.dumps({"error": {"code": code, "message": text, "status": status}}).encode()
+        with contextlib.suppress(OSError):
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
+        # Logged (never recorded: it reached no route); the path without its query.
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0].split()[:1]
+        shown = path[0] if path else "-"
+        record = RequestRecord(self.command or "-", shown, code, 0, None, 0.0, 0.0, len(body))
+        self.server.emulator._log(record)
 
     def do_GET(self) -> None:
         self._handle()
@@ -292,11 +359,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         route = classify(split.path, upload_id="upload_id" in query)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        length = _int(headers.get("content-length"))
         self._fault = None
+        self._body_bytes = 0
         reply: Reply | None = None
         try:
-            reply = self._process(emulator, route, query, headers, length)
+            reply = self._process(emulator, route, query, headers)
         except ApiError as error:
             reply = Reply.error(error)
         except _Dropped:
@@ -309,22 +376,23 @@ class _Handler(BaseHTTPRequestHandler):
         # Recorded before the answer goes out, so a client that has its answer always
         # finds its request in Emulator.requests.
         fault = self._fault
-        emulator._record(
-            RequestRecord(
-                self.command,
-                split.path,
-                reply.status if reply is not None else None,
-                length,
-                fault.name if fault else None,
-                started,
-                time.monotonic() - started,
-            )
+        record = RequestRecord(
+            self.command,
+            split.path,
+            reply.status if reply is not None else None,
+            self._body_bytes,
+            fault.name if fault else None,
+            started,
+            time.monotonic() - started,
+            _reply_bytes(reply),
         )
+        emulator._record(record)
         if reply is not None:
             try:
                 self._send(reply)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+        emulator._log(dataclasses.replace(record, seconds=time.monotonic() - started))
 
     def _process(
         self,
@@ -332,24 +400,12 @@ class _Handler(BaseHTTPRequestHandler):
         route: Route,
         query: dict[str, str],
         headers: dict[str, str],
-        length: int,
     ) -> Reply:
         # Upload chunks are exempt from the request limit (files may be 2 GB), from the key
         # (the SDK sends none: the upload id is the credential) and from faults.
         limited = route.kind in ("generate", "api", "unknown", "upload_start")
-        if limited and emulator.request_limit is not None and length > emulator.request_limit:
-            self._drain(length)
-            raise emulator._too_large()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = self._read_chunked()
-            if (
-                limited
-                and emulator.request_limit is not None
-                and len(body) > emulator.request_limit
-            ):
-                raise emulator._too_large()
-        else:
-            body = self.rfile.read(length) if length else b""
+        limit = emulator.request_limit if limited else None
+        body = self._read_body(headers, limit, emulator._too_large)
         if limited:
             emulator._check_key(headers, query)
         if route.kind in ("generate", "api", "upload_start"):
@@ -412,6 +468,110 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
+    # ------------------------------------------------------------------ body
+
+    def _read_body(
+        self, headers: dict[str, str], limit: int | None, too_large: Callable[[], ApiError]
+    ) -> bytes:
+        """The request body, framed by ``Content-Length`` or ``Transfer-Encoding: chunked``.
+
+        Bytes are counted as they arrive (in :attr:`_body_bytes`) and never kept past
+        ``limit`` (or :data:`_MAX_BODY`): the rest of a body over it is drained without
+        being kept, then ``too_large()`` is raised. A declared ``Content-Length`` over the
+        limit is refused without keeping a byte. Malformed framing is a 400 and closes the
+        connection (the next request could not be found in the stream).
+        """
+        cap = min(limit, _MAX_BODY) if limit is not None else _MAX_BODY
+
+        def refuse() -> ApiError:
+            return too_large() if limit is not None and limit <= cap else _body_over(cap)
+
+        encoding = headers.get("transfer-encoding", "").strip().lower()
+        if encoding:
+            if encoding != "chunked":
+                self.close_connection = True
+                raise ApiError(501, f"Transfer-Encoding {encoding!r} is not supported.")
+            return self._read_chunked(cap, refuse)
+        declared = headers.get("content-length")
+        if declared is None:
+            return b""
+        if len(set(self.headers.get_all("content-length") or [])) > 1:
+            declared = ", ".join(self.headers.get_all("content-length") or [])
+        if not _DIGITS.fullmatch(declared.strip()):
+            self.close_connection = True
+            raise bad_request(  # emulator wording
+                f"Invalid Content-Length header {declared[:40]!r}: expected a number of bytes."
+            )
+        length = int(declared)
+        if length > cap:
+            self._body_bytes = length
+            self._drain(length)
+            raise refuse()
+        # BytesIO: its getvalue() hands over its buffer without a copy, so a body costs
+        # its size in memory once, not twice.
+        body = io.BytesIO()
+        while self._body_bytes < length:
+            piece = self._read_piece(length - self._body_bytes)
+            if not piece:  # the client hung up mid-body
+                self.close_connection = True
+                raise _Dropped()
+            body.write(piece)
+            self._body_bytes += len(piece)
+        return body.getvalue()
+
+    def _read_chunked(self, cap: int, refuse: Callable[[], ApiError]) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body, counted chunk by chunk; past ``cap`` the
+        rest is drained (up to :data:`_MAX_DRAIN`) and not kept."""
+        body = io.BytesIO()
+        over = False
+        while True:
+            line = self.rfile.readline(_CHUNK_LINE + 1)
+            size_text = line.split(b";", 1)[0].strip()
+            if (
+                len(line) > _CHUNK_LINE
+                or not line.endswith(b"\n")
+                or not _HEX.fullmatch(size_text.decode("latin-1"))
+            ):
+                self.close_connection = True
+                if not line:
+                    raise _Dropped()
+                raise bad_request(  # emulator wording
+                    f"Invalid chunk-size line {line[:40]!r} in a chunked request body."
+                )
+            size = int(size_text, 16)
+            if size == 0:
+                while self.rfile.readline(_CHUNK_LINE).strip():  # trailers
+                    pass
+                if over:
+                    raise refuse()
+                return body.getvalue()
+            if self._body_bytes + size > _MAX_DRAIN:
+                self.close_connection = True
+                raise refuse()
+            remaining = size
+            while remaining > 0:
+                piece = self._read_piece(remaining)
+                if not piece:
+                    self.close_connection = True
+                    raise _Dropped()
+                remaining -= len(piece)
+                self._body_bytes += len(piece)
+                if self._body_bytes > cap and not over:
+                    over = True
+                    body = io.BytesIO()  # counted from here on, never kept
+                if not over:
+                    body.write(piece)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                raise bad_request(  # emulator wording
+                    "A chunk of the chunked request body is not followed by CRLF."
+                )
+
+    def _read_piece(self, most: int) -> bytes:
+        """Up to ``most`` bytes (at most :data:`_READ_CHUNK`) of the body: every body byte
+        is read here, so whatever must watch the bytes arrive has one place to do it."""
+        return self.rfile.read(min(_READ_CHUNK, most))
+
     def _drain(self, length: int) -> None:
         """Read and discard a refused body so the client can read the refusal."""
         if length > _MAX_DRAIN:
@@ -419,23 +579,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         remaining = length
         while remaining > 0:
-            chunk = self.rfile.read(min(_DRAIN_CHUNK, remaining))
+            chunk = self._read_piece(remaining)
             if not chunk:
                 break
             remaining -= len(chunk)
-
-    def _read_chunked(self) -> bytes:
-        """A request body sent with ``Transfer-Encoding: chunked`` (no Content-Length)."""
-        body = bytearray()
-        while True:
-            size_line = self.rfile.readline(1024).split(b";")[0].strip()
-            size = int(size_line or b"0", 16)
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(body)
-            body += self.rfile.read(size)
-            self.rfile.readline(8)  # the CRLF after each chunk
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
@@ -511,6 +658,18 @@ def _transient_error(name: str, fault: Fault, model: str) -> ApiError:
             ],
         )
     return ApiError(int(name), _TRANSIENT_MESSAGES[name])
+
+
+def _body_over(cap: int) -> ApiError:
+    return bad_request(f"Request payload size exceeds the limit: {cap} bytes.")
+
+
+def _reply_bytes(reply: Reply | None) -> int:
+    if reply is None:
+        return 0
+    if reply.events is not None:
+        return sum(len(json.dumps(event, ensure_ascii=False).encode()) for event in reply.events)
+    return len(reply.body)
 
 
 def _int(value: str | None) -> int:

@@ -520,8 +520,10 @@ class ImageUploader(anywidget.AnyWidget):
 
     def add_file(self, path: str | pathlib.Path) -> str:
         """Add an image from a file on the kernel's machine; returns its id."""
+        from ..images import read_image_file
+
         path = pathlib.Path(path)
-        return self.add_bytes(path.read_bytes(), name=path.name)
+        return self.add_bytes(read_image_file(path), name=path.name)
 
     def remove(self, item_id: str) -> None:
         self.tracker.remove(item_id)
