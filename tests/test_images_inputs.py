@@ -246,7 +246,7 @@ def test_a_png_with_an_oversized_metadata_chunk_loads(
     assert loaded.image.getpixel((5, 5)) == (10, 200, 30)
     notes = " ".join(loaded.warnings)
     assert words in notes and "dropped" in notes and "MAX_TEXT_CHUNK" in notes, notes
-    assert loaded.sha256 == __import__("hashlib").sha256(data).hexdigest()
+    assert loaded.source_sha256 == __import__("hashlib").sha256(data).hexdigest()
     assert loaded.original_bytes == len(data)
 
 
