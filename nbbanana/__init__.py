@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "submit_batch": "batch",
     "prompt_grid": "batch",
     "studio": "widgets",
+    "gallery": "relay",
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "connect",
     "errors",
     "fit_image",
+    "gallery",
     "get_model",
     "get_profile",
     "load_image",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from .emulator import Emulator
     from .fit import FitReport, FittedImage, check_image, fit_image
     from .images import LoadedImage, load_image
+    from .relay import gallery
     from .result import Result
     from .session import Session, connect
     from .widgets import studio
