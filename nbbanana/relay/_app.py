@@ -89,9 +89,13 @@ def gemini_error(
 
 
 def _refused(refusal: Refusal) -> JSONResponse:
-    return gemini_error(
+    response = gemini_error(
         refusal.code, refusal.status, refusal.message, retry_after=refusal.retry_after
     )
+    if refusal.code == 413:
+        # Close the connection rather than read the rest of the body to keep it open.
+        response.headers["connection"] = "close"
+    return response
 
 
 class Broadcaster:

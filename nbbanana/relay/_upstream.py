@@ -36,7 +36,8 @@ class UpstreamReply:
 class Upstream:
     """A Gemini-native upstream: Google, a compatible gateway, or the offline emulator.
 
-    ``emulator`` is kept only to stop it with the upstream (rehearsals)."""
+    ``emulator`` is kept only to stop it with the upstream (rehearsals); ``transport``
+    replaces the network (tests)."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Upstream:
         timeout: float = 300.0,
         label: str | None = None,
         emulator: Emulator | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("The upstream needs an API key (the facilitator's).")
@@ -54,6 +56,7 @@ class Upstream:
         self._key = api_key
         self._emulator = emulator
         self._timeout = httpx.Timeout(timeout, connect=15.0)
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:  # never the key
@@ -81,6 +84,7 @@ class Upstream:
                 timeout=self._timeout,
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
                 follow_redirects=False,
+                transport=self._transport,
             )
         return self._client
 
