@@ -225,7 +225,7 @@ def test_the_key_reaches_no_participant_log_ledger_gallery_or_export(
                 relay.base_url + f"/v1beta/models/{MODEL}:countTokens",
                 json=generate_body("x"),
                 headers={"x-goog-api-key": token},
-            ),  # fmt: skip
+            ),
             httpx.get(relay.base_url + "/gallery/items"),
             httpx.get(relay.base_url + "/relay/admin/summary", headers=admin(relay)),
             httpx.get(relay.base_url + "/relay/admin/requests", headers=admin(relay)),
