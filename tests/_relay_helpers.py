@@ -67,3 +67,13 @@ def generate(
 def admin(relay: Relay) -> dict[str, str]:
     assert relay.admin_token
     return {"Authorization": f"Bearer {relay.admin_token}"}
+
+
+def wait_settled(relay: Relay, timeout: float = 10.0) -> None:
+    """Settlement runs just after an answer is sent; wait until nothing is in flight."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while relay.totals()["reserved_usd"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert relay.totals()["reserved_usd"] == 0
