@@ -421,7 +421,9 @@ class Ledger:
                 f"SELECT {_SPEND} FROM requests WHERE participant_id = ?", (pid,)
             ).fetchone()[0]
             if spent + est > cap:
-                return Refusal(400, "FAILED_PRECONDITION", _cap_message("your", cap, spent, est))
+                return Refusal(
+                    400, "FAILED_PRECONDITION", _cap_message("your workshop budget", cap, spent, est)
+                )
         workshop_cap = settings.get("workshop_cap_micros")
         if workshop_cap is not None:
             total = db.execute(f"SELECT {_SPEND} FROM requests").fetchone()[0]
@@ -429,7 +431,7 @@ class Ledger:
                 return Refusal(
                     400,
                     "FAILED_PRECONDITION",
-                    _cap_message("the whole workshop's", int(workshop_cap), total, est),
+                    _cap_message("the whole workshop's budget", int(workshop_cap), total, est),
                 )
         return None
 
@@ -533,24 +535,26 @@ class Ledger:
         row = self._read(
             "SELECT COALESCE(SUM(CASE WHEN status != 'pending' THEN cost_micros END), 0) AS spent, "
             "COALESCE(SUM(CASE WHEN status = 'pending' THEN est_micros END), 0) AS reserved, "
-            "COUNT(*) AS n FROM requests"
+            "COALESCE(SUM(status != 'refused'), 0) AS n, "
+            "COALESCE(SUM(status = 'refused'), 0) AS refused FROM requests"
         )[0]
         cap = self.workshop_cap_micros
         return {
             "spent_usd": row["spent"] / 1e6,
             "reserved_usd": row["reserved"] / 1e6,
             "requests": row["n"],
+            "refused": row["refused"],
             "workshop_cap_usd": None if cap is None else cap / 1e6,
             "paused": self.paused,
         }
 
 
-def _cap_message(whose: str, cap: int, spent: int, est: int) -> str:
+def _cap_message(budget: str, cap: int, spent: int, est: int) -> str:
     if spent >= cap:
-        return f"{whose} workshop budget of {usd(cap)} is used up; ask the facilitator"
+        return f"{budget} of {usd(cap)} is used up; ask the facilitator"
     return (
-        f"this request could cost up to {usd(est)} but only {usd(cap - spent)} of {whose} "
-        f"workshop budget of {usd(cap)} is left; ask the facilitator"
+        f"this request could cost up to {usd(est)} but only {usd(cap - spent)} of {budget} "
+        f"of {usd(cap)} is left; ask the facilitator"
     )
 
 

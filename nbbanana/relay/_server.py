@@ -271,6 +271,12 @@ class Relay:
     def totals(self) -> dict[str, Any]:
         return self.ledger.totals()
 
+    def export(self, out: str | Path) -> dict[str, Any]:
+        """Write the workshop's prompts, images and costs to ``out`` (see ``_export``)."""
+        from ._export import export
+
+        return export(self.ledger, out)
+
     def hide(self, request_id: int, hidden: bool = True) -> None:
         """Hide a result from the gallery (every open gallery removes it at once)."""
         if not self.ledger.set_hidden(request_id, hidden):

@@ -119,6 +119,7 @@ class GalleryView:
                 f"<p>Spent ${self.totals['spent_usd']:.4f}"
                 + (f" of the workshop's ${cap:.2f}" if cap is not None else "")
                 + f" in {self.totals['requests']} requests"
+                + (f" ({self.totals['refused']} refused)" if self.totals.get("refused") else "")
                 + (" · <b>paused</b>" if self.totals.get("paused") else "")
                 + "</p>"
             )
