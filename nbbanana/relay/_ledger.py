@@ -422,7 +422,9 @@ class Ledger:
             ).fetchone()[0]
             if spent + est > cap:
                 return Refusal(
-                    400, "FAILED_PRECONDITION", _cap_message("your workshop budget", cap, spent, est)
+                    400,
+                    "FAILED_PRECONDITION",
+                    _cap_message("your workshop budget", cap, spent, est),
                 )
         workshop_cap = settings.get("workshop_cap_micros")
         if workshop_cap is not None:
