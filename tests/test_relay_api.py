@@ -163,3 +163,29 @@ def test_edit_requests_carry_input_images_into_the_estimate(relay: Relay, tmp_pa
     row = relay.ledger.requests()[-1]
     # 1600×1600 is 3×3 tiles of 258 tokens on this model
     assert row["est_input_tokens"] >= 9 * 258 and row["input_tokens"] >= 9 * 258
+
+
+def test_the_estimate_reads_a_skimmed_body_exactly_as_the_whole_one() -> None:
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from _relay_helpers import generate_body
+    from PIL import Image
+
+    from nbbanana.relay._accounting import estimate, skim
+
+    noise = np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG", compress_level=1)
+    body = generate_body('a "data": trap in the prompt', buffer.getvalue())
+    body["contents"][0]["parts"].append({"text": "data"})
+    body["generationConfig"] = {"imageConfig": {"imageSize": "1K"}, "candidateCount": 2}
+    raw = json.dumps(body).encode()
+    skimmed = skim(raw)
+    assert len(skimmed) < len(raw) / 2  # the image's base64 was cut...
+    assert len(base64.b64decode(body["contents"][0]["parts"][1]["inlineData"]["data"])) > 1_000_000
+    whole = estimate(MODEL, "generateContent", body)
+    assert estimate(MODEL, "generateContent", json.loads(skimmed)) == whole  # ...and nothing else
+    assert whole.input_tokens >= 9 * 258 and whole.prompt.startswith('a "data": trap')

@@ -25,14 +25,56 @@ from PIL import Image
 from ..models import ModelInfo, get_model
 from ._ledger import micros
 
-__all__ = ["Estimate", "estimate", "settle_usage"]
+__all__ = ["Estimate", "estimate", "settle_usage", "skim"]
 
 _CHARS_PER_TOKEN = 3
 _TEXT_OUTPUT_ALLOWANCE = 300
 _THOUGHT_ALLOWANCE = 600
-#: Enough base64 for the header of nearly every PNG, JPEG or WebP (read first; the whole
-#: image is decoded only when its size is not in there).
-_HEADER_B64 = 96 * 1024
+#: Enough base64 for the header of nearly every PNG, JPEG or WebP (192 KB of image: past
+#: the EXIF block and its thumbnail). An image whose size is not in there counts as one
+#: of the largest the model takes (a high estimate, never a low one).
+_HEADER_B64 = 256 * 1024
+
+
+_KEY = b'"data"'
+_SPACE = b" \t\r\n"
+
+
+def skim(raw: bytes) -> bytes:
+    """The request body with each inline image's base64 cut to its first
+    :data:`_HEADER_B64` characters: still valid JSON with every field the estimate reads,
+    at a small fraction of the parsing cost (the body forwarded upstream is the original).
+
+    A JSON string cannot hold an unescaped quote, so ``"data"`` followed by ``:`` is
+    always a key, and the next ``"`` after its value's opening quote ends the value;
+    ``bytes.find`` gets to both at memory speed (a regular expression would crawl
+    through megabytes of base64).
+    """
+    if len(raw) < 4 * _HEADER_B64:
+        return raw
+    pieces: list[bytes] = []
+    position = 0
+    found = raw.find(_KEY)
+    while found >= 0:
+        cursor = found + len(_KEY)
+        while cursor < len(raw) and raw[cursor] in _SPACE:
+            cursor += 1
+        if cursor < len(raw) and raw[cursor] == ord(":"):
+            cursor += 1
+            while cursor < len(raw) and raw[cursor] in _SPACE:
+                cursor += 1
+            if cursor < len(raw) and raw[cursor] == ord('"'):
+                start = cursor + 1
+                end = raw.find(b'"', start)
+                if end < 0:
+                    break
+                if end - start > _HEADER_B64:
+                    pieces.append(raw[position : start + _HEADER_B64])
+                    position = end
+                cursor = end + 1
+        found = raw.find(_KEY, cursor)
+    pieces.append(raw[position:])
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -82,15 +124,13 @@ def prompt_of(body: Mapping[str, Any]) -> str:
 
 
 def _image_size(data_b64: str) -> tuple[int, int] | None:
-    for chunk in (data_b64[:_HEADER_B64], data_b64):
-        try:
-            raw = base64.b64decode(chunk[: len(chunk) - len(chunk) % 4], validate=False)
-            with Image.open(io.BytesIO(raw)) as image:
-                return image.size
-        except (binascii.Error, OSError, ValueError, Image.DecompressionBombError):
-            if len(chunk) == len(data_b64):
-                return None
-    return None
+    chunk = data_b64[:_HEADER_B64]
+    try:
+        raw = base64.b64decode(chunk[: len(chunk) - len(chunk) % 4], validate=False)
+        with Image.open(io.BytesIO(raw)) as image:
+            return image.size
+    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def estimate(model_id: str, method: str, body: Mapping[str, Any]) -> Estimate:

@@ -347,7 +347,8 @@ class RelayApp:
         participant = await self._participant(request)
         self._rate(participant)
         raw = await self._read(request, self.max_request_bytes)
-        body = await _parse(raw)
+        received = time.perf_counter()
+        body = await _parse(_accounting.skim(raw))
         estimate = _accounting.estimate(model, method, body)
         request_id = await self._db(
             self.ledger.reserve,
@@ -359,9 +360,10 @@ class RelayApp:
             est_output_tokens=estimate.output_tokens,
             est_micros=estimate.micros,
         )
-        call = _Call(self, participant, request_id, model, method, estimate, started)
+        call = _Call(self, participant, request_id, model, method, estimate, started, received)
         query = {"alt": request.query_params["alt"]} if "alt" in request.query_params else {}
         self.in_flight += 1
+        call.forwarded = time.perf_counter()
         try:
             reply = await self.upstream.forward("POST", request.url.path, query=query, body=raw)
         except httpx.HTTPError as exc:
@@ -629,6 +631,14 @@ class _Call:
     method: str
     estimate: _accounting.Estimate
     started: float
+    #: When the body had arrived, when the request went upstream and when its answer's
+    #: last byte came back. ``relay_s`` — the relay's own time, what it adds to a request
+    #: — is body-to-upstream plus last-byte-to-done; receiving the body is not counted
+    #: (any server must), nor is waiting for the upstream.
+    received: float = 0.0
+    forwarded: float | None = None
+    sent: float | None = None
+    upstream_done: float | None = None
     _chunks: list[bytes] = field(default_factory=list)
     _complete: bool = False
     _finished: bool = False
@@ -638,9 +648,11 @@ class _Call:
         async for chunk in chunks:
             self._chunks.append(chunk)
             yield chunk
+        self.upstream_done = time.perf_counter()
         self._complete = True
 
     async def settle(self) -> None:
+        self.sent = time.perf_counter()  # the participant has the whole answer now
         self.app.in_flight -= 1
         body = b"".join(self._chunks)
         self._chunks = []
@@ -660,7 +672,13 @@ class _Call:
         if self._finished:
             return
         self._finished = True
-        latency = time.perf_counter() - self.started
+        now = time.perf_counter()
+        latency = now - self.started
+        upstream = relay_s = None
+        if self.forwarded is not None:
+            upstream = (self.upstream_done or now) - self.forwarded
+            done = self.sent or now
+            relay_s = (self.forwarded - self.received) + (done - (self.upstream_done or done))
         images = [img for answer in answers or [] for img in _images(answer)]
         usage = next(
             (a["usageMetadata"] for a in reversed(answers or []) if "usageMetadata" in a), None
@@ -689,6 +707,8 @@ class _Call:
                 output_tokens=tokens_out,
                 cost_micros=cost,
                 latency_s=latency,
+                upstream_s=upstream,
+                relay_s=relay_s,
                 error=error,
             )
             stored = []
@@ -875,7 +895,7 @@ def _sse(event: str, data: Any) -> str:
 def _public_request(row: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("id", "time", "participant_id", "name", "model", "method", "prompt", "status",
             "http_status", "est_micros", "cost_micros", "input_tokens", "output_tokens",
-            "latency_s", "error", "hidden")  # fmt: skip
+            "latency_s", "upstream_s", "relay_s", "error", "hidden")  # fmt: skip
     return {k: row.get(k) for k in keys}
 
 

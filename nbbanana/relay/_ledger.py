@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS requests (
     status TEXT NOT NULL,
     http_status INTEGER,
     latency_s REAL,
+    upstream_s REAL,
+    relay_s REAL,
     error TEXT,
     hidden INTEGER NOT NULL DEFAULT 0
 );
@@ -447,6 +449,8 @@ class Ledger:
         output_tokens: int | None,
         cost_micros: int,
         latency_s: float,
+        upstream_s: float | None = None,
+        relay_s: float | None = None,
         error: str | None = None,
     ) -> bool:
         """Record the outcome of a reserved request. Returns False if it was already
@@ -454,7 +458,8 @@ class Ledger:
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE requests SET status = ?, http_status = ?, input_tokens = ?, "
-                "output_tokens = ?, cost_micros = ?, latency_s = ?, error = ? "
+                "output_tokens = ?, cost_micros = ?, latency_s = ?, upstream_s = ?, relay_s = ?, "
+                "error = ? "
                 "WHERE id = ? AND status = 'pending'",
                 (
                     status,
@@ -463,6 +468,8 @@ class Ledger:
                     output_tokens,
                     cost_micros,
                     latency_s,
+                    upstream_s,
+                    relay_s,
                     error,
                     request_id,
                 ),
