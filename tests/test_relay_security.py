@@ -279,3 +279,17 @@ def test_an_upstream_that_refuses_the_key_reads_as_the_facilitators_problem(tmp_
         assert answer.status_code == 502 and key not in answer.text
         assert "tell the facilitator" in answer.json()["error"]["message"]
         assert relay.totals()["spent_usd"] == 0  # a failed request costs nothing
+
+
+def test_malformed_bodies_are_refused_as_invalid_not_as_a_crash(relay: Relay) -> None:
+    (token,) = relay.add_participants(1)
+    url = f"{relay.base_url}/v1beta/models/{MODEL}:generateContent"
+    headers = {"x-goog-api-key": token, "content-type": "application/json"}
+    for body in (b"not json", b"[1, 2]", b'{"generationConfig": {"candidateCount": "many"}}'):
+        answer = httpx.post(url, content=body, headers=headers)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    too_many = httpx.post(
+        relay.base_url + "/relay/admin/tokens", json={"count": 10**9}, headers=admin(relay)
+    )
+    assert too_many.status_code == 400 and "between 1 and 1000" in too_many.text

@@ -349,7 +349,14 @@ class RelayApp:
         raw = await self._read(request, self.max_request_bytes)
         received = time.perf_counter()
         body = await _parse(_accounting.skim(raw))
-        estimate = _accounting.estimate(model, method, body)
+        try:
+            estimate = _accounting.estimate(model, method, body)
+        except (TypeError, ValueError, AttributeError):
+            raise Refusal(
+                400,
+                "INVALID_ARGUMENT",
+                "Invalid JSON payload received: a field has the wrong type.",
+            ) from None
         request_id = await self._db(
             self.ledger.reserve,
             participant,

@@ -241,8 +241,8 @@ class Ledger:
         via: str = "token",
     ) -> list[tuple[Participant, str]]:
         """Create ``count`` participants; returns each with its token (shown only now)."""
-        if count < 1:
-            raise ValueError(f"count must be 1 or more (got {count}).")
+        if not 1 <= count <= 1000:
+            raise ValueError(f"count must be between 1 and 1000 (got {count}).")
         out: list[tuple[Participant, str]] = []
         with self._write() as db:
             first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM participants").fetchone()[0]
