@@ -222,9 +222,7 @@ def _accounting(name: str, ledger: int, answers: int, interrupted: list[dict[str
     (the participant got a 502) is kept at its estimate — the upstream may have billed it —
     so it is added to the answers' side, and counted."""
     kept = sum(int(str(r["est_micros"])) for r in interrupted)
-    print(
-        f"{name + ': spend, ledger / answers':44} {usd(ledger):>16} {usd(answers + kept):>12}"
-    )
+    print(f"{name + ': spend, ledger / answers':44} {usd(ledger):>16} {usd(answers + kept):>12}")
     if interrupted:
         print(
             f"{'  (incl. dropped upstream, at estimate)':44} {len(interrupted):16d} {usd(kept):>12}"
