@@ -296,3 +296,26 @@ def test_malformed_bodies_are_refused_as_invalid_not_as_a_crash(relay: Relay) ->
         relay.base_url + "/relay/admin/tokens", json={"count": 10**9}, headers=admin(relay)
     )
     assert too_many.status_code == 400 and "between 1 and 1000" in too_many.text
+
+
+def test_the_key_reaches_only_model_paths_of_the_upstream(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"models": []})
+
+    upstream = Upstream("http://upstream.test", "k" * 30, transport=httpx.MockTransport(handler))
+    with Relay(tmp_path, upstream) as relay:
+        (token,) = relay.add_participants(1)
+        headers = {"x-goog-api-key": token}
+        for path in ("/v1beta/models/..", "/v1beta/models/%2e%2e", "/v1beta/models/..%2Ffiles",
+                     "/v1beta/files", "/v1beta/models/x/../../files", "/v9/models"):  # fmt: skip
+            answer = httpx.get(relay.base_url + path, headers=headers)
+            assert answer.status_code == 404, (path, answer.text)
+        assert httpx.get(relay.base_url + "/v1beta/models", headers=headers).status_code == 200
+        assert (
+            httpx.get(relay.base_url + f"/v1beta/models/{MODEL}", headers=headers).status_code
+            == 200
+        )
+    assert seen == ["/v1beta/models", f"/v1beta/models/{MODEL}"]

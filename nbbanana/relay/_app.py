@@ -64,6 +64,9 @@ _SMALL_BODY = 64 * 1024
 #: Above this size a body is parsed in a worker thread, not on the event loop.
 _PARSE_IN_THREAD = 512 * 1024
 _JOIN_FAILURES_PER_MINUTE = 10
+#: What a model (and method) segment may be: the facilitator's key must not reach any
+#: other path of the upstream through dot segments or encoded slashes.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z]+)?")
 _GALLERY_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 _MODEL_CALLS = ("generateContent", "streamGenerateContent", "countTokens")
 _STATIC = resources.files("nbbanana.relay") / "static"
@@ -295,6 +298,8 @@ class RelayApp:
 
     async def model_route(self, request: Request) -> Response:
         name = request.path_params["name"]
+        if not _MODEL_NAME.fullmatch(name):
+            return gemini_error(404, "NOT_FOUND", f"there is no model {name!r} on this relay")
         if request.method == "GET" and ":" not in name:
             return await self._guarded(request, self._forward_read)
         model, _, method = name.partition(":")
@@ -322,7 +327,9 @@ class RelayApp:
         self._rate(participant)
         query = {k: v for k, v in request.query_params.items() if k in ("pageSize", "pageToken")}
         try:
-            reply = await self.upstream.forward("GET", request.url.path, query=query, body=None)
+            reply = await self.upstream.forward(
+                "GET", _upstream_path(request), query=query, body=None
+            )
         except httpx.HTTPError as exc:
             return _unreachable(exc)
         body = b"".join([chunk async for chunk in reply.chunks])
@@ -372,7 +379,9 @@ class RelayApp:
         self.in_flight += 1
         call.forwarded = time.perf_counter()
         try:
-            reply = await self.upstream.forward("POST", request.url.path, query=query, body=raw)
+            reply = await self.upstream.forward(
+                "POST", _upstream_path(request), query=query, body=raw
+            )
         except httpx.HTTPError as exc:
             self.in_flight -= 1
             await call.finish(None, status="interrupted" if _may_have_run(exc) else "error",
@@ -778,6 +787,13 @@ class _SecurityHeaders:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def _upstream_path(request: Request) -> str:
+    """The path forwarded upstream, rebuilt from the parts the routes checked."""
+    version = request.path_params["version"]
+    name = request.path_params.get("name")
+    return f"/{version}/models/{name}" if name else f"/{version}/models"
 
 
 def _bearer(request: Request) -> str | None:
