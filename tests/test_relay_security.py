@@ -319,3 +319,24 @@ def test_the_key_reaches_only_model_paths_of_the_upstream(tmp_path: Path) -> Non
             == 200
         )
     assert seen == ["/v1beta/models", f"/v1beta/models/{MODEL}"]
+
+
+def test_an_upstream_that_breaks_off_mid_answer_is_settled_once_at_its_estimate(
+    tmp_path: Path,
+) -> None:
+    class _Broken(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"candidates": ['
+            raise httpx.ReadError("connection reset by peer")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Broken())
+
+    upstream = Upstream("http://upstream.test", "k" * 30, transport=httpx.MockTransport(handler))
+    with Relay(tmp_path, upstream) as relay:
+        (token,) = relay.add_participants(1, cap_usd=1.0)
+        with pytest.raises(httpx.HTTPError):
+            generate(relay.base_url, token)
+        (row,) = relay.ledger.requests()
+        assert row["status"] == "interrupted" and row["cost_micros"] == row["est_micros"] > 0
+        assert relay.relay_app.in_flight == 0

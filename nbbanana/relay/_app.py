@@ -383,13 +383,11 @@ class RelayApp:
                 "POST", _upstream_path(request), query=query, body=raw
             )
         except httpx.HTTPError as exc:
-            self.in_flight -= 1
             await call.finish(None, status="interrupted" if _may_have_run(exc) else "error",
                               http_status=None, error=type(exc).__name__)  # fmt: skip
             return _unreachable(exc)
         if reply.status >= 400:
             body_bytes = b"".join([chunk async for chunk in reply.chunks])
-            self.in_flight -= 1
             response = self._upstream_error(reply.status, body_bytes)
             await call.finish(None, status="error", http_status=reply.status,
                               error=_error_message(response.body))  # fmt: skip
@@ -661,15 +659,23 @@ class _Call:
 
     async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The answer as it arrives, kept for settlement."""
-        async for chunk in chunks:
-            self._chunks.append(chunk)
-            yield chunk
+        try:
+            async for chunk in chunks:
+                self._chunks.append(chunk)
+                yield chunk
+        except httpx.HTTPError as exc:
+            # The upstream broke off mid-answer: the response is cut (the participant sees
+            # a dropped connection) and Starlette skips the background task, so settle here.
+            self._chunks = []
+            with anyio.CancelScope(shield=True):
+                await self.finish(None, status="interrupted", http_status=200,
+                                  error=type(exc).__name__)  # fmt: skip
+            raise
         self.upstream_done = time.perf_counter()
         self._complete = True
 
     async def settle(self) -> None:
         self.sent = time.perf_counter()  # the participant has the whole answer now
-        self.app.in_flight -= 1
         body = b"".join(self._chunks)
         self._chunks = []
         answers = await anyio.to_thread.run_sync(_answers, body) if self._complete else []
@@ -688,6 +694,7 @@ class _Call:
         if self._finished:
             return
         self._finished = True
+        self.app.in_flight -= 1
         now = time.perf_counter()
         latency = now - self.started
         upstream = relay_s = None
