@@ -19,6 +19,8 @@ its own ``httpx`` connection pool, sending edit requests with input images of 1�
 3. **Caps** — every participant gets a cap with room for two images and fires four
    requests at once. Reported: images per participant (target: exactly 2), participants
    over their cap (target: 0), ledger against answers (target: equal).
+4. **Alone** — one participant sends 16 requests (1 and 8 MB images) one at a time: the
+   relay's own time when it does not compete with 60 uploads for the cores.
 
 The emulator does real work per request (decoding the input, drawing and encoding the
 edit; answers at Nano Banana 2's 512 px size keep that small), and on a small machine it
@@ -58,6 +60,7 @@ import asyncio
 import base64
 import io
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -298,6 +301,12 @@ def main() -> int:
             if r["status"] == "interrupted" and r["participant_id"] >= first_capped
         ]
         interrupted = [r for r in interrupted if r["participant_id"] < first_capped]
+
+        # One participant alone, one request at a time: the relay's own time uncontended.
+        ((solo, solo_token),) = ledger.add_participants(1, cap_micros=None, rate_per_min=None)
+        asyncio.run(_participants(relay_url, [solo_token], [bodies[0], bodies[-1]], 16))
+        time.sleep(1.0)
+        alone = sorted(r["relay_s"] for r in ledger.requests(solo.id) if r["status"] == "ok")
         caps_answers = sum(caps.cost_micros.values())
     finally:
         for process in (relay, emulator):
@@ -319,6 +328,9 @@ def main() -> int:
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         added = own[min(len(own) - 1, int(q * len(own)))] * 1000
         print(f"{'added by the relay ' + name + ', ms (its clock)':44} {added:16.1f}")
+    print(
+        f"{'  one request at a time: p50 / max, ms':44} {statistics.median(alone) * 1000:8.1f} / {alone[-1] * 1000:5.1f}"
+    )
     print(f"{'relay RSS, MB (start / peak)':44} {watcher.start / 1e6:7.0f} / {peak / 1e6:6.0f}")
     _accounting("relay run", ledger_spend, answers_spend, interrupted)
     print(f"{'caps: images per participant (target 2)':44} {caps.ok / len(capped):16.2f}")
