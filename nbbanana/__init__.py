@@ -31,6 +31,7 @@ PUBLIC_MODULES = (
     "nbbanana.emulator",
     "nbbanana.errors",
     "nbbanana.models",
+    "nbbanana.relay",
     "nbbanana.samples",
     "nbbanana.widgets",
 )
@@ -65,6 +66,7 @@ _LAZY: dict[str, str] = {
     "GridResult": "batch",
     "studio": "widgets",
     "Studio": "widgets",
+    "gallery": "relay",
 }
 
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "connect",
     "errors",
     "fit_image",
+    "gallery",
     "get_model",
     "get_profile",
     "load_image",
@@ -125,6 +128,7 @@ if TYPE_CHECKING:
     from .emulator import Emulator
     from .fit import FitReport, FittedImage, ImageCheck, check_image, fit_image
     from .images import LoadedImage, load_image
+    from .relay import gallery
     from .result import InputRef, Result, Usage
     from .session import CostEstimate, Session
     from .widgets import Studio, studio
