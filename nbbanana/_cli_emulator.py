@@ -41,14 +41,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="time a batch job stays pending before it runs")  # fmt: skip
     parser.add_argument("--batch-item-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="time a running batch job spends on each request")  # fmt: skip
+    parser.add_argument("--bandwidth", default=None, metavar="RATE",
+                        help="uplink speed requests are read at, e.g. 10mbit, 2.5mbit, 500kbit "
+                        "or 1.25MB/s (default: unlimited)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .emulator import Emulator
+    from .emulator._throttle import parse_bandwidth
 
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
     try:
+        bandwidth = parse_bandwidth(args.bandwidth) if args.bandwidth is not None else None
         emulator = Emulator(
             host=args.host,
             port=args.port,
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             batch_delay=args.batch_delay,
             batch_item_seconds=args.batch_item_seconds,
+            bandwidth_bps=bandwidth,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ from ._faults import Fault, FaultPlan, parse_fault
 from ._files import FileStore
 from ._routes import Api, Call, Reply, Route, classify
 from ._status import ApiError, invalid_api_key, missing_api_key
+from ._throttle import Uplink
 
 __all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
 
@@ -77,6 +78,8 @@ class Emulator:
     ``latency``: seconds added to every model call. ``fault_rate``/``fault_kinds``: see
     :mod:`nbbanana.emulator._faults`. ``clock``: time source for file expiry (tests).
     ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
+    ``bandwidth_bps``: uplink speed in bits per second; requests are read no faster
+    (one link shared by all connections, see ``_throttle``); ``None``: loopback speed.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         batch_delay: float = 0.05,
         batch_item_seconds: float = 0.0,
+        bandwidth_bps: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -106,6 +110,8 @@ class Emulator:
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.clock = clock
         self.requests: list[RequestRecord] = []
+        self.bandwidth_bps = bandwidth_bps
+        self._uplink = Uplink(bandwidth_bps) if bandwidth_bps is not None else None
         self._faults = FaultPlan(fault_rate, seed, fault_kinds)
         self._files = FileStore(clock=clock, seed=seed)
         self._batches = BatchStore(
@@ -266,6 +272,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections are closed after this
     server: _Server
     _fault: Fault | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        uplink = self.server.emulator._uplink
+        if uplink is not None:  # the request, body included, arrives at the link's speed
+            self.rfile = uplink.reader(self.rfile)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: request lines may carry ``?key=``; :attr:`Emulator.requests` records
