@@ -82,17 +82,21 @@ def decode_reduced(
         return None
     long_side = max(size)
     try:
+        # A source over the caller's bytes: new_from_buffer would copy the whole file.
+        source = pyvips.Source.new_from_memory(data)
         if fmt in ("JPEG", "MPO"):
             floor_side = math.ceil(target_side * draft_slack)
             shrink = 1
             while shrink < 8 and long_side // (shrink * 2) >= floor_side:
                 shrink *= 2
-            image = pyvips.Image.jpegload_buffer(
-                data, shrink=shrink, access="sequential", fail_on="truncated"
+            image = pyvips.Image.jpegload_source(
+                source, shrink=shrink, access="sequential", fail_on="truncated"
             )
             goal = scaled_size(size, min(target_side, max(image.width, image.height)))
         else:
-            image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
+            image = pyvips.Image.new_from_source(
+                source, "", access="sequential", fail_on="truncated"
+            )
             goal = scaled_size(size, target_side)
         if image.format != "uchar" or image.bands not in _MODES:
             return None

@@ -352,10 +352,13 @@ class _Mosaic:
     def lowest_alike(self) -> int:
         """The lowest quality in [floor, cap] whose fidelity is within
         :data:`PERCEPTUAL_SSIM_LOSS` of the cap's: a bisection (fidelity rises with
-        quality) that starts at :data:`FULL_CHROMA_QUALITY`, where most photos land."""
+        quality) that starts at :data:`FULL_CHROMA_QUALITY`, where most photos land, and
+        then tries just below it, where chroma subsampling makes fidelity drop a step."""
         goal = self.fidelity(QUALITY_CAP) - PERCEPTUAL_SSIM_LOSS
         lo, hi = QUALITY_FLOOR - 1, QUALITY_CAP  # fidelity(hi) reaches the goal; lo does not
         guess = FULL_CHROMA_QUALITY
+        if self.fidelity(guess) >= goal:
+            hi, guess = guess, guess - 1
         while hi - lo > 1:
             if self.fidelity(guess) >= goal:
                 hi = guess
