@@ -18,14 +18,18 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 
 
-def _box_means(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Means over every full 7 × 7 window of each plane of ``x`` (planes × H × W),
-    'valid' positions only, as skimage crops its border."""
-    c = np.zeros((x.shape[0], x.shape[1] + 1, x.shape[2] + 1), np.float64)
-    np.cumsum(np.cumsum(x, axis=1, dtype=np.float64), axis=2, out=c[:, 1:, 1:])
+def _box_means(planes: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+    """Means over every full 7 × 7 window of each plane, 'valid' positions only (as
+    skimage crops its border); one plane at a time, in place, so big images stay in cache."""
     w = _WIN
-    total = c[:, w:, w:] - c[:, :-w, w:] - c[:, w:, :-w] + c[:, :-w, :-w]
-    return total / (w * w)
+    means = []
+    for plane in planes:
+        c = np.zeros((plane.shape[0] + 1, plane.shape[1] + 1), np.float64)
+        c[1:, 1:] = plane
+        c.cumsum(axis=0, out=c)
+        c.cumsum(axis=1, out=c)
+        means.append((c[w:, w:] - c[:-w, w:] - c[w:, :-w] + c[:-w, :-w]) / (w * w))
+    return means
 
 
 def ssim(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
@@ -34,16 +38,17 @@ def ssim(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
         raise ValueError(f"SSIM needs images of one shape, got {a.shape} and {b.shape}")
     if min(a.shape[:2]) < _WIN:
         return 1.0 if np.array_equal(a, b) else 0.0
-    # Channels first; the five local statistics of every channel in one pass of sums.
-    x = np.moveaxis(np.atleast_3d(a), 2, 0).astype(np.float64)
-    y = np.moveaxis(np.atleast_3d(b), 2, 0).astype(np.float64)
-    channels = x.shape[0]
-    means = _box_means(np.concatenate([x, y, x * x, y * y, x * y]))
-    ux, uy, xx, yy, xy = (means[i * channels : (i + 1) * channels] for i in range(5))
+    a3, b3 = np.atleast_3d(a), np.atleast_3d(b)
     n = _WIN * _WIN
     cov_norm = n / (n - 1)  # sample covariance, as skimage's default
-    vx = cov_norm * (xx - ux * ux)
-    vy = cov_norm * (yy - uy * uy)
-    vxy = cov_norm * (xy - ux * uy)
-    s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
-    return float(s.mean())
+    total = 0.0
+    for channel in range(a3.shape[2]):
+        x = a3[..., channel].astype(np.float64)
+        y = b3[..., channel].astype(np.float64)
+        ux, uy, xx, yy, xy = _box_means([x, y, x * x, y * y, x * y])
+        vx = cov_norm * (xx - ux * ux)
+        vy = cov_norm * (yy - uy * uy)
+        vxy = cov_norm * (xy - ux * uy)
+        s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
+        total += float(s.mean())
+    return total / a3.shape[2]
