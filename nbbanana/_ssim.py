@@ -51,4 +51,4 @@ def ssim(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
         vxy = cov_norm * (xy - ux * uy)
         s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
         total += float(s.mean())
-    return total / a3.shape[2]
+    return total / int(a3.shape[2])
