@@ -95,7 +95,7 @@ def test_orientation_and_colour_profile_still_applied(vips_calls: list[str]) -> 
     swapped = jpeg_bytes(
         Image.new("RGB", (400, 300), (200, 30, 30)), 95, icc=swapped_rgb_icc_profile()
     )
-    red, green, blue = load_image(swapped, target_side=100).image.getpixel((50, 37))
+    red, _, blue = load_image(swapped, target_side=100).image.getpixel((50, 37))
     assert blue > red  # the profile says the stored red is blue
 
 
