@@ -349,22 +349,26 @@ class _Mosaic:
             self._fidelity[quality] = ssim(self._seen_original, seen)
         return self._fidelity[quality]
 
-    def lowest_alike(self) -> int:
-        """The lowest quality in [floor, cap] whose fidelity is within
-        :data:`PERCEPTUAL_SSIM_LOSS` of the cap's: a bisection (fidelity rises with
-        quality) that starts at :data:`FULL_CHROMA_QUALITY`, where most photos land, and
-        then tries just below it, where chroma subsampling makes fidelity drop a step."""
+    def lowest_alike(self, upto: int = QUALITY_CAP) -> int:
+        """The lowest quality in [floor, ``upto``] whose fidelity is within
+        :data:`PERCEPTUAL_SSIM_LOSS` of the cap's (``upto`` itself when none is).
+
+        A bisection (fidelity rises with quality) that starts at
+        :data:`FULL_CHROMA_QUALITY`, where most photos land, then tries just below it,
+        where chroma subsampling makes fidelity drop a step: four to seven probes."""
         goal = self.fidelity(QUALITY_CAP) - PERCEPTUAL_SSIM_LOSS
-        lo, hi = QUALITY_FLOOR - 1, QUALITY_CAP  # fidelity(hi) reaches the goal; lo does not
-        guess = FULL_CHROMA_QUALITY
-        if self.fidelity(guess) >= goal:
-            hi, guess = guess, guess - 1
+        if upto < QUALITY_CAP and self.fidelity(upto) < goal:
+            return upto  # the budget, not the eye, limits the quality
+        lo, hi = QUALITY_FLOOR - 1, upto  # fidelity(hi) reaches the goal; lo does not
+        guess = FULL_CHROMA_QUALITY if hi > FULL_CHROMA_QUALITY else (lo + hi + 1) // 2
         while hi - lo > 1:
-            if self.fidelity(guess) >= goal:
+            alike = self.fidelity(guess) >= goal
+            if alike:
                 hi = guess
             else:
                 lo = guess
-            guess = (lo + hi + 1) // 2
+            below_chroma_step = alike and guess == FULL_CHROMA_QUALITY and guess - 1 > lo
+            guess = guess - 1 if below_chroma_step else (lo + hi + 1) // 2
         return hi
 
     def encode_full(self, image: Image.Image, quality: int) -> bytes:
@@ -508,14 +512,15 @@ def _best_encode(
     allowance = job.allowance(mime)
     margin = 0.0 if mosaic.exact else PREDICTION_MARGIN
     correction = 1.0
-    cap = mosaic.lowest_alike() if job.perceptual else QUALITY_CAP
-    quality = mosaic.best_quality(allowance / (1 + margin), cap=cap)
+    quality = mosaic.best_quality(allowance / (1 + margin))
+    if quality is not None and job.perceptual:
+        quality = mosaic.lowest_alike(quality)
     while quality is not None:
         data = mosaic.encode_full(image, quality)
         if len(data) <= allowance:
             return job.result(data, mime, image.size, quality), correction
         correction = max(correction, len(data) / mosaic.predict(quality) * 1.005)
-        lower = mosaic.best_quality(allowance, correction=correction, cap=cap)
+        lower = mosaic.best_quality(allowance, correction=correction)
         quality = None if lower is None else min(lower, quality - 1)
     return None, correction
 
