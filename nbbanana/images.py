@@ -13,11 +13,13 @@ Why each step exists:
   100 000 × 100 000 pixels costs nothing. Pillow's own ``MAX_IMAGE_PIXELS`` check is
   replaced by ours (its warning and error never reach the caller).
 * **Decode no more than needed.** With ``target_side`` (the long side the caller will
-  downscale to), JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
-  (``Image.draft``; at most 10 % below ``target_side``, see :data:`DRAFT_SLACK`) and
-  other formats are box-reduced by an integer factor to no less than twice
-  ``target_side``. A 48 MP phone JPEG fitted to 3072 px is decoded at 4000 × 3000:
-  36 MB of pixels instead of 144 MB.
+  downscale to), 8-bit JPEG, PNG, TIFF and WebP files are decoded and resized to it in
+  one streamed libvips pipeline (:mod:`nbbanana._vips`; JPEGs shrink on load by DCT
+  scaling). Otherwise, or without libvips, JPEGs are decoded at 1/2, 1/4 or 1/8 scale by
+  libjpeg's DCT scaling (``Image.draft``; at most 10 % below ``target_side``, see
+  :data:`DRAFT_SLACK`) and other formats are box-reduced by an integer factor to no less
+  than twice ``target_side``. A 48 MP phone JPEG fitted to 3072 px is decoded at
+  4000 × 3000 at most: 36 MB of pixels instead of 144 MB.
 * **Show what the photographer saw.** EXIF orientation (all eight values) is applied;
   embedded ICC profiles (including CMYK print profiles) are converted to sRGB, the
   only colour space the model assumes.
