@@ -46,15 +46,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--log", action="store_true",
                         help="print one line per request to stderr: time, method, path, "
                         "status, bytes in and out, milliseconds (never a key)")  # fmt: skip
+    parser.add_argument("--bandwidth", default=None, metavar="RATE",
+                        help="uplink speed requests are read at, e.g. 10mbit, 2.5mbit, 500kbit "
+                        "or 1.25MB/s (default: unlimited)")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .emulator import Emulator
+    from .emulator._throttle import parse_bandwidth
 
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
     try:
+        bandwidth = parse_bandwidth(args.bandwidth) if args.bandwidth is not None else None
         emulator = Emulator(
             host=args.host,
             port=args.port,
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             batch_delay=args.batch_delay,
             batch_item_seconds=args.batch_item_seconds,
             log=sys.stderr if args.log else None,
+            bandwidth_bps=bandwidth,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""Fit an image into a request budget: the resolution the model uses, the best quality
-that fits, and never a byte over.
+"""Fit an image into a request budget: the resolution the model uses, the fewest bytes
+that look the same at the model's resolution, and never a byte over.
 
 :func:`fit_image` turns anything :func:`~nbbanana.images.load_image` accepts into bytes
 ready for ``types.Part.from_bytes``:
@@ -10,16 +10,21 @@ ready for ``types.Part.from_bytes``:
 2. **Resolution.** ``max_side="model"`` caps the long side at the model's
    ``fit_max_side`` (a documented choice, see :mod:`nbbanana.models`); an int caps it
    there; ``"keep"`` keeps every pixel and only meets the byte budget. The loader decodes
-   big JPEGs in draft mode, so a 48 MP photo is never decoded at full size for a 3072 px
-   target, and the rest is resampled with Lanczos after an integer ``reduce``.
+   and resizes through libvips (JPEGs shrink on load by DCT scaling), so a 48 MP photo is
+   never decoded at full size for a 3072 px target; see ``docs/architecture.md``.
 3. **Pass-through.** An input that is already acceptable (upright, sRGB, no metadata to
    strip, within the size and the budget) is returned unchanged, with no encode at all.
-4. **Quality by prediction.** A mosaic of tiles cut across the resized image (about 3 %
-   of its pixels) is encoded at a few qualities; that measures the image's own
-   rate–quality curve, from which the highest quality that fits is read off with a
-   small margin. One full encode usually lands; if it overshoots, the observed ratio
-   corrects the prediction for a second. When even quality :data:`QUALITY_FLOOR` cannot
-   fit, the scale shrinks by the predicted factor and the search repeats.
+4. **Quality by what is seen.** A mosaic of tiles cut across the resized image (about
+   3 % of its pixels) is encoded at a few qualities; that measures the image's own
+   rate–quality curve. By default (``quality="perceptual"``) the quality is the lowest
+   whose mosaic, seen at :data:`PERCEPTUAL_SIDE` px, keeps its SSIM within
+   :data:`PERCEPTUAL_SSIM_LOSS` of the :data:`QUALITY_CAP` encode's: fewer bytes, the
+   same picture for the model. ``quality="max"`` takes the highest quality that fits
+   instead. Either way the budget wins: the highest quality that fits is read off the
+   curve with a small margin. One full encode usually lands; if it overshoots, the
+   observed ratio corrects the prediction for a second. When even quality
+   :data:`QUALITY_FLOOR` cannot fit, the scale shrinks by the predicted factor and the
+   search repeats.
 5. **Format.** Photos become JPEG. Alpha that matters stays: PNG when it fits, else WebP
    with alpha. Screenshots and line art (few colours, detected on a thumbnail) stay PNG
    (palette PNG when lossless) when that is smaller than a near-lossless JPEG.
@@ -37,9 +42,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from google.genai import types
 from PIL import Image, ImageChops
 
+from ._ssim import ssim
 from .budget import RequestBudget
 from .errors import DoesNotFitError
 from .models import FORMAT_MIME, SENT_FORMATS, EndpointProfile, ModelInfo, get_model, get_profile
@@ -51,6 +58,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FULL_CHROMA_QUALITY",
     "MIN_SIDE",
+    "PERCEPTUAL_SIDE",
+    "PERCEPTUAL_SSIM_LOSS",
     "QUALITY_CAP",
     "QUALITY_FLOOR",
     "FitReport",
@@ -72,6 +81,15 @@ MIN_SIDE = 16
 #: Relative margin between the predicted size and the allowance for the first full
 #: encode (the mosaic predicts within about ±3 % on photos).
 PREDICTION_MARGIN = 0.03
+#: The scale at which fidelity is judged: the long side, in pixels, the mosaic is seen at.
+#: Gemini looks at about a megapixel of an image (its fixed per-image token count, or
+#: 768 px tiles), so artefacts that vanish at 1024 px cost bytes and show nothing.
+PERCEPTUAL_SIDE = 1024
+#: The perceptual target: the SSIM (at :data:`PERCEPTUAL_SIDE`) the chosen quality may
+#: lose against the :data:`QUALITY_CAP` encode. SSIM differences below ~0.002 are below
+#: what viewers (and, by its training on JPEGs, the model) tell apart; 0.0015 leaves room
+#: for the mosaic's estimate.
+PERCEPTUAL_SSIM_LOSS = 0.0015
 #: JPEG's and WebP's largest dimension.
 _MAX_DIMENSION = {"image/jpeg": 65_500, "image/png": 2**31 - 1, "image/webp": 16_383}
 #: From this JPEG quality on, chroma is kept at full resolution (4:4:4), as most encoders
@@ -84,6 +102,7 @@ _BYTES_PER_PIXELS_EXPONENT = 0.8
 _SMALLEST_FILE = 64
 
 Format = Literal["auto", "jpeg", "png", "webp"]
+Quality = Literal["perceptual", "max"]
 _MIME = {fmt.lower(): FORMAT_MIME[fmt] for fmt in SENT_FORMATS}
 _PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 _ACCEPTED_AS_IS = {
@@ -220,6 +239,10 @@ class _Mosaic:
     bytes per pixel at a given quality, times the image's pixels, plus the fixed header,
     predict the full encode; probes are cached per quality. A small image is its own
     mosaic: then the probes are full encodes, counted as such and reused.
+
+    The same probes, decoded, tell how the image looks at each quality
+    (:meth:`fidelity`): SSIM against the mosaic itself, both scaled as the whole image
+    would be to :data:`PERCEPTUAL_SIDE`.
     """
 
     TILE = 64
@@ -229,6 +252,7 @@ class _Mosaic:
 
     def __init__(self, encoder: _Encoder, size: tuple[int, int], mosaic: Image.Image, exact: bool):
         self.encoder = encoder
+        self.size = size
         self.pixels = size[0] * size[1]
         self.mosaic = mosaic
         self.exact = exact
@@ -237,6 +261,8 @@ class _Mosaic:
         )
         self._sizes: dict[int, float] = {}
         self._data: dict[int, bytes] = {}
+        self._fidelity: dict[int, float] = {}
+        self._seen_original: np.ndarray | None = None
 
     @classmethod
     def of(cls, image: Image.Image, encoder: _Encoder) -> _Mosaic:
@@ -298,11 +324,55 @@ class _Mosaic:
                 self._sizes[quality] = float(len(data))
             else:
                 data = self.encoder.encode(self.mosaic, quality, probe=True)
+                self._data[quality] = data
                 per_pixel = max(len(data) - self.header, 0) / (
                     self.mosaic.width * self.mosaic.height
                 )
                 self._sizes[quality] = self.header + per_pixel * self.pixels
         return self._sizes[quality]
+
+    def _seen(self, image: Image.Image) -> np.ndarray:
+        """``image`` (the mosaic or a decoded probe) at the scale :data:`PERCEPTUAL_SIDE`
+        puts the whole image at, as an array."""
+        scale = min(1.0, PERCEPTUAL_SIDE / max(self.size))
+        if scale < 1.0:
+            size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return np.asarray(image)
+
+    def fidelity(self, quality: int) -> float:
+        """SSIM of the mosaic encoded at ``quality`` against the mosaic, both at the
+        perceptual scale."""
+        if quality not in self._fidelity:
+            self.predict(quality)
+            if self._seen_original is None:
+                self._seen_original = self._seen(self.mosaic)
+            with Image.open(io.BytesIO(self._data[quality])) as decoded:
+                seen = self._seen(decoded.convert(self.mosaic.mode))
+            self._fidelity[quality] = ssim(self._seen_original, seen)
+        return self._fidelity[quality]
+
+    def lowest_alike(self, upto: int = QUALITY_CAP) -> int:
+        """The lowest quality in [floor, ``upto``] whose fidelity is within
+        :data:`PERCEPTUAL_SSIM_LOSS` of the cap's (``upto`` itself when none is).
+
+        A bisection (fidelity rises with quality) that starts at
+        :data:`FULL_CHROMA_QUALITY`, where most photos land, then tries just below it,
+        where chroma subsampling makes fidelity drop a step: four to seven probes."""
+        goal = self.fidelity(QUALITY_CAP) - PERCEPTUAL_SSIM_LOSS
+        if upto < QUALITY_CAP and self.fidelity(upto) < goal:
+            return upto  # the budget, not the eye, limits the quality
+        lo, hi = QUALITY_FLOOR - 1, upto  # fidelity(hi) reaches the goal; lo does not
+        guess = FULL_CHROMA_QUALITY if hi > FULL_CHROMA_QUALITY else (lo + hi + 1) // 2
+        while hi - lo > 1:
+            alike = self.fidelity(guess) >= goal
+            if alike:
+                hi = guess
+            else:
+                lo = guess
+            below_chroma_step = alike and guess == FULL_CHROMA_QUALITY and guess - 1 > lo
+            guess = guess - 1 if below_chroma_step else (lo + hi + 1) // 2
+        return hi
 
     def encode_full(self, image: Image.Image, quality: int) -> bytes:
         """The full encode at ``quality`` (reused when the probe was the full image)."""
@@ -311,9 +381,11 @@ class _Mosaic:
             return self._data[quality]
         return self.encoder.encode(image, quality)
 
-    def best_quality(self, target: float, *, correction: float = 1.0) -> int | None:
-        """The highest quality in [floor, cap] predicted to be at most ``target`` bytes,
-        or ``None`` when even the floor is predicted over.
+    def best_quality(
+        self, target: float, *, correction: float = 1.0, cap: int = QUALITY_CAP
+    ) -> int | None:
+        """The highest quality in [floor, ``cap``] predicted to be at most ``target``
+        bytes, or ``None`` when even the floor is predicted over.
 
         An interpolation search: between a quality that fits and one that does not, the
         next probe is where the log-size, linear in the log of JPEG's quantiser scale,
@@ -323,11 +395,11 @@ class _Mosaic:
         def size(q: int) -> float:
             return self.predict(q) * correction
 
-        if size(QUALITY_CAP) <= target:
-            return QUALITY_CAP
+        if size(cap) <= target:
+            return cap
         if size(QUALITY_FLOOR) > target:
             return None
-        lo, hi = QUALITY_FLOOR, QUALITY_CAP  # size(lo) fits, size(hi) does not
+        lo, hi = QUALITY_FLOOR, cap  # size(lo) fits, size(hi) does not
         while hi - lo > 1:
             x_lo, x_hi = math.log(_quantiser_scale(lo)), math.log(_quantiser_scale(hi))
             y_lo, y_hi = math.log(size(lo)), math.log(size(hi))
@@ -363,6 +435,8 @@ class _Job:
     target_size: tuple[int, int]
     allowance: Callable[[str], int]
     warnings: list[str]
+    #: ``quality="perceptual"``: no higher than the lowest quality that looks the same.
+    perceptual: bool = True
     prepare: Callable[[Image.Image], Image.Image] = lambda image: image
     encodes: int = 0
     _last: tuple[tuple[int, int], Image.Image] | None = None
@@ -442,6 +516,8 @@ def _best_encode(
     margin = 0.0 if mosaic.exact else PREDICTION_MARGIN
     correction = 1.0
     quality = mosaic.best_quality(allowance / (1 + margin))
+    if quality is not None and job.perceptual:
+        quality = mosaic.lowest_alike(quality)
     while quality is not None:
         data = mosaic.encode_full(image, quality)
         if len(data) <= allowance:
@@ -603,11 +679,14 @@ def fit_image(
     format: Format = "auto",
     endpoint: str | EndpointProfile = "gemini",
     prompt: str = "",
+    quality: Quality = "perceptual",
 ) -> FittedImage:
     """Fit ``source`` so that a request carrying it (and ``prompt``) stays within
-    ``budget`` request bytes, at the highest quality that fits.
+    ``budget`` request bytes, in the fewest bytes that look the same to the model.
 
-    ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
+    ``quality="perceptual"`` (the default) picks the lowest JPEG/WebP quality whose SSIM
+    at :data:`PERCEPTUAL_SIDE` px stays within :data:`PERCEPTUAL_SSIM_LOSS` of quality
+    :data:`QUALITY_CAP`'s; ``"max"`` the highest quality that fits. ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
     long side in pixels, ``"model"`` (the model's ``fit_max_side``) or ``"keep"`` (full
     resolution). ``format`` forces ``"jpeg"``, ``"png"`` or ``"webp"``. Raises
     :class:`~nbbanana.errors.DoesNotFitError` when not even a tiny version fits, and the
@@ -621,6 +700,8 @@ def fit_image(
     side = _resolve_max_side(max_side, info)
     if format not in ("auto", "jpeg", "png", "webp"):
         raise ValueError(f"format must be 'auto', 'jpeg', 'png' or 'webp' (got {format!r}).")
+    if quality not in ("perceptual", "max"):
+        raise ValueError(f"quality must be 'perceptual' or 'max' (got {quality!r}).")
     loaded = source if isinstance(source, LoadedImage) else load_image(source, target_side=side)
 
     allowances: dict[str, int] = {}
@@ -649,7 +730,13 @@ def fit_image(
         encoded = _Encoded(loaded.passthrough, loaded.passthrough_mime, original, None)
         passthrough = True
 
-    job = _Job(source=loaded.image, target_size=target, allowance=allowance, warnings=warnings)
+    job = _Job(
+        source=loaded.image,
+        target_size=target,
+        allowance=allowance,
+        warnings=warnings,
+        perceptual=quality == "perceptual",
+    )
     if encoded is None:
         if max(allowance(m) for m in _MIME.values()) < _SMALLEST_FILE:
             raise _does_not_fit(allowance("image/jpeg"), request_budget, loaded.name)

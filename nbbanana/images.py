@@ -13,11 +13,13 @@ Why each step exists:
   100 000 × 100 000 pixels costs nothing. Pillow's own ``MAX_IMAGE_PIXELS`` check is
   replaced by ours (its warning and error never reach the caller).
 * **Decode no more than needed.** With ``target_side`` (the long side the caller will
-  downscale to), JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
-  (``Image.draft``; at most 10 % below ``target_side``, see :data:`DRAFT_SLACK`) and
-  other formats are box-reduced by an integer factor to no less than twice
-  ``target_side``. A 48 MP phone JPEG fitted to 3072 px is decoded at 4000 × 3000:
-  36 MB of pixels instead of 144 MB.
+  downscale to), 8-bit JPEG, PNG, TIFF and WebP files are decoded and resized to it in
+  one streamed libvips pipeline (:mod:`nbbanana._vips`; JPEGs shrink on load by DCT
+  scaling). Otherwise, or without libvips, JPEGs are decoded at 1/2, 1/4 or 1/8 scale by
+  libjpeg's DCT scaling (``Image.draft``; at most 10 % below ``target_side``, see
+  :data:`DRAFT_SLACK`) and other formats are box-reduced by an integer factor to no less
+  than twice ``target_side``. A 48 MP phone JPEG fitted to 3072 px is decoded at
+  4000 × 3000 at most: 36 MB of pixels instead of 144 MB.
 * **Show what the photographer saw.** EXIF orientation (all eight values) is applied;
   embedded ICC profiles (including CMYK print profiles) are converted to sRGB, the
   only colour space the model assumes.
@@ -551,14 +553,26 @@ def _load_bytes(
     if frames > 1 and fmt != "MPO":
         notes.append(_frames_warning(fmt, frames))
     source_mode = image.mode
-    if target_side is not None and fmt in ("JPEG", "MPO"):
-        _draft(image, target_side)
-    _full_load(image, name, fmt)
+    reduced = None
+    if target_side is not None and strip_metadata and frames == 1:
+        reduced = _vips_reduced(image, data, target_side)
+    if reduced is None:
+        if target_side is not None and fmt in ("JPEG", "MPO"):
+            _draft(image, target_side)
+        _full_load(image, name, fmt)
     # After the load: for a PNG whose eXIf chunk follows the pixels, reading the EXIF
     # would otherwise trigger a decode outside _full_load's safeguards.
     orientation = _orientation(image)
     facts = _Facts.of(image, data, fmt, source_mode, orientation, frames)
-    loaded = _normalise(image, name, target_side, orientation, facts, strip_metadata, notes)
+    loaded = _normalise(
+        image if reduced is None else reduced,
+        name,
+        target_side,
+        orientation,
+        facts,
+        strip_metadata,
+        notes,
+    )
     passthrough = data if facts.may_pass_through(strip_metadata) else None
     return LoadedImage(
         image=loaded.image,
@@ -1037,6 +1051,48 @@ def _draft(image: Image.Image, target_side: int) -> None:
     scale = floor_side / long_side
     requested = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
     image.draft(image.mode, requested)
+
+
+def _vips_reduced(image: Image.Image, data: bytes, target_side: int) -> Image.Image | None:
+    """The file's pixels decoded and reduced towards ``target_side`` by libvips (see
+    :mod:`nbbanana._vips`), for the inputs whose facts Pillow's header parse already
+    holds in full: 8-bit RGB/L JPEG, 8-bit PNG with nothing after its pixels, 8-bit
+    TIFF and WebP. ``None`` sends the file down the Pillow path."""
+    fmt, mode = image.format, image.mode
+    if max(image.size) <= target_side:
+        return None  # nothing to reduce (and the original may be passed through)
+    if fmt in ("JPEG", "MPO"):
+        ok = mode in ("RGB", "L")
+    elif fmt == "PNG":
+        # Pillow reads chunks up to the pixels on open; with nothing but IEND after them
+        # (eXIf, text) the header holds every fact, and an absent eXIf means no EXIF.
+        ok = mode in ("RGB", "RGBA", "L", "P") and data[24:25] == b"\x08"
+        ok = ok and not _png_chunks_after_pixels(data)
+        if ok:
+            image.info.setdefault("exif", b"")
+    else:
+        ok = fmt in ("TIFF", "WEBP") and mode in ("RGB", "RGBA", "L")
+    if not ok:
+        return None
+    from . import _vips
+
+    return _vips.decode_reduced(data, fmt or "", image.size, target_side, draft_slack=DRAFT_SLACK)
+
+
+def _png_chunks_after_pixels(data: bytes) -> bool:
+    """True when a chunk other than IDAT/IEND follows the first IDAT (or the walk fails)."""
+    offset, seen_idat = 8, False
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, offset)
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            seen_idat = True
+        elif kind == b"IEND":
+            return False
+        elif seen_idat:
+            return True
+        offset += 12 + length
+    return True
 
 
 def _full_load(image: Image.Image, name: str, fmt: str | None) -> None:

@@ -29,12 +29,12 @@ def _decoded(data: bytes) -> Image.Image:
     return image
 
 
-def test_default_fit_uses_the_model_resolution_and_the_cap_quality() -> None:
+def test_default_fit_uses_the_model_resolution_and_max_the_cap_quality() -> None:
     side = models.get_model("gemini-2.5-flash-image").fit_max_side
     # Larger than the model's side, and not a DCT-scale multiple of it (no draft snap).
     original = (side * 5 // 4, side * 15 // 16)
     photo_jpeg = jpeg_bytes(photo_like(*original, seed=3), 90)
-    fitted = fit_image(photo_jpeg, model="gemini-2.5-flash-image")
+    fitted = fit_image(photo_jpeg, model="gemini-2.5-flash-image", quality="max")
     assert (fitted.width, fitted.height) == (side, side * 3 // 4)
     assert fitted.mime == "image/jpeg" and fitted.quality == QUALITY_CAP
     assert _decoded(fitted.data).size == (fitted.width, fitted.height)

@@ -46,6 +46,7 @@ from ._faults import Fault, FaultPlan, parse_fault
 from ._files import MAX_FILE_BYTES, FileStore
 from ._routes import Api, Call, Reply, Route, classify
 from ._status import STATUS_NAMES, ApiError, bad_request, invalid_api_key, missing_api_key
+from ._throttle import Uplink
 
 __all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
 
@@ -97,6 +98,8 @@ class Emulator:
     ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
     ``log``: a text stream that gets one line per request — time, method, path (never the
     query, which may hold a key), status, bytes in and out, milliseconds.
+    ``bandwidth_bps``: uplink speed in bits per second; requests are read no faster
+    (one link shared by all connections, see ``_throttle``); ``None``: loopback speed.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Emulator:
         batch_delay: float = 0.05,
         batch_item_seconds: float = 0.0,
         log: TextIO | None = None,
+        bandwidth_bps: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -128,6 +132,8 @@ class Emulator:
         self.clock = clock
         self.log = log
         self.requests: list[RequestRecord] = []
+        self.bandwidth_bps = bandwidth_bps
+        self._uplink = Uplink(bandwidth_bps) if bandwidth_bps is not None else None
         self._faults = FaultPlan(fault_rate, seed, fault_kinds)
         self._files = FileStore(clock=clock, seed=seed)
         self._batches = BatchStore(
@@ -310,6 +316,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     _fault: Fault | None = None
     _body_bytes: int = 0  # of the current request, counted as they arrive
+
+    def setup(self) -> None:
+        super().setup()
+        uplink = self.server.emulator._uplink
+        if uplink is not None:  # the request, body included, arrives at the link's speed
+            self.rfile = uplink.reader(self.rfile)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: request lines may carry ``?key=``; :attr:`Emulator.requests` records

@@ -1,0 +1,101 @@
+"""Quality by what is seen: the perceptual default, quality="max", and the SSIM behind it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from _imagegen import jpeg_bytes, photo_like, png_bytes, screenshot_like
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+from nbbanana._ssim import ssim
+from nbbanana.budget import RequestBudget
+from nbbanana.fit import PERCEPTUAL_SIDE, QUALITY_CAP, QUALITY_FLOOR, fit_image
+
+SIDE = 2048
+BUDGET = 1_000_000  # below what the perceptual quality needs at 2048 px: the budget wins
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    """A 2200×1650 camera-like JPEG (q95), fitted to 2048 px below."""
+    return jpeg_bytes(photo_like(2200, 1650, seed=21), quality=95)
+
+
+def _seen(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The picture as the reference sees it: RGB at PERCEPTUAL_SIDE px."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB").resize(size, Image.Resampling.LANCZOS))
+
+
+def test_default_sends_fewer_bytes_that_look_the_same(photo: bytes) -> None:
+    best = fit_image(photo, max_side=SIDE, quality="max")
+    fitted = fit_image(photo, max_side=SIDE)
+    assert best.quality == QUALITY_CAP
+    assert fitted.quality is not None and QUALITY_FLOOR <= fitted.quality < QUALITY_CAP
+    assert (fitted.width, fitted.height) == (best.width, best.height)
+    assert len(fitted.data) < 0.9 * len(best.data)
+    size = (PERCEPTUAL_SIDE, PERCEPTUAL_SIDE * 3 // 4)
+    reference = _seen(photo, size)
+    loss = ssim(reference, _seen(best.data, size)) - ssim(reference, _seen(fitted.data, size))
+    assert loss <= 0.002  # the documented target (0.0015) plus the mosaic's estimate
+
+
+def test_perceptual_quality_never_exceeds_the_budget(photo: bytes) -> None:
+    budget = BUDGET
+    fitted = fit_image(photo, max_side=SIDE, budget=budget)
+    assert fitted.request_bytes <= budget
+    unlimited = fit_image(photo, max_side=SIDE)
+    assert fitted.quality is not None and unlimited.quality is not None
+    assert fitted.quality < unlimited.quality
+    assert RequestBudget(limit=None).request_bytes("", [(len(fitted.data), fitted.mime)]) <= budget
+
+
+def test_max_keeps_the_highest_quality_that_fits(photo: bytes) -> None:
+    fitted = fit_image(photo, max_side=SIDE, budget=BUDGET, quality="max")
+    assert fitted.request_bytes <= BUDGET
+    perceptual = fit_image(photo, max_side=SIDE, budget=BUDGET)
+    assert fitted.quality is not None and perceptual.quality is not None
+    assert fitted.quality >= perceptual.quality
+
+
+def test_webp_gets_the_perceptual_quality_too() -> None:
+    data = png_bytes(photo_like(1200, 900, seed=4))
+    best = fit_image(data, format="webp", quality="max")
+    fitted = fit_image(data, format="webp", budget=150_000)
+    assert fitted.mime == best.mime == "image/webp"
+    assert fitted.request_bytes <= 150_000
+    assert fitted.quality is not None and best.quality == QUALITY_CAP
+    assert len(fitted.data) <= len(best.data)
+
+
+def test_screenshots_stay_lossless() -> None:
+    data = png_bytes(screenshot_like(1400, 900, seed=2))
+    fitted = fit_image(data)
+    assert fitted.mime == "image/png" and fitted.quality is None
+
+
+def test_a_source_that_already_fits_is_passed_through_not_grown() -> None:
+    # A small q60 JPEG: re-encoding at any perceptual quality would make it larger.
+    data = jpeg_bytes(photo_like(1200, 900, seed=5), quality=60)
+    fitted = fit_image(data)
+    assert fitted.report.passthrough and fitted.data == data
+
+
+def test_unknown_quality_is_refused_in_one_sentence(photo: bytes) -> None:
+    with pytest.raises(ValueError, match=r"^quality must be 'perceptual' or 'max' \(got 'high'\)"):
+        fit_image(photo, quality="high")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(64, 80, 3), (40, 33), (90, 70, 4), (7, 7, 3)])
+def test_ssim_is_scikit_images(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(len(shape))
+    a = rng.integers(0, 256, shape, dtype=np.uint8)
+    b = np.clip(a.astype(np.int16) + rng.integers(-25, 26, shape), 0, 255).astype(np.uint8)
+    expected = structural_similarity(
+        a, b, channel_axis=2 if len(shape) == 3 else None, data_range=255
+    )
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-9)
+    assert ssim(a, a) == pytest.approx(1.0)
