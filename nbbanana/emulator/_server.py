@@ -21,7 +21,6 @@ is also written as one line (the same fields, never a key).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import re
@@ -336,6 +335,11 @@ class _Handler(BaseHTTPRequestHandler):
         text = message or self.responses.get(code, ("Error",))[0]
         status = STATUS_NAMES.get(code, "INVALID_ARGUMENT" if code < 500 else "UNKNOWN")
         body = json.dumps({"error": {"code": code, "message": text, "status": status}}).encode()
+        # Logged before the answer (never recorded: it reached no route); the path without its query.
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0].split()[:1]
+        shown = path[0] if path else "-"
+        record = RequestRecord(self.command or "-", shown, code, 0, None, 0.0, 0.0, len(body))
+        self.server.emulator._log(record)
         with contextlib.suppress(OSError):
             self.send_response(code, message)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -344,11 +348,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD" and code >= 200 and code not in (204, 304):
                 self.wfile.write(body)
-        # Logged (never recorded: it reached no route); the path without its query.
-        path = str(getattr(self, "path", "") or "").split("?", 1)[0].split()[:1]
-        shown = path[0] if path else "-"
-        record = RequestRecord(self.command or "-", shown, code, 0, None, 0.0, 0.0, len(body))
-        self.server.emulator._log(record)
 
     def do_GET(self) -> None:
         self._handle()
@@ -399,12 +398,14 @@ class _Handler(BaseHTTPRequestHandler):
             _reply_bytes(reply),
         )
         emulator._record(record)
+        # Logged before the answer goes out too, so the line is there once the client has
+        # its answer (the time is the handling time, without sending the answer).
+        emulator._log(record)
         if reply is not None:
             try:
                 self._send(reply)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
-        emulator._log(dataclasses.replace(record, seconds=time.monotonic() - started))
 
     def _process(
         self,
