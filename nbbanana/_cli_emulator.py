@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="time a batch job stays pending before it runs")  # fmt: skip
     parser.add_argument("--batch-item-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="time a running batch job spends on each request")  # fmt: skip
+    parser.add_argument("--openai-shape", default="images",
+                        choices=("images", "markdown", "hosted", "b64_json", "url"),
+                        help="how /v1/chat/completions and /v1/images/* answer")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             batch_delay=args.batch_delay,
             batch_item_seconds=args.batch_item_seconds,
+            openai_shape=args.openai_shape,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from ..models import get_profile
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
 from ._files import FileStore
+from ._openai import OpenAIApi, error_reply, handles
 from ._routes import Api, Call, Reply, Route, classify
 from ._status import ApiError, invalid_api_key, missing_api_key
 
@@ -77,6 +78,7 @@ class Emulator:
     ``latency``: seconds added to every model call. ``fault_rate``/``fault_kinds``: see
     :mod:`nbbanana.emulator._faults`. ``clock``: time source for file expiry (tests).
     ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
+    ``openai_shape``: how the OpenAI-compatible paths answer (see ``_openai``).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         batch_delay: float = 0.05,
         batch_item_seconds: float = 0.0,
+        openai_shape: str = "images",
     ) -> None:
         self.host = host
         self.port = port
@@ -123,6 +126,7 @@ class Emulator:
             faults=self._faults,
             seed=seed,
         )
+        self._api.openai = OpenAIApi(parse=self._api.parse, seed=seed, shape=openai_shape)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -214,7 +218,8 @@ class Emulator:
             self.requests.append(record)
 
     def _check_key(self, headers: dict[str, str], query: dict[str, str]) -> None:
-        key = headers.get("x-goog-api-key") or query.get("key") or ""
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")  # the openai SDK
+        key = headers.get("x-goog-api-key") or query.get("key") or bearer
         if not key.strip():
             raise missing_api_key()
         if self.api_keys is not None:
@@ -298,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = self._process(emulator, route, query, headers, length)
         except ApiError as error:
-            reply = Reply.error(error)
+            reply = error_reply(error) if handles(route) else Reply.error(error)
         except _Dropped:
             reply = None
         except (BrokenPipeError, ConnectionResetError):
