@@ -34,7 +34,7 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import httpx
+import httpx2  # the HTTP client under both SDKs (no extra dependency)
 import openai
 from google.genai import types
 
@@ -59,6 +59,7 @@ __all__ = [
     "OpenAIBackend",
     "chat_body",
     "chat_body_bytes",
+    "connect_openai",
     "error_from_exception",
     "fetch_image",
     "gemini_model_id",
@@ -336,21 +337,21 @@ def _typed(messages: list[dict[str, Any]]) -> Any:
 
 class ImageFetcher:
     """Downloads hosted result images: http(s) only, at most ``limit`` bytes, ``timeout``
-    seconds. One ``httpx`` client per backend, so connections are reused."""
+    seconds. One ``httpx2`` client per backend, so connections are reused."""
 
     def __init__(
         self, *, limit: int = DEFAULT_FETCH_LIMIT, timeout: float = DEFAULT_FETCH_TIMEOUT
     ) -> None:
         self.limit = limit
         self.timeout = timeout
-        self._client: httpx.Client | None = None
+        self._client: httpx2.Client | None = None
 
     def __call__(self, url: str) -> tuple[bytes, str]:
         return fetch_image(url, limit=self.limit, timeout=self.timeout, client=self._get())
 
-    def _get(self) -> httpx.Client:
+    def _get(self) -> httpx2.Client:
         if self._client is None:
-            self._client = httpx.Client(follow_redirects=True, max_redirects=3)
+            self._client = httpx2.Client(follow_redirects=True, max_redirects=3)
         return self._client
 
     def close(self) -> None:
@@ -363,14 +364,14 @@ def fetch_image(
     *,
     limit: int = DEFAULT_FETCH_LIMIT,
     timeout: float = DEFAULT_FETCH_TIMEOUT,
-    client: httpx.Client | None = None,
+    client: httpx2.Client | None = None,
 ) -> tuple[bytes, str]:
     """``(bytes, mime)`` of a hosted image; raises :class:`HostedImageError`."""
     scheme = url.split(":", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise HostedImageError(f"Refusing to fetch an image from a {scheme!r} URL (http(s) only).")
     own = client is None
-    http = client or httpx.Client(follow_redirects=True, max_redirects=3)
+    http = client or httpx2.Client(follow_redirects=True, max_redirects=3)
     shown = url.split("?", 1)[0]  # a query may carry a signed token
     try:
         with http.stream("GET", url, timeout=timeout) as response:
@@ -391,7 +392,7 @@ def fetch_image(
                 if len(body) > limit:
                     raise HostedImageError(f"The image at {shown} is over the {limit:,}-byte cap.")
             mime = response.headers.get("content-type", "").split(";")[0].strip()
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise HostedImageError(
             f"Downloading the image at {shown} failed ({type(exc).__name__})."
         ) from exc
@@ -532,6 +533,8 @@ class OpenAIBackend:
     one makes the backend use the other from then on. ``timeout`` and ``max_retries`` go
     to the SDK, which retries 408, 409, 429 and 5xx and honours ``Retry-After``.
     ``fetch_limit``/``fetch_timeout``: caps for downloading hosted result images.
+    ``model_names``: the gateway's name for each model id the session uses (the session
+    keeps the Gemini id, so sizes, tokens and prices come from the model table).
     """
 
     name = "openai"
@@ -547,6 +550,7 @@ class OpenAIBackend:
         fetch_limit: int = DEFAULT_FETCH_LIMIT,
         fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
         default_headers: Mapping[str, str] | None = None,
+        model_names: Mapping[str, str] | None = None,
     ) -> None:
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -555,6 +559,8 @@ class OpenAIBackend:
             raise ValueError(f"endpoint must be 'chat' or 'images', not {endpoint!r}.")
         self.base_url = base_url
         self.endpoint: Endpoint = endpoint
+        #: The gateway's name for a model id the toolkit knows (``"google/…"``).
+        self.model_names = dict(model_names or {})
         self._secrets = (key,)
         options: dict[str, Any] = {
             "base_url": base_url,
@@ -612,10 +618,11 @@ class OpenAIBackend:
         yield await self.agenerate(request)
 
     def _send(self, request: _Request, endpoint: Endpoint) -> types.GenerateContentResponse:
+        model = self.model_names.get(request.model, request.model)
         if endpoint == "chat":
-            messages, extra = chat_body(request.model, request.contents, request.config)
+            messages, extra = chat_body(model, request.contents, request.config)
             completion = self.client.chat.completions.create(
-                model=request.model,
+                model=model,
                 messages=_typed(messages),
                 extra_body=extra,
             )
@@ -626,23 +633,24 @@ class OpenAIBackend:
         if images:
             files = [(f"image{n}.{m.split('/')[-1]}", d, m) for n, (d, m) in enumerate(images)]
             answer = self.client.images.edit(
-                model=request.model, prompt=prompt, image=files, response_format="b64_json",
+                model=model, prompt=prompt, image=files, response_format="b64_json",
                 extra_body=extra_size,
             )  # fmt: skip
         else:
             answer = self.client.images.generate(
-                model=request.model, prompt=prompt, n=1, response_format="b64_json",
+                model=model, prompt=prompt, n=1, response_format="b64_json",
                 extra_body=extra_size,
             )  # fmt: skip
-        return response_from_images(answer, request.model, self._fetch)
+        return response_from_images(answer, model, self._fetch)
 
     async def _asend(self, request: _Request, endpoint: Endpoint) -> types.GenerateContentResponse:
         import asyncio
 
+        model = self.model_names.get(request.model, request.model)
         if endpoint == "chat":
-            messages, extra = chat_body(request.model, request.contents, request.config)
+            messages, extra = chat_body(model, request.contents, request.config)
             completion = await self.aclient.chat.completions.create(
-                model=request.model,
+                model=model,
                 messages=_typed(messages),
                 extra_body=extra,
             )
@@ -668,7 +676,7 @@ class OpenAIBackend:
     ) -> int:
         # The chat body; an Images API edit sends raw bytes in multipart, never more than
         # the base64 the pipeline adds, so the chat figure is a safe bound for it too.
-        return chat_body_bytes(model, contents, config)
+        return chat_body_bytes(self.model_names.get(model, model), contents, config)
 
     def map_error(self, exc: BaseException) -> NbbananaError | None:
         return error_from_exception(exc, *self._secrets)
@@ -676,3 +684,53 @@ class OpenAIBackend:
     def close(self) -> None:
         self.client.close()
         self._fetch.close()
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def connect_openai(
+    base_url: str,
+    api_key: str | None = None,
+    *,
+    model: str = models.DEFAULT_MODEL,
+    endpoint: str | models.EndpointProfile | None = None,
+    max_cost_usd: float | None = None,
+    retry: types.HttpRetryOptions | None = None,
+    timeout: float | None = 300.0,
+    openai_api: Endpoint = "chat",
+) -> Any:
+    """A :class:`~nbbanana.session.Session` over an OpenAI-compatible gateway
+    (``connect(base_url=..., api="openai")``).
+
+    ``model`` as the gateway names it (``google/gemini-2.5-flash-image``); a name that
+    maps to a known Gemini model keeps that model's sizes, tokens and prices. ``endpoint``:
+    the byte limits (default ``"proxy-20mb"``, the usual relay; a 413 teaches the real
+    one). ``retry``: its ``attempts`` bound the SDK's ``max_retries``. ``openai_api``:
+    ``"chat"`` or ``"images"`` (see :class:`OpenAIBackend`).
+    """
+    from .session import Session  # the session imports the backends, not the reverse
+
+    if max_cost_usd is not None and max_cost_usd < 0:
+        raise InvalidRequest(f"max_cost_usd must be 0 or more (got {max_cost_usd}).")
+    gemini = gemini_model_id(model)
+    attempts = retry.attempts if retry is not None and retry.attempts is not None else 3
+    backend = OpenAIBackend(
+        base_url=base_url,
+        api_key=api_key,
+        endpoint=openai_api,
+        timeout=300.0 if timeout is None else timeout,
+        max_retries=max(0, attempts - 1),
+        model_names={gemini: model} if gemini is not None and gemini != model else None,
+    )
+    # ``Session`` is typed for the backends of the request pipeline.
+    session_type: Any = Session
+    return session_type(
+        backend,
+        model=gemini or model,
+        base_url=base_url,
+        offline=False,
+        endpoint=models.get_profile(endpoint or "proxy-20mb"),
+        max_cost_usd=max_cost_usd,
+        api_key=backend._secrets[0],
+    )

@@ -244,11 +244,13 @@ class OpenAIApi:
         gemini = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
         key = _generate.body_key(call.body)
         data: list[dict[str, Any]] = []
-        tokens = 0
+        usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
         for index in range(n):
             request = self.parse(gemini, model, key if index == 0 else f"{key}:{index}")
             answer = _generate.respond(request, _content_fault(call.fault), self.seed)
-            tokens = int((answer.get("usageMetadata") or {}).get("totalTokenCount", 0))
+            meta = answer.get("usageMetadata") or {}
+            usage["input_tokens"] = int(meta.get("promptTokenCount", 0))  # the same each time
+            usage["output_tokens"] += int(meta.get("candidatesTokenCount", 0))
             image = _first_image(answer)
             if image is None:
                 reason = _block_reason(answer)
@@ -263,9 +265,8 @@ class OpenAIApi:
                 data.append({"url": self._host(image, call)})
             else:
                 data.append({"b64_json": _b64(image)})
-        return Reply.json(
-            {"created": 1_767_225_600, "data": data, "usage": {"total_tokens": tokens}}
-        )
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        return Reply.json({"created": 1_767_225_600, "data": data, "usage": usage})
 
     # ------------------------------------------------------------------ hosting
 
