@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._cli_client import _add_api, _connect_openai
+
 __all__ = ["register"]
 
 
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--base-url", help="API base URL (e.g. an emulator or a proxy)")
     parser.add_argument("--model", help="model for items that name none")
+    _add_api(parser)
     parser.add_argument("--offline", action="store_true", help="use the offline emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     api = parser.add_argument_group(
@@ -64,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         options["base_url"] = args.base_url
     if args.offline:
         options["offline"] = True
-    session = connect(**options)
+    session = _connect_openai(args) if args.api == "openai" else connect(**options)
     if args.batch_api or args.attach:
         return _run_batch_api(args, session)
     report = run_batch(
