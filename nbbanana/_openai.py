@@ -14,8 +14,8 @@ pipeline works in:
 * **answers** — :func:`response_from_completion`: every shape of §13 (``message.images[]``,
   a Markdown data URL or hosted URL in ``message.content``, ``b64_json`` or ``url``)
   becomes ``inline_data`` parts; text is kept as text parts, usage as ``usage_metadata``,
-  a content filter as a blocking ``finish_reason``. Hosted images are downloaded with
-  :func:`fetch_image`: http(s) only, a size cap and a timeout.
+  a content filter as a blocking ``finish_reason``. Hosted images are downloaded by
+  :mod:`nbbanana._hosted`: http(s) only, a size cap and a timeout.
 * **bytes** — :func:`chat_body_bytes` serialises the body as the SDK does
   (``openai._utils._json.openapi_dumps``: compact separators, UTF-8, no ASCII escapes)
   with every image empty; each data URL then adds exactly ``4·⌈n/3⌉`` base64 bytes.
@@ -28,17 +28,24 @@ There is no Files API on this path: a request that cannot fit inline says so.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import httpx2  # the HTTP client under both SDKs (no extra dependency)
 import openai
 from google.genai import types
 
 from . import models
+from ._hosted import (
+    DEFAULT_FETCH_LIMIT,
+    DEFAULT_FETCH_TIMEOUT,
+    HostedImageError,
+    ImageFetcher,
+    image_from_url,
+    mime_of,
+    split_images,
+)
 from .errors import (
     AuthError,
     Blocked,
@@ -55,13 +62,11 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
 __all__ = [
-    "DEFAULT_FETCH_LIMIT",
     "OpenAIBackend",
     "chat_body",
     "chat_body_bytes",
     "connect_openai",
     "error_from_exception",
-    "fetch_image",
     "gemini_model_id",
     "response_from_completion",
     "response_from_images",
@@ -69,14 +74,6 @@ __all__ = [
 
 Endpoint = Literal["chat", "images"]
 
-#: Largest hosted image downloaded (bytes); a 4K PNG is well under 50 MB.
-DEFAULT_FETCH_LIMIT = 50_000_000
-#: Seconds allowed for downloading one hosted image.
-DEFAULT_FETCH_TIMEOUT = 60.0
-
-_MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?(?P<url>(?:data:|https?://)[^)\s>]+)>?\s*\)")
-_BARE_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+")
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 _TOO_LARGE_WORDS = re.compile(r"exceed|too large|too big|payload|maximum allowed", re.I)
 _RETRY_IN = re.compile(r"(?:retry|try again) in (\d+(?:\.\d+)?)\s*s", re.I)
 _BLOCKING = {
@@ -125,11 +122,6 @@ class _GatewayNotFound(InvalidRequest):
 
 class _DownloadFailed(ServiceUnavailable):
     hint = "The gateway answered with an image link that could not be fetched: try again."
-
-
-class HostedImageError(Exception):
-    """A hosted image URL in an answer could not be downloaded (mapped to
-    :class:`ServiceUnavailable` by :func:`error_from_exception`)."""
 
 
 def error_from_exception(exc: BaseException, *secrets: str | None) -> NbbananaError | None:
@@ -335,115 +327,6 @@ def _typed(messages: list[dict[str, Any]]) -> Any:
 # --------------------------------------------------------------------------- answers
 
 
-class ImageFetcher:
-    """Downloads hosted result images: http(s) only, at most ``limit`` bytes, ``timeout``
-    seconds. One ``httpx2`` client per backend, so connections are reused."""
-
-    def __init__(
-        self, *, limit: int = DEFAULT_FETCH_LIMIT, timeout: float = DEFAULT_FETCH_TIMEOUT
-    ) -> None:
-        self.limit = limit
-        self.timeout = timeout
-        self._client: httpx2.Client | None = None
-
-    def __call__(self, url: str) -> tuple[bytes, str]:
-        return fetch_image(url, limit=self.limit, timeout=self.timeout, client=self._get())
-
-    def _get(self) -> httpx2.Client:
-        if self._client is None:
-            self._client = httpx2.Client(follow_redirects=True, max_redirects=3)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-def fetch_image(
-    url: str,
-    *,
-    limit: int = DEFAULT_FETCH_LIMIT,
-    timeout: float = DEFAULT_FETCH_TIMEOUT,
-    client: httpx2.Client | None = None,
-) -> tuple[bytes, str]:
-    """``(bytes, mime)`` of a hosted image; raises :class:`HostedImageError`."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise HostedImageError(f"Refusing to fetch an image from a {scheme!r} URL (http(s) only).")
-    own = client is None
-    http = client or httpx2.Client(follow_redirects=True, max_redirects=3)
-    shown = url.split("?", 1)[0]  # a query may carry a signed token
-    try:
-        with http.stream("GET", url, timeout=timeout) as response:
-            if response.url.scheme not in ("http", "https"):
-                raise HostedImageError(f"The image at {shown} redirected to a non-http(s) URL.")
-            if response.status_code != 200:
-                raise HostedImageError(
-                    f"Downloading the image at {shown} failed: HTTP {response.status_code}."
-                )
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > limit:
-                raise HostedImageError(
-                    f"The image at {shown} is {int(declared):,} bytes, over the {limit:,}-byte cap."
-                )
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    raise HostedImageError(f"The image at {shown} is over the {limit:,}-byte cap.")
-            mime = response.headers.get("content-type", "").split(";")[0].strip()
-    except httpx2.HTTPError as exc:
-        raise HostedImageError(
-            f"Downloading the image at {shown} failed ({type(exc).__name__})."
-        ) from exc
-    finally:
-        if own:
-            http.close()
-    return bytes(body), _mime_of(bytes(body), mime)
-
-
-def _mime_of(data: bytes, declared: str = "") -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[8:12] == b"WEBP":
-        return "image/webp"
-    return declared if declared.startswith("image/") else "image/png"
-
-
-def _decode_data_url(url: str) -> tuple[bytes, str]:
-    match = _DATA_URL.match(url.strip())
-    if match is None:
-        raise HostedImageError("The gateway returned a malformed data URL.")
-    try:
-        text = match["data"].replace("-", "+").replace("_", "/")
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise HostedImageError(
-            "The gateway returned a data URL that is not valid base64."
-        ) from None
-    return data, _mime_of(data, match["mime"])
-
-
-def image_from_url(url: str, fetch: ImageFetcher) -> tuple[bytes, str]:
-    """An image given as a data URL or a hosted http(s) URL."""
-    return _decode_data_url(url) if url.startswith("data:") else fetch(url)
-
-
-def split_images(text: str) -> tuple[str, list[str]]:
-    """``text`` without its Markdown images (and bare image data URLs), and their URLs."""
-    urls: list[str] = []
-
-    def take(match: re.Match[str]) -> str:
-        urls.append(match.group("url") if "url" in match.groupdict() else match.group(0))
-        return ""
-
-    text = _MARKDOWN_IMAGE.sub(take, text)
-    text = _BARE_DATA_URL.sub(take, text)
-    return text.strip(), urls
-
-
 def response_from_completion(
     completion: ChatCompletion, fetch: ImageFetcher
 ) -> types.GenerateContentResponse:
@@ -476,7 +359,7 @@ def response_from_images(
     for item in answer.data or []:
         if item.b64_json:
             data = base64.b64decode(item.b64_json)
-            parts.append(types.Part.from_bytes(data=data, mime_type=_mime_of(data)))
+            parts.append(types.Part.from_bytes(data=data, mime_type=mime_of(data)))
         elif item.url:
             data, mime = image_from_url(item.url, fetch)
             parts.append(types.Part.from_bytes(data=data, mime_type=mime))

@@ -17,7 +17,8 @@ from google.genai import types
 from PIL import Image
 
 from nbbanana import _openai
-from nbbanana._openai import OpenAIBackend, chat_body_bytes, fetch_image, gemini_model_id
+from nbbanana._hosted import HostedImageError, fetch_image, split_images
+from nbbanana._openai import OpenAIBackend, chat_body_bytes, gemini_model_id
 from nbbanana.emulator import Emulator
 from nbbanana.errors import (
     AuthError,
@@ -230,11 +231,9 @@ def test_text_only_answer_keeps_the_text(relay: Emulator) -> None:
 
 def test_markdown_split_keeps_surrounding_text() -> None:
     url = "data:image/png;base64," + base64.b64encode(_png()).decode()
-    text, urls = _openai.split_images(
-        f"Before.\n\n![img]({url})\n\nAfter. https://example.com/page"
-    )
+    text, urls = split_images(f"Before.\n\n![img]({url})\n\nAfter. https://example.com/page")
     assert urls == [url] and text == "Before.\n\n\n\nAfter. https://example.com/page"
-    text, urls = _openai.split_images(f"bare {url} end")
+    text, urls = split_images(f"bare {url} end")
     assert urls == [url] and text == "bare  end"
 
 
@@ -353,18 +352,18 @@ def test_fetch_image_caps_size_and_scheme(relay: Emulator) -> None:
     url = _hosted_url(relay)
     data, mime = fetch_image(url)
     assert mime == "image/png" and _size(data) == (1024, 1024)
-    with pytest.raises(_openai.HostedImageError, match="cap"):
+    with pytest.raises(HostedImageError, match="cap"):
         fetch_image(url, limit=1000)
     for bad in ("file:///etc/passwd", "ftp://example.com/a.png"):
-        with pytest.raises(_openai.HostedImageError, match="http"):
+        with pytest.raises(HostedImageError, match="http"):
             fetch_image(bad)
-    with pytest.raises(_openai.HostedImageError, match="HTTP 404"):
+    with pytest.raises(HostedImageError, match="HTTP 404"):
         fetch_image(url.replace(".png", "0.png"))
 
 
 def test_download_failure_maps_to_service_unavailable(relay: Emulator) -> None:
     backend = _backend(relay, "hosted", fetch_limit=1000)
-    with pytest.raises(_openai.HostedImageError) as caught:
+    with pytest.raises(HostedImageError) as caught:
         backend.generate(_edit())
     error = backend.map_error(caught.value)
     assert isinstance(error, ServiceUnavailable) and "could not be fetched" in str(error)
