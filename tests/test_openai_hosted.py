@@ -25,9 +25,13 @@ def _png(color: tuple[int, int, int]) -> bytes:
 def hosted_url() -> Iterator[str]:
     with Emulator(openai_shape="hosted") as emu:
         client = openai.OpenAI(base_url=emu.base_url + "/v1", api_key="k", max_retries=0)
-        url = client.images.generate(
-            model="gemini-2.5-flash-image", prompt="a cat", response_format="url"
-        ).data[0].url
+        url = (
+            client.images.generate(
+                model="gemini-2.5-flash-image", prompt="a cat", response_format="url"
+            )
+            .data[0]
+            .url
+        )
         assert url is not None
         yield url
 
