@@ -31,7 +31,7 @@ import base64
 import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import openai
 from google.genai import types
@@ -60,6 +60,8 @@ from .errors import (
 if TYPE_CHECKING:
     from openai.types import ImagesResponse
     from openai.types.chat import ChatCompletion
+
+    from .session import Session
 
 __all__ = [
     "OpenAIBackend",
@@ -582,7 +584,7 @@ def connect_openai(
     retry: types.HttpRetryOptions | None = None,
     timeout: float | None = 300.0,
     openai_api: Endpoint = "chat",
-) -> Any:
+) -> Session:
     """A :class:`~nbbanana.session.Session` over an OpenAI-compatible gateway
     (``connect(base_url=..., api="openai")``).
 
@@ -608,12 +610,15 @@ def connect_openai(
     )
     # ``Session`` is typed for the backends of the request pipeline.
     session_type: Any = Session
-    return session_type(
-        backend,
-        model=gemini or model,
-        base_url=base_url,
-        offline=False,
-        endpoint=models.get_profile(endpoint or "proxy-20mb"),
-        max_cost_usd=max_cost_usd,
-        api_key=backend._secrets[0],
+    return cast(
+        "Session",
+        session_type(
+            backend,
+            model=gemini or model,
+            base_url=base_url,
+            offline=False,
+            endpoint=models.get_profile(endpoint or "proxy-20mb"),
+            max_cost_usd=max_cost_usd,
+            api_key=backend._secrets[0],
+        ),
     )

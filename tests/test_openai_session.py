@@ -119,3 +119,19 @@ def test_cost_cap_refuses_before_sending(relay: Emulator) -> None:
     with pytest.raises(errors.CostLimitExceeded):
         session.generate("a cat")
     assert relay.requests == []
+
+
+def test_connect_with_api_openai(relay: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbbanana
+
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza" + "g" * 35)  # must not reach the gateway
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    session = nbbanana.connect(
+        base_url=relay.base_url + "/v1", api="openai", model="google/" + FLASH
+    )
+    assert session.endpoint.name == "proxy-20mb" and session.model == FLASH
+    assert session.generate("a kite").image is not None
+    with pytest.raises(errors.InvalidRequest, match="needs base_url"):
+        nbbanana.connect(api="openai")
+    with pytest.raises(errors.InvalidRequest, match="'gemini' or 'openai'"):
+        nbbanana.connect(api="anthropic")
