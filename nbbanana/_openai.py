@@ -591,7 +591,7 @@ def connect_openai(
     ``model`` as the gateway names it (``google/gemini-2.5-flash-image``); a name that
     maps to a known Gemini model keeps that model's sizes, tokens and prices. ``endpoint``:
     the byte limits (default ``"proxy-20mb"``, the usual relay; a 413 teaches the real
-    one). ``retry``: its ``attempts`` bound the SDK's ``max_retries``. ``openai_api``:
+    one). ``max_cost_usd`` needs a model whose prices are known (refused otherwise). ``retry``: its ``attempts`` bound the SDK's ``max_retries``. ``openai_api``:
     ``"chat"`` or ``"images"`` (see :class:`OpenAIBackend`).
     """
     from .session import Session  # the session imports the backends, not the reverse
@@ -599,6 +599,15 @@ def connect_openai(
     if max_cost_usd is not None and max_cost_usd < 0:
         raise InvalidRequest(f"max_cost_usd must be 0 or more (got {max_cost_usd}).")
     gemini = gemini_model_id(model)
+    if gemini is None and max_cost_usd is not None:
+        # Any estimate would borrow another model's prices: a cap on a made-up figure
+        # protects nobody, so refuse up front and say why.
+        raise InvalidRequest(
+            f"The gateway's model {model!r} is not one nbbanana knows, so it cannot estimate "
+            "what a call costs and cannot enforce max_cost_usd. Use a known model name "
+            f"(one of {', '.join(models.MODELS)}, optionally with a vendor prefix such as "
+            "google/) or connect without max_cost_usd."
+        )
     attempts = retry.attempts if retry is not None and retry.attempts is not None else 3
     backend = OpenAIBackend(
         base_url=base_url,

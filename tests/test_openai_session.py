@@ -135,3 +135,9 @@ def test_connect_with_api_openai(relay: Emulator, monkeypatch: pytest.MonkeyPatc
         nbbanana.connect(api="openai")
     with pytest.raises(errors.InvalidRequest, match="'gemini' or 'openai'"):
         nbbanana.connect(api="anthropic")
+
+
+def test_a_cap_on_an_unknown_gateway_model_is_refused_up_front(relay: Emulator) -> None:
+    with pytest.raises(errors.InvalidRequest, match="cannot enforce max_cost_usd"):
+        connect_openai(relay.base_url + "/v1", KEY, model="vendor/mystery-image", max_cost_usd=1)
+    assert relay.requests == []
