@@ -27,6 +27,7 @@ There is no Files API on this path: a request that cannot fit inline says so.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import openai
 from google.genai import types
+from openai._utils._json import openapi_dumps  # private: the SDK's own body serialiser
 
 from . import models
 from ._hosted import (
@@ -56,12 +58,11 @@ from .errors import (
     ServiceUnavailable,
     redact,
 )
+from .session import Session
 
 if TYPE_CHECKING:
     from openai.types import ImagesResponse
     from openai.types.chat import ChatCompletion
-
-    from .session import Session
 
 __all__ = [
     "OpenAIBackend",
@@ -278,8 +279,6 @@ def chat_body_bytes(
 ) -> int:
     """Bytes of the JSON body the ``openai`` SDK sends for :func:`chat_body`, with every
     inline image's data empty (each then adds ``4·⌈n/3⌉`` bytes of base64 to its data URL)."""
-    from openai._utils._json import openapi_dumps  # private: the SDK's own serialiser
-
     messages, extra = chat_body(model, _without_image_data(contents), config)
     return len(openapi_dumps({"messages": messages, "model": model, **extra}))
 
@@ -529,8 +528,6 @@ class OpenAIBackend:
         return response_from_images(answer, model, self._fetch)
 
     async def _asend(self, request: _Request, endpoint: Endpoint) -> types.GenerateContentResponse:
-        import asyncio
-
         model = self.model_names.get(request.model, request.model)
         if endpoint == "chat":
             messages, extra = chat_body(model, request.contents, request.config)
@@ -594,8 +591,6 @@ def connect_openai(
     one). ``max_cost_usd`` needs a model whose prices are known (refused otherwise). ``retry``: its ``attempts`` bound the SDK's ``max_retries``. ``openai_api``:
     ``"chat"`` or ``"images"`` (see :class:`OpenAIBackend`).
     """
-    from .session import Session  # the session imports the backends, not the reverse
-
     if max_cost_usd is not None and max_cost_usd < 0:
         raise InvalidRequest(f"max_cost_usd must be 0 or more (got {max_cost_usd}).")
     gemini = gemini_model_id(model)
