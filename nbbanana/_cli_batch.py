@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_client import add_timeout
+from ._cli_client import _add_api, _connect_openai, add_timeout
 from ._cli_common import check_base_url, cli_message
 
 __all__ = ["register"]
@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--base-url", help="API base URL (e.g. an emulator or a proxy)")
     parser.add_argument("--model", help="model for items that name none")
+    _add_api(parser)
     parser.add_argument("--offline", action="store_true", help="use the offline emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_timeout(parser)
@@ -73,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         options["timeout"] = args.timeout
     if args.offline:
         options["offline"] = True
-    session = connect(**options)
+    session = _connect_openai(args) if args.api == "openai" else connect(**options)
     if args.batch_api or args.attach:
         return _run_batch_api(args, session)
     report = run_batch(

@@ -68,6 +68,7 @@ def _add_common(parser: argparse.ArgumentParser, *, aspect_help: str) -> None:
     parser.add_argument("--image-size", help='e.g. "1K", "2K", "4K" (models that support it)')
     parser.add_argument("--model", help="model id (default: gemini-2.5-flash-image)")
     parser.add_argument("--base-url", help="a Gemini-compatible endpoint: an emulator or a proxy")
+    _add_api(parser)
     parser.add_argument(
         "--endpoint",
         help="endpoint profile for the byte limits (gemini, gemini-2025, vertex, proxy-20mb); "
@@ -90,10 +91,22 @@ def add_timeout(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_api(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api",
+        default="gemini",
+        choices=("gemini", "openai"),
+        help="openai: an OpenAI-compatible gateway at --base-url (.../v1), key from "
+        "OPENAI_API_KEY, --model as the gateway names it (e.g. google/gemini-2.5-flash-image)",
+    )
+
+
 def _connect(args: argparse.Namespace) -> Any:
     # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from ._connect import connect
 
+    if getattr(args, "api", "gemini") == "openai":
+        return _connect_openai(args)
     options: dict[str, Any] = {}
     if getattr(args, "model", None):
         options["model"] = args.model
@@ -108,6 +121,24 @@ def _connect(args: argparse.Namespace) -> Any:
     if args.offline:
         options["offline"] = True
     return connect(**options)
+
+
+def _connect_openai(args: argparse.Namespace) -> Any:
+    from ._openai import connect_openai
+    from .errors import InvalidRequest
+    from .models import DEFAULT_MODEL
+
+    if not getattr(args, "base_url", None) or getattr(args, "offline", False):
+        raise InvalidRequest(
+            "--api openai needs --base-url: the gateway's OpenAI-compatible URL, e.g. "
+            "https://gateway.example.com/v1 (and OPENAI_API_KEY set)."
+        )
+    return connect_openai(
+        args.base_url,
+        model=getattr(args, "model", None) or DEFAULT_MODEL,
+        endpoint=getattr(args, "endpoint", None),
+        max_cost_usd=getattr(args, "max_cost", None),
+    )
 
 
 def _report(result: Any, outdir: str) -> None:

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--bandwidth", default=None, metavar="RATE",
                         help="uplink speed requests are read at, e.g. 10mbit, 2.5mbit, 500kbit "
                         "or 1.25MB/s (default: unlimited)")  # fmt: skip
+    parser.add_argument("--openai-shape", default="images",
+                        choices=("images", "markdown", "hosted", "b64_json", "url"),
+                        help="how /v1/chat/completions and /v1/images/* answer")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             batch_item_seconds=args.batch_item_seconds,
             log=sys.stderr if args.log else None,
             bandwidth_bps=bandwidth,
+            openai_shape=args.openai_shape,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

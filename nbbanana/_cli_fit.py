@@ -82,8 +82,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fit.add_argument("-o", "--outdir", default="fitted", type=Path,
                      help="folder for the fitted images (default: ./fitted)")  # fmt: skip
     fit.add_argument("--model", default=None, help="model id (default: gemini-2.5-flash-image)")
-    fit.add_argument("--endpoint", default="gemini", choices=sorted(PROFILES),
-                     help="endpoint whose limits apply (default: gemini)")  # fmt: skip
+    fit.add_argument("--endpoint", default=None, choices=sorted(PROFILES),
+                     help="endpoint whose limits apply (default: gemini; proxy-20mb with --api openai)")  # fmt: skip
+    fit.add_argument("--api", default="gemini", choices=("gemini", "openai"),
+                     help="the service's API: Gemini-native or an OpenAI-compatible gateway")  # fmt: skip
     fit.add_argument("--budget", type=parse_bytes, default=None, metavar="BYTES",
                      help="request budget: bytes or e.g. 15MB (default: the endpoint's limit)")  # fmt: skip
     fit.add_argument("--max-side", type=_parse_max_side, default="model", metavar="PX|keep",
@@ -103,8 +105,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
     check.add_argument("--model", default=None, help="model id (default: gemini-2.5-flash-image)")
-    check.add_argument("--endpoint", default="gemini", choices=sorted(PROFILES),
-                       help="endpoint whose limits apply (default: gemini)")  # fmt: skip
+    check.add_argument("--endpoint", default=None, choices=sorted(PROFILES),
+                       help="endpoint whose limits apply (default: gemini; proxy-20mb with --api openai)")  # fmt: skip
+    check.add_argument("--api", default="gemini", choices=("gemini", "openai"),
+                       help="the service's API: Gemini-native or an OpenAI-compatible gateway")  # fmt: skip
     check.add_argument("--json", action="store_true", help="one JSON object per input per line")
     check.set_defaults(handler=_run_check)
 
@@ -322,6 +326,11 @@ def print_fit_table(
     return 0 if all(r.ok for r in rows) else 2
 
 
+def _endpoint(args: argparse.Namespace) -> str:
+    """The profile: as given, else the usual 20 MB relay for gateways, else Gemini's."""
+    return str(args.endpoint or ("proxy-20mb" if args.api == "openai" else "gemini"))
+
+
 def _run_fit(args: argparse.Namespace) -> int:
     prepare_outdir(args.outdir)
 
@@ -332,7 +341,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         args.inputs,
         outdir=args.outdir,
         model=args.model,
-        endpoint=args.endpoint,
+        endpoint=_endpoint(args),
         budget=args.budget,
         max_side=args.max_side,
         on_row=emit if args.json else None,
@@ -375,7 +384,7 @@ def _check_row(given: str, model: str | None, endpoint: str) -> dict[str, Any]:
 def _run_check(args: argparse.Namespace) -> int:
     rows = []
     for given in args.inputs:
-        row = _check_row(given, args.model, args.endpoint)
+        row = _check_row(given, args.model, _endpoint(args))
         rows.append(row)
         if args.json:
             print(json.dumps(row, ensure_ascii=False), flush=True)

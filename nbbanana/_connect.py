@@ -56,6 +56,7 @@ def connect(
     endpoint: str | EndpointProfile | None = None,
     retry: types.HttpRetryOptions | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    api: str = "gemini",
 ) -> Session:
     """Open a session with Gemini, a Gemini-compatible proxy, or the offline emulator.
 
@@ -71,7 +72,19 @@ def connect(
     * ``retry`` — ``types.HttpRetryOptions``; default :data:`DEFAULT_RETRY`.
       ``types.HttpRetryOptions(attempts=1)`` turns retries off.
     * ``timeout`` — seconds per HTTP attempt (``None``: the SDK's default).
+    * ``api="openai"`` — an OpenAI-compatible gateway at ``base_url`` (``…/v1``) through
+      the ``openai`` SDK; the key is ``api_key`` or ``OPENAI_API_KEY``, ``model`` as the
+      gateway names it (see :func:`nbbanana._openai.connect_openai`).
     """
+    if api == "openai":
+        if offline or base_url is None:
+            raise InvalidRequest("api='openai' needs base_url=, the gateway's URL ending in /v1.")
+        from ._openai import connect_openai  # loads the openai SDK only for gateways
+
+        return connect_openai(base_url, api_key, model=model, endpoint=endpoint,
+                              max_cost_usd=max_cost_usd, retry=retry, timeout=timeout)  # fmt: skip
+    if api != "gemini":
+        raise InvalidRequest(f"api must be 'gemini' or 'openai', not {api!r}.")
     key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if offline is None:
         offline = not key and base_url is None

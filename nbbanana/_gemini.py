@@ -18,6 +18,7 @@ This is also the one module that leans on the SDK's private parts, so that an up
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import io
@@ -35,6 +36,7 @@ from google.genai import types
 
 from . import models
 from ._backend import BackendRequest, UploadRequest
+from ._hosted import HostedImageError, ImageFetcher, lift_text_images
 from .errors import (
     APIError,
     AuthError,
@@ -68,6 +70,8 @@ class GeminiBackend:
     def __init__(self, client: genai.Client, *, secrets: Sequence[str] = ()) -> None:
         self.client = client
         self._secrets = tuple(secrets)
+        # Some relays return the image inside a text part (a data URL or a hosted URL).
+        self._fetch = ImageFetcher()
 
     def __repr__(self) -> str:
         return "<nbbanana GeminiBackend>"
@@ -77,19 +81,22 @@ class GeminiBackend:
         return True  # whether the endpoint offers it is the endpoint profile's to say
 
     def generate(self, request: BackendRequest) -> types.GenerateContentResponse:
-        return self.client.models.generate_content(
+        response = self.client.models.generate_content(
             model=request.model, contents=_contents(request), config=request.config
         )
+        return lift_text_images(response, self._fetch)
 
     async def agenerate(self, request: BackendRequest) -> types.GenerateContentResponse:
-        return await self.client.aio.models.generate_content(
+        response = await self.client.aio.models.generate_content(
             model=request.model, contents=_contents(request), config=request.config
         )
+        return await asyncio.to_thread(lift_text_images, response, self._fetch)
 
     def generate_stream(self, request: BackendRequest) -> Iterator[types.GenerateContentResponse]:
-        yield from self.client.models.generate_content_stream(
+        for chunk in self.client.models.generate_content_stream(
             model=request.model, contents=_contents(request), config=request.config
-        )
+        ):
+            yield lift_text_images(chunk, self._fetch)
 
     async def agenerate_stream(
         self, request: BackendRequest
@@ -98,7 +105,7 @@ class GeminiBackend:
             model=request.model, contents=_contents(request), config=request.config
         )
         async for chunk in stream:
-            yield chunk
+            yield await asyncio.to_thread(lift_text_images, chunk, self._fetch)
 
     def upload(self, upload: UploadRequest) -> types.Part:
         uploaded = self.client.files.upload(
@@ -127,6 +134,7 @@ class GeminiBackend:
 
     def close(self) -> None:
         self.client.close()
+        self._fetch.close()
 
 
 def _contents(request: BackendRequest) -> list[types.Content]:
@@ -194,6 +202,12 @@ def error_from_exception(exc: BaseException, *secrets: str | None) -> NbbananaEr
 def _map_exception(exc: BaseException, secrets: tuple[str | None, ...]) -> NbbananaError | None:
     if isinstance(exc, genai_errors.APIError):
         return _from_api_error(exc, secrets)
+    if isinstance(exc, HostedImageError):
+        return ServiceUnavailable(
+            f"{redact(str(exc), *secrets)} The relay answered with an image link that could "
+            "not be used: try again.",
+            sdk_error=exc,
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return ServiceUnavailable(
             "The request timed out (after the configured retries). Image generation can "

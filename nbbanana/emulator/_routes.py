@@ -17,6 +17,7 @@ Developer API unless told otherwise):
 ``GET  batches`` / ``batches/{id}``        list / get; ``DELETE batches/{id}``
 ``POST batches/{id}:cancel``               cancel
 ``POST /emulator/faults``                  control: queue faults (not part of the API)
+``POST chat/completions``, ``images/…``    OpenAI-compatible (see :mod:`._openai`)
 =========================================  ===========================================
 """
 
@@ -26,7 +27,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..models import MODELS, EndpointProfile, ModelInfo
 from . import _generate, _json
@@ -34,6 +35,9 @@ from ._batches import BatchStore
 from ._faults import Fault, FaultPlan
 from ._files import FileStore
 from ._status import ApiError, bad_request, model_not_found, not_found
+
+if TYPE_CHECKING:
+    from ._openai import OpenAIApi
 
 __all__ = ["Api", "Call", "Reply", "Route", "classify"]
 
@@ -48,6 +52,7 @@ _TOKEN_LIMITS: Mapping[str, tuple[int, int]] = {
     "gemini-3-pro-image-preview": (65_536, 32_768),
 }
 _METHODS = ("generateContent", "countTokens", "batchGenerateContent")
+_OPENAI_PATHS = ("chat/completions", "images/generations", "images/edits")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ def classify(path: str, *, upload_id: bool = False) -> Route:
     version, rest, prefix = match["version"], match["rest"], match["prefix"]
     if prefix == "upload":
         return Route("upload_chunk" if upload_id else "upload_start", version, rest, prefix)
+    if rest.removeprefix("openai/") in _OPENAI_PATHS:  # see ._openai: model calls too
+        return Route("generate", version, rest, prefix)
     call = _MODEL_CALL.match(rest)
     if call is not None:
         kind: Kind = (
@@ -139,11 +146,15 @@ class Api:
         self.batches = batches
         self.faults = faults
         self.seed = seed
+        #: The OpenAI-compatible surface (:mod:`._openai`), set by the emulator.
+        self.openai: OpenAIApi | None = None
 
     # ------------------------------------------------------------------ dispatch
 
     def dispatch(self, call: Call) -> Reply:
         route = call.route
+        if self.openai is not None and self.openai.handles(route):
+            return self.openai.dispatch(call)
         if route.kind == "control":
             return self._control(call)
         if route.kind in ("upload_start", "upload_chunk"):

@@ -43,6 +43,7 @@ from ..models import get_profile
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
 from ._files import MAX_FILE_BYTES, FileStore
+from ._openai import OpenAIApi, error_reply, handles
 from ._routes import Api, Call, Reply, Route, classify
 from ._status import STATUS_NAMES, ApiError, bad_request, invalid_api_key, missing_api_key
 from ._throttle import Uplink
@@ -99,6 +100,7 @@ class Emulator:
     query, which may hold a key), status, bytes in and out, milliseconds.
     ``bandwidth_bps``: uplink speed in bits per second; requests are read no faster
     (one link shared by all connections, see ``_throttle``); ``None``: loopback speed.
+    ``openai_shape``: how the OpenAI-compatible paths answer (see ``_openai``).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class Emulator:
         batch_item_seconds: float = 0.0,
         log: TextIO | None = None,
         bandwidth_bps: float | None = None,
+        openai_shape: str = "images",
     ) -> None:
         self.host = host
         self.port = port
@@ -150,6 +153,7 @@ class Emulator:
             faults=self._faults,
             seed=seed,
         )
+        self._api.openai = OpenAIApi(parse=self._api.parse, seed=seed, shape=openai_shape)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -261,7 +265,8 @@ class Emulator:
             self.log.flush()
 
     def _check_key(self, headers: dict[str, str], query: dict[str, str]) -> None:
-        key = headers.get("x-goog-api-key") or query.get("key") or ""
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")  # the openai SDK
+        key = headers.get("x-goog-api-key") or query.get("key") or bearer
         if not key.strip():
             raise missing_api_key()
         if self.api_keys is not None:
@@ -376,7 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = self._process(emulator, route, query, headers)
         except ApiError as error:
-            reply = Reply.error(error)
+            reply = error_reply(error) if handles(route) else Reply.error(error)
         except _Dropped:
             reply = None
         except (BrokenPipeError, ConnectionResetError):
