@@ -232,3 +232,23 @@ def test_a_chat_sends_its_history_through_the_backend() -> None:
     assert [c.role for c in contents] == ["user", "model", "user"]
     assert contents[0].parts is not None and contents[0].parts[0].text == "a red kite"
     assert chat.branch(1).history == [first]
+
+
+def test_process_wide_state_shows_in_the_session_repr() -> None:
+    from nbbanana import models
+
+    probe = ToyBackend()
+    _session(probe, base_url="https://toy.invalid/h").edit(sample_path("coffee.jpg"), "x")
+    limit = TOY_FRAMING + (probe.sizes[0] - TOY_FRAMING) // 2
+    session = _session(ToyBackend(refuse_over=limit), base_url="https://toy.invalid/h")
+    assert "learned" not in repr(session)
+    session.edit(sample_path("coffee.jpg"), "x")
+    assert f"learned limit {limit:,} bytes" in repr(session)
+
+    original = models.MODELS[session.model]
+    try:
+        models.set_price(session.model, input_per_m=1.0)
+        assert "price set to $1/" in repr(session)
+    finally:
+        models.MODELS[session.model] = original
+    assert "price set" not in repr(session)
