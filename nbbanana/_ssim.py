@@ -3,8 +3,9 @@
 The same definition as scikit-image's ``structural_similarity`` with its defaults
 (7 × 7 uniform window, sample covariance, ``K1 = 0.01``, ``K2 = 0.03``, data range 255),
 averaged over the RGB channels, so the fitter's target and the benchmark's figure are
-the same measure. Box sums come from 2-D cumulative sums: a 0.2 MP mosaic takes a few
-milliseconds, and nothing beyond numpy is needed at run time.
+the same measure. Box sums come from 2-D cumulative sums: the fitter's mosaic, seen at
+1024 px scale (about 20 K pixels), takes about 10 ms, and nothing beyond numpy is needed
+at run time.
 """
 
 from __future__ import annotations

@@ -82,13 +82,13 @@ MIN_SIDE = 16
 #: encode (the mosaic predicts within about ±3 % on photos).
 PREDICTION_MARGIN = 0.03
 #: The scale at which fidelity is judged: the long side, in pixels, the mosaic is seen at.
-#: Gemini looks at about a megapixel of an image (its fixed per-image token count, or
-#: 768 px tiles), so artefacts that vanish at 1024 px cost bytes and show nothing.
+#: About the megapixel the image models output; artefacts that vanish at this scale cost
+#: bytes and show little. No document states the models' internal resolution, so this is
+#: a documented choice, like ``fit_max_side``.
 PERCEPTUAL_SIDE = 1024
 #: The perceptual target: the SSIM (at :data:`PERCEPTUAL_SIDE`) the chosen quality may
-#: lose against the :data:`QUALITY_CAP` encode. SSIM differences below ~0.002 are below
-#: what viewers (and, by its training on JPEGs, the model) tell apart; 0.0015 leaves room
-#: for the mosaic's estimate.
+#: lose against the :data:`QUALITY_CAP` encode. The bound is 0.002; 0.0015 leaves room for
+#: the mosaic's estimate (on the benchmark's photos the whole image loses 0.0012–0.0019).
 PERCEPTUAL_SSIM_LOSS = 0.0015
 #: JPEG's and WebP's largest dimension.
 _MAX_DIMENSION = {"image/jpeg": 65_500, "image/png": 2**31 - 1, "image/webp": 16_383}
