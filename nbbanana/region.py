@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MIN_CONFIDENCE",
     "Box",
+    "Editor",
     "CropPlan",
     "Region",
     "RegionResult",
@@ -299,10 +300,8 @@ def _binary_mask(mask: MaskSource) -> Image.Image:
                 f"A mask array must be 2-D (height, width) or 3-D with channels last, not {array.shape}."
             )
         return Image.fromarray(nonzero.astype(np.uint8) * 255, "L")
-    if isinstance(mask, Image.Image):
-        image = mask
-    else:
-        image = load_image(mask).image  # applies the mask file's own EXIF orientation
+    # A file's own EXIF orientation is applied, like the photo's.
+    image = mask if isinstance(mask, Image.Image) else load_image(mask).image
     bands = image.getbands()
     if image.mode == "1":
         image = image.convert("L")
@@ -391,7 +390,8 @@ def plan_crop(
 
 def _smoothstep(t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    result: np.ndarray[Any, Any] = t * t * (3.0 - 2.0 * t)
+    return result
 
 
 def _ramp(length: int, start: int, stop: int, feather: int) -> np.ndarray[Any, Any]:
@@ -399,7 +399,8 @@ def _ramp(length: int, start: int, stop: int, feather: int) -> np.ndarray[Any, A
     pos = np.arange(length, dtype=np.float32) + 0.5
     outside = np.maximum(start - pos + 0.5, pos - 0.5 - (stop - 1))  # ≤ 0 inside
     if feather <= 0:
-        return (outside <= 0).astype(np.float32)
+        hard: np.ndarray[Any, Any] = (outside <= 0).astype(np.float32)
+        return hard
     return _smoothstep(1.0 - outside / (feather + 0.5))
 
 
@@ -411,8 +412,8 @@ def _box_sum(array: np.ndarray[Any, Any], radius: int, axis: int) -> np.ndarray[
     total = np.zeros((n + 2 * radius + 1, *moved.shape[1:]), dtype=np.float64)
     np.cumsum(moved, axis=0, dtype=np.float64, out=total[radius + 1 : n + radius + 1])
     total[n + radius + 1 :] = total[n + radius]
-    result = total[2 * radius + 1 :] - total[: n]
-    return np.moveaxis(result, 0, axis)
+    result: np.ndarray[Any, Any] = np.moveaxis(total[2 * radius + 1 :] - total[:n], 0, axis)
+    return result
 
 
 def feather_mask(plan: CropPlan) -> Image.Image:
@@ -531,7 +532,8 @@ def _mean(image: np.ndarray[Any, Any], radius: int) -> np.ndarray[Any, Any]:
 def _highpass(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Detail: a band-pass (3×3 mean minus 9×9 mean). The finest pixel-level detail is
     left out: sensor grain resampled two ways (fitting, then the model) decorrelates."""
-    return (_mean(image, 1) - _mean(image, 4)).astype(np.float32)
+    band: np.ndarray[Any, Any] = (_mean(image, 1) - _mean(image, 4)).astype(np.float32)
+    return band
 
 
 def _weighted_ncc(
@@ -701,8 +703,8 @@ def register(
     each scale's translation by phase correlation, on grey images of about 160 px; then
     Gauss-Newton on scale, translation, gain and bias at about 320, 640 px and the
     answer's own resolution (up to 1024 px), robust to what the model changed. The
-    confidence is the correlation of detail (a band-pass) on the context, at about a
-    quarter of the answer's resolution. Raises :class:`RegistrationError` when it is below ``min_confidence`` or
+    confidence is the correlation of detail (a band-pass) on the context, at an eighth of
+    the crop's or the answer's resolution, whichever is coarser. Raises :class:`RegistrationError` when it is below ``min_confidence`` or
     the answer does not cover the region.
     """
     cw, ch = reference.size
@@ -714,6 +716,9 @@ def register(
     levels = [fine]
     while max(cw, ch) * levels[0] > 2 * _COARSE_SIDE:
         levels.insert(0, levels[0] / 2)
+    # The search needs detail of several crop and answer pixels (grain and JPEG noise
+    # are resampled differently on the two sides), on at least 48 px.
+    levels[0] = min(levels[0], max(min(0.25, 0.25 / s_cover), min(1.0, 48 / max(cw, ch))))
 
     # ---- coarse: scale search with phase correlation
     q = levels[0]
@@ -773,7 +778,11 @@ def register(
         s = p / (q * m)
         tx, ty = -nx * s / p, -ny * s / p
 
-    confidence = _confidence(reference, answer, exclude, s, tx, ty, max(levels[0], fine / 4))
+    # Detail of at least 8 crop pixels and 8 answer pixels: finer detail (grain, JPEG
+    # noise) is resampled differently on the two sides and decorrelates even when the
+    # images match.
+    q_conf = max(min(0.125, 0.125 / s), min(1.0, 48 / max(cw, ch)))
+    confidence = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
     estimate = Registration(float(s), float(tx), float(ty), float(confidence), gain, bias)
     if not confidence >= min_confidence:
         raise RegistrationError(
@@ -841,7 +850,8 @@ def composite(
 
 def _grad(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     gy, gx = np.gradient(image)
-    return np.hypot(gx, gy).astype(np.float32)
+    magnitude: np.ndarray[Any, Any] = np.hypot(gx, gy).astype(np.float32)
+    return magnitude
 
 
 def seam_score(
@@ -999,10 +1009,28 @@ class RegionResult(Result):
 # --------------------------------------------------------------------------- edit_region
 
 
-class _Editor(Protocol):
-    def edit(self, images: Any, prompt: str, **options: Any) -> Result: ...
+class Editor(Protocol):
+    """What a regional edit needs of a session: its public ``edit`` and ``aedit``."""
 
-    async def aedit(self, images: Any, prompt: str, **options: Any) -> Result: ...
+    def edit(
+        self,
+        images: Any,
+        prompt: str,
+        *,
+        aspect_ratio: str | None = ...,
+        image_size: str | None = ...,
+        model: str | None = ...,
+    ) -> Result: ...
+
+    async def aedit(
+        self,
+        images: Any,
+        prompt: str,
+        *,
+        aspect_ratio: str | None = ...,
+        image_size: str | None = ...,
+        model: str | None = ...,
+    ) -> Result: ...
 
 
 @dataclass
@@ -1128,9 +1156,7 @@ def _finish(job: _Job, answer: Result, min_confidence: float) -> RegionResult:
     )
 
 
-def _options(
-    aspect_ratio: str | None, image_size: str | None, model: str | None
-) -> dict[str, Any]:
+def _options(aspect_ratio: str | None, image_size: str | None, model: str | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if aspect_ratio is not None:
         options["aspect_ratio"] = aspect_ratio
@@ -1142,7 +1168,7 @@ def _options(
 
 
 def edit_region(
-    session: _Editor,
+    session: Editor,
     image: object,
     prompt: str,
     *,
@@ -1170,7 +1196,7 @@ def edit_region(
 
 
 async def aedit_region(
-    session: _Editor,
+    session: Editor,
     image: object,
     prompt: str,
     *,

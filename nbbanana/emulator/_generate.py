@@ -406,7 +406,12 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
         size = model.output_size(ratio, request.image_size)
         if sources and fault is not None and fault.name == "transform":  # known-transform mode
             image = _transform.edit(
-                sources[0].decode(), request.prompt, size, seed, fault.params, envelope["responseId"]
+                sources[0].decode(),
+                request.prompt,
+                size,
+                seed,
+                fault.params,
+                envelope["responseId"],
             )
         elif sources:
             image = _synth.edit([s.decode() for s in sources], request.prompt, size, seed)
