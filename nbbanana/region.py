@@ -55,8 +55,8 @@ __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MIN_CONFIDENCE",
     "Box",
-    "Editor",
     "CropPlan",
+    "Editor",
     "Region",
     "RegionResult",
     "Registration",
@@ -65,6 +65,7 @@ __all__ = [
     "composite",
     "edit_region",
     "feather_mask",
+    "measure_seam",
     "parse_box",
     "parse_region",
     "plan_crop",
@@ -83,16 +84,18 @@ DEFAULT_FEATHER = 0.03
 #: Below this correlation of fine detail between the answer and its crop (on the context
 #: outside the region), the answer is not blended.
 DEFAULT_MIN_CONFIDENCE = 0.4
-_MIN_MARGIN_PX = 16
+_MIN_MARGIN_PX = 32
 _FEATHER_PX = (2, 64)
 #: Long side of the finest registration level (px): about the answer's own resolution.
 _FINE_SIDE = 768
 _COARSE_SIDE = 160
 #: The scale search spans this factor on either side of the "cover" and "contain" fits.
-_SCALE_SPAN = 1.3
+_SCALE_SPAN = 1.6
 _SCALE_STEP = 1.012
 #: How far the detail filter reaches (px).
 _HP_REACH = 5
+#: Fewer context pixels than this on a level: register on the whole crop instead.
+_MIN_CONTEXT = 400
 
 
 class RegistrationError(NbbananaError):
@@ -368,7 +371,7 @@ def plan_crop(
     """The crop to send and the feather to blend with (see :class:`CropPlan`).
 
     ``margin`` and ``feather``: a ``float`` is a fraction of the region's longer side, an
-    ``int`` whole pixels. The margin is at least 16 px (unless 0); the feather defaults to
+    ``int`` whole pixels. The margin is at least 32 px (unless 0); the feather defaults to
     :data:`DEFAULT_FEATHER` within [2, 64] px and is never wider than the margin.
     """
     box = region.box
@@ -583,7 +586,7 @@ def _context_weights(
         dtype=np.float32,
     )
     weights = (small < 1.0).astype(np.float32)  # any trace of the region is excluded
-    if weights.mean() < 0.08:
+    if weights.mean() < 0.08 or weights.sum() < _MIN_CONTEXT:
         return np.ones(shape, dtype=np.float32)
     return weights
 
@@ -682,8 +685,10 @@ def _confidence(
     ans = _grey_level(answer, p)
     m, nx, ny = p / (q * s), -tx * p / s, -ty * p / s
     warped = _warp(ans, (ref.shape[1], ref.shape[0]), m, nx, ny)
-    weights = _context_weights(exclude, ref.shape, q)
-    weights = weights * _valid(ref.shape, ans.shape, m, nx, ny, _HP_REACH)
+    valid = _valid(ref.shape, ans.shape, m, nx, ny, _HP_REACH)
+    weights = _context_weights(exclude, ref.shape, q) * valid
+    if weights.sum() < _MIN_CONTEXT:  # a thin margin: judge on everything the answer shows
+        weights = valid.astype(np.float32)
     return _weighted_ncc(_highpass(ref), _highpass(warped), weights)
 
 
@@ -717,11 +722,11 @@ def register(
     while max(cw, ch) * levels[0] > 2 * _COARSE_SIDE:
         levels.insert(0, levels[0] / 2)
     # The search needs detail of several crop and answer pixels (grain and JPEG noise
-    # are resampled differently on the two sides), on at least 48 px.
-    levels[0] = min(levels[0], max(min(0.25, 0.25 / s_cover), min(1.0, 48 / max(cw, ch))))
+    # are resampled differently on the two sides), on at least 64 px.
+    search_q = min(levels[0], max(min(0.25, 0.25 / s_cover), min(1.0, 64 / max(cw, ch))))
 
     # ---- coarse: scale search with phase correlation
-    q = levels[0]
+    q = search_q
     ref = _grey_level(reference, q)
     weights = _context_weights(exclude, ref.shape, q)
     p = min(1.0, q * s_cover * 1.5)  # answer level: a little finer than the reference grid
@@ -781,7 +786,7 @@ def register(
     # Detail of at least 8 crop pixels and 8 answer pixels: finer detail (grain, JPEG
     # noise) is resampled differently on the two sides and decorrelates even when the
     # images match.
-    q_conf = max(min(0.125, 0.125 / s), min(1.0, 48 / max(cw, ch)))
+    q_conf = max(min(0.125, 0.125 / s), min(1.0, 96 / max(cw, ch)))
     confidence = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
     estimate = Registration(float(s), float(tx), float(ty), float(confidence), gain, bias)
     if not confidence >= min_confidence:
@@ -808,7 +813,9 @@ def _answer_box(plan: CropPlan, reg: Registration) -> tuple[float, float, float,
 
 def _check_coverage(plan: CropPlan, reg: Registration, answer_size: tuple[int, int]) -> None:
     x0, y0, x1, y1 = _answer_box(plan, reg)
-    slack = 0.5
+    # A region at the image's edge ends at the crop's edge: allow registration error
+    # there (the resampling box is clamped to the answer).
+    slack = 1.5
     aw, ah = answer_size
     if x0 < -slack or y0 < -slack or x1 > aw + slack or y1 > ah + slack:
         raise RegistrationError(
@@ -857,32 +864,76 @@ def _grad(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def seam_score(
     before: Image.Image, after: Image.Image, answer: Image.Image, alpha: Image.Image
 ) -> float:
-    """How visible the border of a blended patch is; at most about 1 means seamless.
+    """How visible the border of a blended patch is: at most about 1 means no seam.
 
-    All four images cover the same area (the blend box): ``before`` is the source,
-    ``answer`` the registered answer, ``after`` their blend through ``alpha``. On the
-    border band (where ``alpha`` is strictly between 0 and 255, plus the pixels either
-    side of where it jumps) the score is the 99th percentile of the blend's grey gradient
-    magnitude divided by the 99th percentile, on the same band, of the larger of the two
-    inputs' own gradient magnitudes (at least 1 grey level per pixel). A hard cut between
-    unlike images gives a step far steeper than either image's own detail; a good
-    feather spreads it below that.
+    All four images cover the same area: ``before`` is the source, ``answer`` the
+    registered answer, ``after`` their blend through ``alpha`` (0 outside the patch).
+    On the border band — where ``alpha`` is strictly between 0 and 255, plus the pixels
+    either side of where it jumps — the step the blend adds is the blend's grey gradient
+    magnitude beyond the larger of the two inputs' own gradient magnitudes there. The
+    score is the 95th percentile of that added step over the band, divided by the
+    image's own local variation: the median, over the band, of the inputs' gradient
+    magnitude (at least one grey level per pixel). A hard cut between unlike images
+    adds a step many times the local variation; a feather spreads it over its width.
     """
     a = np.asarray(alpha, dtype=np.float32)
     inner = (a > 0) & (a < 255)
-    edge = np.zeros_like(inner)
     on = a > 0
-    edge[:, 1:] |= on[:, 1:] != on[:, :-1]
-    edge[:, :-1] |= on[:, 1:] != on[:, :-1]
-    edge[1:, :] |= on[1:, :] != on[:-1, :]
-    edge[:-1, :] |= on[1:, :] != on[:-1, :]
+    jump_x = on[:, 1:] != on[:, :-1]
+    jump_y = on[1:, :] != on[:-1, :]
+    edge = np.zeros_like(inner)
+    edge[:, 1:] |= jump_x
+    edge[:, :-1] |= jump_x
+    edge[1:, :] |= jump_y
+    edge[:-1, :] |= jump_y
     band = inner | edge
     if not band.any():
         return 0.0
-    grads = [_grad(np.asarray(im.convert("L"), dtype=np.float32)) for im in (before, after, answer)]
-    own = np.maximum(grads[0], grads[2])[band]
-    blended = grads[1][band]
-    return float(np.percentile(blended, 99) / max(1.0, float(np.percentile(own, 99))))
+    g_before, g_after, g_answer = (
+        _grad(np.asarray(im.convert("L"), dtype=np.float32)) for im in (before, after, answer)
+    )
+    own = np.maximum(g_before, g_answer)[band]
+    added = np.clip(g_after[band] - own, 0.0, None)
+    return float(np.percentile(added, 95)) / max(1.0, float(np.median(own)))
+
+
+def _seam_area(plan: CropPlan) -> Box:
+    """The blend box and two pixels around it (within the crop): where a seam can be."""
+    blend = plan.blend
+    grown = blend.expand(2, 2, plan.region.source_size)
+    crop = plan.crop
+    return Box(
+        max(grown.left, crop.left),
+        max(grown.top, crop.top),
+        min(grown.right, crop.right),
+        min(grown.bottom, crop.bottom),
+    )
+
+
+def measure_seam(
+    before: Image.Image,
+    after: Image.Image,
+    answer: Image.Image,
+    plan: CropPlan,
+    registration: Registration,
+) -> float:
+    """:func:`seam_score` of a composite: ``before`` and ``after`` are the source and the
+    composite over the blend box and two pixels around it (see :func:`_seam_area`),
+    ``answer`` the model's answer, placed by ``registration``."""
+    area = _seam_area(plan)
+    alpha = Image.new("L", area.size, 0)
+    blend = plan.blend.relative_to(area)
+    alpha.paste(feather_mask(plan), (blend.left, blend.top))
+    local = area.relative_to(plan.crop)
+    x0, y0 = registration.to_answer(local.left, local.top)
+    x1, y1 = registration.to_answer(local.right, local.bottom)
+    aw, ah = answer.size
+    resampled = answer.convert(after.mode).resize(
+        area.size,
+        Image.Resampling.BICUBIC,
+        box=(max(0.0, x0), max(0.0, y0), min(float(aw), x1), min(float(ah), y1)),
+    )
+    return seam_score(before, after, resampled, alpha)
 
 
 # --------------------------------------------------------------------------- result
@@ -1107,15 +1158,10 @@ def _finish(job: _Job, answer: Result, min_confidence: float) -> RegionResult:
     except RegistrationError as err:
         err.answer = answer
         raise
-    blend = job.plan.blend
-    before = job.upright.crop(blend.as_tuple())
+    area = _seam_area(job.plan)
+    before = job.upright.crop(area.as_tuple())
     out = composite(job.upright, answer_image, job.plan, reg, in_place=job.owned)
-    after = out.crop(blend.as_tuple())
-    x0, y0, x1, y1 = _answer_box(job.plan, reg)
-    resampled = answer_image.convert(after.mode).resize(
-        blend.size, Image.Resampling.BICUBIC, box=(max(0, x0), max(0, y0), x1, y1)
-    )
-    seam = seam_score(before, after, resampled, feather_mask(job.plan))
+    seam = measure_seam(before, out.crop(area.as_tuple()), answer_image, job.plan, reg)
     info = job.plan.to_json()
     info.update(
         {
