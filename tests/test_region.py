@@ -25,11 +25,11 @@ from nbbanana.region import (
     composite,
     edit_region,
     feather_mask,
+    measure_seam,
     parse_box,
     parse_region,
     plan_crop,
     register,
-    measure_seam,
 )
 from nbbanana.result import Result, Usage
 
