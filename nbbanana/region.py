@@ -83,7 +83,7 @@ DEFAULT_MARGIN = 0.25
 DEFAULT_FEATHER = 0.03
 #: Below this correlation of fine detail between the answer and its crop (on the context
 #: outside the region), the answer is not blended.
-DEFAULT_MIN_CONFIDENCE = 0.4
+DEFAULT_MIN_CONFIDENCE = 0.7
 _MIN_MARGIN_PX = 32
 _FEATHER_PX = (2, 64)
 #: Long side of the finest registration level (px): about the answer's own resolution.
@@ -94,6 +94,8 @@ _SCALE_SPAN = 1.6
 _SCALE_STEP = 1.012
 #: How far the detail filter reaches (px).
 _HP_REACH = 5
+#: Below this, the context's detail runs in one direction only (see _isotropy).
+_MIN_ISOTROPY = 0.02
 #: Fewer context pixels than this on a level: register on the whole crop instead.
 _MIN_CONTEXT = 400
 
@@ -676,10 +678,11 @@ def _confidence(
     tx: float,
     ty: float,
     q: float,
-) -> float:
+) -> tuple[float, float]:
     """Correlation of detail between the crop and the registered answer on the context,
     at about a quarter of the answer's resolution: detail there survives the model's
-    redrawing when the images match, and is unrelated when they do not."""
+    redrawing when the images match, and is unrelated when they do not. Also the
+    context's :func:`_isotropy`."""
     ref = _grey_level(reference, q)
     p = min(1.0, q * s * 1.25)
     ans = _grey_level(answer, p)
@@ -689,7 +692,21 @@ def _confidence(
     weights = _context_weights(exclude, ref.shape, q) * valid
     if weights.sum() < _MIN_CONTEXT:  # a thin margin: judge on everything the answer shows
         weights = valid.astype(np.float32)
-    return _weighted_ncc(_highpass(ref), _highpass(warped), weights)
+    detail = _highpass(ref)
+    return _weighted_ncc(detail, _highpass(warped), weights), _isotropy(detail, weights)
+
+
+def _isotropy(detail: np.ndarray[Any, Any], weights: np.ndarray[Any, Any]) -> float:
+    """How well the context's detail pins a position in every direction: the smaller over
+    the larger eigenvalue of its structure tensor (≈ 0 for a single straight edge, which
+    any slide along itself matches as well)."""
+    gy, gx = np.gradient(detail)
+    sxx = float((weights * gx * gx).sum())
+    syy = float((weights * gy * gy).sum())
+    sxy = float((weights * gx * gy).sum())
+    root = math.sqrt(((sxx - syy) / 2) ** 2 + sxy * sxy)
+    high, low = (sxx + syy) / 2 + root, (sxx + syy) / 2 - root
+    return max(0.0, low) / high if high > 0 else 0.0
 
 
 def register(
@@ -758,12 +775,13 @@ def register(
             best = (score, (m, nx, ny))
         return score
 
-    # Every fourth step of the scale ladder, then the steps around the best of those.
+    # Every fourth step of the scale ladder, then the steps around the best of those
     for s in coarse_scales:
         score_scale(float(s))
-    top = max(tried, key=lambda k: tried[k])
-    for k in (-3, -2, -1, 1, 2, 3):
-        score_scale(top * _SCALE_STEP**k)
+    # (around the best three: a straight edge may score well at a wrong scale)
+    for top in sorted(tried, key=lambda k: tried[k])[-3:]:
+        for k in (-3, -2, -1, 1, 2, 3):
+            score_scale(top * _SCALE_STEP**k)
     assert best is not None
     m, nx, ny = best[1]
     # In crop/answer units: answer point a = (c - t)/s, level maps: a·p = m·(c·q) + n.
@@ -787,8 +805,16 @@ def register(
     # noise) is resampled differently on the two sides and decorrelates even when the
     # images match.
     q_conf = max(min(0.125, 0.125 / s), min(1.0, 96 / max(cw, ch)))
-    confidence = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
+    confidence, isotropy = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
     estimate = Registration(float(s), float(tx), float(ty), float(confidence), gain, bias)
+    if isotropy < _MIN_ISOTROPY:
+        raise RegistrationError(
+            "The context around the region has too little detail to place the answer "
+            "(a plain area, or a single straight edge), so it was not blended. The "
+            "unblended answer is on this error's .answer; give a larger margin that takes in "
+            "some texture or corners.",
+            estimate=estimate,
+        )
     if not confidence >= min_confidence:
         raise RegistrationError(
             f"The answer does not match the crop that was sent (confidence {confidence:.2f} "
