@@ -44,12 +44,15 @@ def session(emu: Emulator) -> Iterator[Session]:
 
 
 def textured(width: int, height: int, seed: int) -> Image.Image:
-    """A photo-like image with mid-scale texture (foliage, fabric, stone) everywhere, as
-    real photos have: registration needs detail coarser than grain in the context."""
+    """A photo-like image with texture at several scales everywhere, as real photos have:
+    registration needs detail coarser than grain in the context."""
+    image = photo_like(width, height, seed=seed)
     rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 256, size=(height // 6, width // 6, 3), dtype=np.uint8)
-    texture = Image.fromarray(noise, "RGB").resize((width, height), Image.Resampling.BICUBIC)
-    return Image.blend(photo_like(width, height, seed=seed), texture, 0.35)
+    for step in (96, 24, 6):
+        noise = rng.integers(0, 256, size=(height // step, width // step, 3), dtype=np.uint8)
+        texture = Image.fromarray(noise, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+        image = Image.blend(image, texture, 0.2)
+    return image
 
 
 @pytest.fixture(scope="module")
