@@ -244,7 +244,7 @@ def test_cli_region_and_mask(
     Image.fromarray(np.pad(np.full((450, 600), 255, np.uint8), ((500, 550), (700, 700)))).save(mask)
     status = cli.main(
         ["edit", str(photo_file), "-p", "make it violet", "--mask", str(mask), "--jpeg",
-         "--margin", "64", "--base-url", emu.base_url, "-o", str(tmp_path / "mask")]
+         "--margin", "200", "--base-url", emu.base_url, "-o", str(tmp_path / "mask")]
     )  # fmt: skip
     assert status == 0
     jpg = next(line for line in capsys.readouterr().out.splitlines() if line.endswith(".jpg"))
