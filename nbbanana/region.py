@@ -1061,8 +1061,14 @@ class RegionResult(Result):
                 for key, value in text.items():
                     info.add_itxt(key, value)
                 path = folder / f"{self.id}.png"
-                # Level 1: a 48 MP PNG in seconds rather than tens of seconds; a little larger.
-                options: dict[str, Any] = {"format": "PNG", "pnginfo": info, "compress_level": 1}
+                # Level 1 with zlib's run-length strategy (3, Z_RLE): about twice as fast
+                # as level 1 alone and as small; level 6 takes several times longer.
+                options: dict[str, Any] = {
+                    "format": "PNG",
+                    "pnginfo": info,
+                    "compress_level": 1,
+                    "compress_type": 3,
+                }
             else:
                 image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
                 path = folder / f"{self.id}.jpg"
