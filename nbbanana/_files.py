@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["fsync_dir", "fsync_file", "write_atomic"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
+def write_atomic(path: str | os.PathLike[str], data: bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path.
+
+    ``data`` may also be a function that writes into the open file (an image encoder
+    saving straight to disk, so a large encoded image never sits in memory whole)."""
     path = Path(path)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -32,7 +37,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         break
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                data(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -160,6 +160,12 @@ def submit_batch(
             "submit one job per model."
         )
     (job_model,) = models
+    regional = [item.id for item in job_items if item.extra.get("region") or item.extra.get("mask")]
+    if regional:  # the answer must be registered and blended back: only a local batch can
+        raise BatchError(
+            f"Items {regional[:5]} are regional edits ('region'/'mask'); run them with "
+            "run_batch (locally), not as a Batch API job."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         job_model = get_model(job_model).id

@@ -540,7 +540,7 @@ class _Engine:
         time: the lanes waiting on the network then hold only the small fitted bytes, and
         the limiter's slots go to requests that are ready. Items with several images are
         fitted by the Session together (they share one request's budget)."""
-        if len(item.images) != 1:
+        if len(item.images) != 1 or item.extra:  # regional edits cut their own crop
             return list(item.images)
         async with self._preparing:
             return [await asyncio.to_thread(_fit_one, item, model, self.session)]
@@ -613,6 +613,10 @@ class _Engine:
             options["aspect_ratio"] = item.aspect_ratio
         if item.image_size is not None:
             options["image_size"] = item.image_size
+        if item.extra.get("region") or item.extra.get("mask"):
+            from ..region import aedit_region
+
+            return await aedit_region(self.session, images[0], item.prompt, **item.extra, **options)
         if images:
             return await self.session.edit_async(images, item.prompt, **options)
         return await self.session.generate_async(item.prompt, **options)

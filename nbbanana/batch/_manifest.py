@@ -28,7 +28,16 @@ from ..models import get_model
 __all__ = ["BatchItem", "ManifestError", "load_manifest", "normalise_items", "output_stem"]
 
 #: The keys a manifest line may have. All but ``prompt`` are optional.
-FIELDS: tuple[str, ...] = ("id", "prompt", "images", "model", "aspect_ratio", "image_size")
+FIELDS: tuple[str, ...] = (
+    "id",
+    "prompt",
+    "images",
+    "model",
+    "aspect_ratio",
+    "image_size",
+    "region",  # regional edit: a box "L,T,R,B" (or [L, T, R, B]) of the one image
+    "mask",  # regional edit: a mask image path (non-zero = edit here)
+)
 
 #: Separator of several image paths in one CSV cell.
 CSV_IMAGE_SEPARATOR = ";"
@@ -108,6 +117,7 @@ class BatchItem:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        out.update(self.extra)  # region / mask of a regional edit
         return out
 
 
@@ -397,6 +407,7 @@ def _parse_record(
     problems.extend(
         check_params(params["model"] or default_model, params["aspect_ratio"], params["image_size"])
     )
+    extra = _region_keys(record, images, base, problems)
     if problems:
         return None, problems
     assert isinstance(prompt, str)
@@ -409,9 +420,45 @@ def _parse_record(
             aspect_ratio=params["aspect_ratio"],
             image_size=params["image_size"],
             line=line_no,
+            extra=extra,
         ),
         [],
     )
+
+
+def _region_keys(
+    record: Mapping[str, Any], images: list[Path], base: Path, problems: list[str]
+) -> dict[str, Any]:
+    """``region`` / ``mask`` of a regional edit (see :mod:`nbbanana.region`), checked as far
+    as possible without reading the image: a well-formed box, or a mask file that exists."""
+    region, mask = record.get("region"), record.get("mask")
+    if region is None and mask is None:
+        return {}
+    if region is not None and mask is not None:
+        problems.append("give 'region' or 'mask', not both")
+        return {}
+    if len(images) != 1:
+        problems.append("a regional edit ('region' or 'mask') needs exactly one image")
+    if region is not None:
+        parts = region.split(",") if isinstance(region, str) else region
+        try:
+            box = [int(p) for p in parts]
+            if len(box) != 4 or min(box) < 0 or box[0] >= box[2] or box[1] >= box[3]:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(
+                f"'region' must be a box \"left,top,right,bottom\" in pixels, got {region!r}"
+            )
+            return {}
+        return {"region": ",".join(map(str, box))}
+    if not isinstance(mask, str) or not mask.strip():
+        problems.append("'mask' must be the path of a mask image")
+        return {}
+    path = Path(mask).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        problems.append(f"mask not found: {mask!r}")
+    return {"mask": str(path)}
 
 
 def check_params(model: str | None, aspect_ratio: str | None, image_size: str | None) -> list[str]:

@@ -13,7 +13,9 @@ Transient faults (the ones clients retry): ``429`` (``retry=SECONDS`` sets ``Ret
 (hangs ``seconds=N``, default: the client's own timeout plus two seconds, else 30 s, then
 answers 504), ``reset`` (closes the TCP connection with an RST). Content faults, for
 ``generateContent`` only: ``image_safety``, ``prohibited``, ``text_only``, ``blocked``
-(``reason=...`` sets ``promptFeedback.blockReason``, default ``SAFETY``).
+(``reason=...`` sets ``promptFeedback.blockReason``, default ``SAFETY``), and
+``transform`` (an edit answer slightly zoomed and shifted by a known amount: see
+:mod:`nbbanana.emulator._transform`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from typing import Literal
 __all__ = ["CONTENT_FAULTS", "FAULTS", "TRANSIENT_FAULTS", "Fault", "FaultPlan", "parse_fault"]
 
 TRANSIENT_FAULTS: tuple[str, ...] = ("429", "500", "503", "504", "slow", "timeout", "reset")
-CONTENT_FAULTS: tuple[str, ...] = ("image_safety", "prohibited", "text_only", "blocked")
+CONTENT_FAULTS: tuple[str, ...] = (
+    "image_safety",
+    "prohibited",
+    "text_only",
+    "blocked",
+    "transform",  # not a failure: the known-transform mode (_transform.py)
+)
 FAULTS: tuple[str, ...] = TRANSIENT_FAULTS + CONTENT_FAULTS
 #: What ``fault_rate`` draws from unless told otherwise: the failures a client must retry.
 RATE_FAULTS: tuple[str, ...] = ("429", "500", "503", "504", "timeout", "reset")

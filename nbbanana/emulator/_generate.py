@@ -33,7 +33,7 @@ from typing import Any
 from PIL import Image
 
 from ..models import ModelInfo
-from . import _synth
+from . import _synth, _transform
 from ._faults import Fault
 from ._files import FileStore
 from ._status import bad_request, field_violation
@@ -404,7 +404,16 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
         if ratio is None:
             ratio = closest_ratio(model, sources[0].width, sources[0].height) if sources else "1:1"
         size = model.output_size(ratio, request.image_size)
-        if sources:
+        if sources and fault is not None and fault.name == "transform":  # known-transform mode
+            image = _transform.edit(
+                sources[0].decode(),
+                request.prompt,
+                size,
+                seed,
+                fault.params,
+                envelope["responseId"],
+            )
+        elif sources:
             image = _synth.edit([s.decode() for s in sources], request.prompt, size, seed)
         else:
             image = _synth.generate(request.prompt, size, seed)
