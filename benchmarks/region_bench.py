@@ -66,8 +66,8 @@ def _child(args: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image
 
+    from nbbanana import connect
     from nbbanana.emulator._transform import TINT_STRENGTH
-    from nbbanana.session import connect
 
     session = connect(base_url=args.base_url, timeout=120)
     photo = Path(args.photo)

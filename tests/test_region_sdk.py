@@ -18,14 +18,13 @@ from _imagegen import jpeg_bytes, orient_for_exif, photo_like
 from google.genai import types
 from PIL import Image
 
-from nbbanana import cli
+from nbbanana import Session, cli, connect
 from nbbanana.batch import BatchError, load_manifest, run_batch, submit_batch
 from nbbanana.batch._manifest import ManifestError
 from nbbanana.emulator import Emulator
 from nbbanana.emulator._transform import KnownTransform, known_transform
 from nbbanana.region import Box, RegionResult, RegistrationError, aedit_region, edit_region
 from nbbanana.result import Result
-from nbbanana.session import Session, connect
 
 BOX = (700, 500, 1300, 950)
 
