@@ -413,7 +413,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if too_big:
         print(
             f"{len(too_big)} of {len(rows)} do not fit as they are; this fits them:\n"
-            f"  {_fit_command(too_big, args.model, args.endpoint)}",
+            f"  {_fit_command(too_big, args.model, _endpoint(args), args.api)}",
             file=sys.stderr if args.json else sys.stdout,
         )
     if not all(r["ok"] for r in rows):
@@ -421,11 +421,13 @@ def _run_check(args: argparse.Namespace) -> int:
     return CHECK_DOES_NOT_FIT if too_big else 0
 
 
-def _fit_command(inputs: Sequence[str], model: str | None, endpoint: str) -> str:
+def _fit_command(inputs: Sequence[str], model: str | None, endpoint: str, api: str) -> str:
     words = ["nbbanana", "fit", *inputs]
     if model:
         words += ["--model", model]
-    if endpoint != "gemini":
+    if api != "gemini":
+        words += ["--api", api]
+    if endpoint != ("proxy-20mb" if api == "openai" else "gemini"):
         words += ["--endpoint", endpoint]
     words += ["-o", "fitted"]
     return shlex.join(words)
