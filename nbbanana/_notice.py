@@ -19,7 +19,7 @@ def in_notebook() -> bool:
     shell_module = sys.modules.get("IPython")
     if shell_module is None:
         return False
-    shell = shell_module.get_ipython()  # type: ignore[attr-defined, no-untyped-call]
+    shell = shell_module.get_ipython()
     # A kernel's shell has a display publisher that sends to the front end; a terminal
     # IPython's does not (it prints text).
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
