@@ -23,6 +23,7 @@ import nbbanana
 from nbbanana.emulator import Emulator
 from nbbanana.models import get_model
 from nbbanana.widgets import Studio, studio
+from nbbanana.widgets._history import BRANCH_LABEL, CURRENT_LABEL
 
 FLASH = "gemini-2.5-flash-image"
 KEY = "AIzaSyD-nbbanana-widget-test-key-9876543"
@@ -62,7 +63,7 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     assert app.compare.canvas.before_size == [900, 600]
     assert app.compare.canvas.can_slide  # both 3:2
     assert "Done in" in box.status.value and not box.run.disabled
-    assert [b.description for b in app.history.buttons] == ["1 · current"]
+    assert [b.description for b in app.history.buttons] == [CURRENT_LABEL]
 
     box.prompt.value = "Add a red kite"
     box.run.click()
@@ -70,18 +71,31 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     first, second = app.state.turns
     assert app.compare.result is second
     assert second.parent is first  # the chat edits its own previous image
+    assert [b.description for b in app.history.buttons] == [BRANCH_LABEL, CURRENT_LABEL]
 
     app.history.buttons[0].click()  # branch from turn 1
     assert [t.id for t in app.state.turns] == [first.id]
     assert "Branched from turn 1" in box.status.value
     assert app.compare.result is first
+    assert len(app.history.buttons) == 2  # turn 2 is kept
     box.prompt.value = "Make it night"
     box.run.click()
     assert [b.tooltip for b in app.history.buttons] == [
         "Turn 1: Make the sky violet",
-        "Turn 2: Make it night",
+        "Turn 2: Add a red kite",
+        "Turn 3 (from turn 1): Make it night",
     ]
+    assert app.state.turns[0] is first
     assert app.state.turns[1].parent is first
+    rows = app.history.children
+    assert len(rows) == 2 and "from turn 1" in rows[1].children[0].value
+
+    app.history.buttons[1].click()  # back to the abandoned turn 2
+    assert [t.id for t in app.state.turns] == [first.id, second.id]
+    box.prompt.value = "Add a second kite"
+    box.run.click()
+    assert app.state.turns[2].parent is second  # continues turn 2's chat
+    assert len(app.history.buttons) == 4
 
 
 def test_problems_are_shown_and_nothing_is_sent(emulator: Emulator, upload: bytes) -> None:
@@ -199,7 +213,8 @@ def test_changing_the_model_continues_from_the_latest_image(
     box.prompt.value = "Now in widescreen"
     box.run.click()
     assert box.error.value == ""
-    (second,) = app.state.turns  # a new chat on the new model ...
+    stem, second = app.state.turns  # a new chat on the new model, in the same tree ...
+    assert stem is first
     assert second.model == "gemini-3-pro-image-preview"
     assert second.image is not None and second.image.size == (2752, 1536)
     assert app.compare.canvas.before_size == list(first.image.size)  # ... from the last image

@@ -68,7 +68,10 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.uploader,
                 self.prompt_box,
                 self.compare,
-                w.HTML("<b>History</b> — click a turn to branch from it"),
+                w.HTML(
+                    "<b>History</b> — every turn stays here; “Branch from here” continues "
+                    "from that turn's image"
+                ),
                 self.history,
             ]
         )
@@ -107,16 +110,20 @@ class Studio(w.VBox):  # type: ignore[misc]
         return self.task
 
     def branch(self, turn: int) -> None:
-        """Continue from turn ``turn`` (from 1, as :meth:`Chat.branch` and the history
-        strip count): the next run edits that turn's image."""
+        """Continue from turn ``turn`` (numbered from 1 in the order turns were made, as
+        the history strip shows them): the next run edits that turn's image. The turns
+        after it stay in the history, so you can come back to them."""
         if self.prompt_box.run.disabled:
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
         turns = self.state.turns
-        self.history.set_turns(turns)
+        self.history.show(self.state.tree)
         before = turns[-2].image if len(turns) > 1 else self._first_input()
         self.compare.show(turns[-1], before)
-        self.prompt_box.show_status(f"Branched from turn {turn}: the next run edits its image.")
+        self.prompt_box.show_status(
+            f"Branched from turn {turn}: the next run edits its image "
+            "(the other turns stay in the history)."
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -145,7 +152,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         try:
             result = await self.state.run(request)
             self.compare.show(result, before)
-            self.history.set_turns(self.state.turns)
+            self.history.show(self.state.tree)
             cost = result.cost_usd
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
@@ -193,7 +200,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         if uploader.busy:
             return
         if self.state.set_inputs(uploader.images):
-            self.history.set_turns([])
+            self.history.clear()
             self.compare.show_input(self._first_input())
 
 
