@@ -72,9 +72,16 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     assert app.compare.result is second
     assert second.parent is first  # the chat edits its own previous image
     assert [b.description for b in app.history.buttons] == [BRANCH_LABEL, CURRENT_LABEL]
+    # The gauge now describes what the third run sends: turn 2's image, not the upload.
+    summary = app.uploader.summary
+    assert summary["title"] == "Next request: turn 2's image"
+    width, height = second.image.size
+    assert f"turn 2's image ({width}×{height}" in summary["lines"][0]
+    assert summary["scale"][2].endswith("budget")
 
     app.history.buttons[0].click()  # branch from turn 1
     assert [t.id for t in app.state.turns] == [first.id]
+    assert app.uploader.summary["title"] == "Next request: turn 1's image"
     assert "Branched from turn 1" in box.status.value
     assert app.compare.result is first
     assert len(app.history.buttons) == 2  # turn 2 is kept

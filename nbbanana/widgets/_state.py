@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._gauge import TurnGauge, turn_gauge
 from ._tree import TurnTree
 
 if TYPE_CHECKING:
@@ -83,6 +84,26 @@ class StudioState:
         self.chat = chosen.chat.branch(chosen.depth)
         self._settings, self._seed = chosen.settings, []
         return chosen
+
+    def next_gauge(self, request: RunRequest) -> TurnGauge | None:
+        """What the next run sends when it continues a turn (that turn's image, in the
+        chat history); ``None`` when it sends the uploads."""
+        current = self.tree.current
+        if current is None or self.chat is None or not len(self.chat):
+            return None
+        image = self.turns[-1].image
+        if image is None:
+            return None
+        return turn_gauge(
+            current,
+            size=image.size,
+            history_bytes=self.chat._history_bytes(),
+            history_tokens=self.chat._history_tokens(),
+            model=request.model,
+            limit=self.session.pipeline.budget(request.model).limit,
+            prompt=request.prompt,
+            image_size=request.image_size,
+        )
 
     async def run(self, request: RunRequest) -> Result:
         """Send ``request`` as the next turn. Awaited on the kernel's event loop:

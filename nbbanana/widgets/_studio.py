@@ -118,6 +118,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.state.branch(turn)
         turns = self.state.turns
         self.history.show(self.state.tree)
+        self._update_gauge()
         before = turns[-2].image if len(turns) > 1 else self._first_input()
         self.compare.show(turns[-1], before)
         self.prompt_box.show_status(
@@ -153,6 +154,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             result = await self.state.run(request)
             self.compare.show(result, before)
             self.history.show(self.state.tree)
+            self._update_gauge()
             cost = result.cost_usd
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
@@ -195,12 +197,23 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def _prompt_typed(self, change: dict[str, Any]) -> None:
         self.uploader.prompt = change["new"]
+        self._update_gauge()
+
+    def _update_gauge(self) -> None:
+        """Make the gauge describe what the next run sends: the uploads, or, once there
+        are turns, the current turn's image (which goes back in the chat history)."""
+        try:
+            gauge = self.state.next_gauge(self.prompt_box.request())
+        except Exception:  # a gauge is a courtesy; the run reports real problems
+            gauge = None
+        self.uploader.show_next(gauge)
 
     def _uploads_changed(self, uploader: ImageUploader) -> None:
         if uploader.busy:
             return
         if self.state.set_inputs(uploader.images):
             self.history.clear()
+            self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
 
 
