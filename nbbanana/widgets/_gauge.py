@@ -34,8 +34,8 @@ __all__ = [
     "request_gauge",
     "resize_note",
     "scale_labels",
-    "turn_gauge",
     "text_tokens",
+    "turn_gauge",
 ]
 
 
