@@ -20,6 +20,7 @@ from _imagegen import jpeg_bytes, photo_like
 from ipywidgets.embed import embed_data
 
 import nbbanana
+import nbbanana._format
 from nbbanana.emulator import Emulator
 from nbbanana.models import get_model
 from nbbanana.widgets import Studio, studio
@@ -237,3 +238,15 @@ def test_a_text_only_answer_says_what_to_do(emulator: Emulator) -> None:
     app.prompt_box.run.click()
     assert "without an image" in app.prompt_box.error.value
     assert "Ask explicitly" in app.prompt_box.error.value
+
+
+def test_the_status_shows_the_cap_and_what_is_left(emulator: Emulator) -> None:
+    session = nbbanana.connect(
+        api_key=KEY, base_url=emulator.base_url, endpoint="gemini", max_cost_usd=1.0
+    )
+    app = Studio(session)
+    app.prompt_box.prompt.value = "A banana"
+    app.prompt_box.run.click()
+    status = app.prompt_box.status.value
+    left = nbbanana._format.format_usd(1.0 - session.spent)
+    assert f"of $1.00 cap · {left} left" in status

@@ -28,6 +28,7 @@ from ..errors import (
     TooManyReferenceImages,
     redact,
 )
+from .._spend import SpendSummary
 from ..models import DEFAULT_MODEL, MODELS, get_model
 from ._gauge import format_usd
 
@@ -177,11 +178,13 @@ def status_text(
     estimate_usd: float | None = None,
     cost_usd: float | None = None,
     spent_usd: float = 0.0,
+    cap_usd: float | None = None,
     offline: bool = False,
 ) -> str:
     """The one-line status under the Run button.
 
-    ``state`` is "running", "done" or "failed"; offline sessions say that nothing is billed.
+    ``state`` is "running", "done" or "failed"; then the session's spend, its cap and
+    what is left; offline sessions say that nothing is billed.
     """
     parts = []
     if state == "running":
@@ -194,9 +197,7 @@ def status_text(
             parts.append(f"cost {format_usd(cost_usd)}")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
-    parts.append(f"session spend {format_usd(spent_usd)}")
-    if offline:
-        parts.append("offline emulator: nothing billed")
+    parts.append("session " + SpendSummary(spent_usd, cap_usd, offline=offline).text())
     return " · ".join(parts)
 
 

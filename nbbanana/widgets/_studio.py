@@ -141,6 +141,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                         elapsed=time.monotonic() - started,
                         estimate_usd=estimate,
                         spent_usd=self.session.spent,
+                        cap_usd=self.session.max_cost_usd,
                         offline=self.session.offline,
                     )
                 )
@@ -170,6 +171,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 elapsed=time.monotonic() - started,
                 cost_usd=cost,
                 spent_usd=self.session.spent,
+                cap_usd=self.session.max_cost_usd,
                 offline=self.session.offline,
             )
         )
