@@ -14,6 +14,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from .._spend import SpendSummary
 from ..errors import (
     APIError,
     AuthError,
@@ -28,7 +29,6 @@ from ..errors import (
     TooManyReferenceImages,
     redact,
 )
-from .._spend import SpendSummary
 from ..models import DEFAULT_MODEL, MODELS, get_model
 from ._gauge import format_usd
 
