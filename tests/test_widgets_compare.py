@@ -13,7 +13,7 @@ import nbbanana
 from nbbanana.result import Result
 from nbbanana.session import Session
 from nbbanana.widgets import CompareView, HistoryStrip
-from nbbanana.widgets._compare import can_slide
+from nbbanana.widgets._compare import can_slide, saved_message
 from nbbanana.widgets._history import BRANCH_LABEL, CURRENT_LABEL, turn_label
 from nbbanana.widgets._tree import TurnTree
 
@@ -79,7 +79,16 @@ def test_save_button_writes_the_result_with_its_provenance(result: Result, tmp_p
     assert any(f.suffix == ".png" for f in files)
     sidecar = next(f for f in files if f.suffix == ".json")
     assert json.loads(sidecar.read_text())["prompt"] == "A banana in space"
-    assert "Saved" in view.saved.value
+    folder = str(tmp_path / "out")
+    assert view.saved.value == (
+        f"<span class='nbb-saved'>✓ Saved in {folder}/: {result.id}.png + .json</span>"
+    )
+
+
+def test_saved_message_names_the_folder_and_one_id() -> None:
+    paths = [Path("out/a1.png"), Path("out/a1-2.png"), Path("out/a1.json")]
+    assert saved_message(paths, "out/") == "✓ Saved in out/: a1.png (+1 more) + .json"
+    assert saved_message(paths[:1], "") == "✓ Saved in ./: a1.png"
 
 
 def test_save_failure_is_a_message(result: Result, tmp_path: Path) -> None:

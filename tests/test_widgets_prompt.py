@@ -191,3 +191,15 @@ def test_the_advice_comes_from_the_error_once(error: Exception) -> None:
     message = describe_error(error)
     assert message.action and message.action == getattr(error, "hint", None)
     assert message.action not in message.detail  # shown once, under "What to do"
+
+
+def test_layout_nothing_is_cut_off() -> None:
+    box = PromptBox()
+    # Labels as wide as their text; each list wide enough for its longest option.
+    for dropdown in (box.model, box.aspect_ratio, box.image_size):
+        assert dropdown.style.description_width == "initial"
+    longest = max(len(label) for label, _ in box.aspect_ratio.options)
+    assert int(box.aspect_ratio.layout.width.removesuffix("px")) >= 7 * longest + 60
+    # The prompt box is not 100 % wide plus margins (its right border was clipped).
+    assert box.prompt.layout.width != "100%"
+    assert box.children[1].layout.flex_flow == "row wrap"
