@@ -1,0 +1,34 @@
+"""Prompt-grid figures are readable on a projector, whatever the notebook's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+from PIL import Image
+
+from nbbanana._connect import connect
+from nbbanana.batch import prompt_grid
+from nbbanana.emulator import Emulator
+
+
+def test_grid_figure_is_drawn_for_a_projector(tmp_path: Path) -> None:
+    path = tmp_path / "red.png"
+    Image.new("RGB", (40, 40), "red").save(path)
+    low = {"figure.dpi": 60.0, "font.size": 8.0}  # what a notebook may have set
+    with matplotlib.rc_context(low), Emulator() as emulator:
+        session = connect(base_url=emulator.base_url, timeout=10)
+        fig, report = prompt_grid(
+            [path],
+            {"violet": "Make the sky violet"},
+            session=session,
+            outdir=tmp_path / "grid",
+            progress=False,
+        )
+    assert report.ok
+    assert fig.dpi >= 100
+    width_in, _ = fig.get_size_inches()
+    assert width_in / 2 >= 3  # each of the two cells is about 3 inches wide
+    for ax in fig.get_axes():
+        assert ax.title.get_fontsize() >= 12
+    assert fig.get_axes()[0].yaxis.label.get_fontsize() >= 12
