@@ -245,6 +245,7 @@ def test_the_status_shows_the_cap_and_what_is_left(emulator: Emulator) -> None:
         api_key=KEY, base_url=emulator.base_url, endpoint="gemini", max_cost_usd=1.0
     )
     app = Studio(session)
+    assert "Session spent $0.00 of $1.00 cap · $1.00 left" in app.prompt_box.status.value
     app.prompt_box.prompt.value = "A banana"
     app.prompt_box.run.click()
     status = app.prompt_box.status.value

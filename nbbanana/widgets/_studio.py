@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from .._spend import SpendSummary
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
@@ -76,6 +77,10 @@ class Studio(w.VBox):  # type: ignore[misc]
             ]
         )
         self.add_class("nbb-studio")
+        # The cap and what is left are visible before the first run too.
+        self.prompt_box.show_status(
+            "Session " + SpendSummary(session.spent, session.max_cost_usd, session.offline).text()
+        )
 
     # ------------------------------------------------------------------ actions
 
