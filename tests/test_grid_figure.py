@@ -32,3 +32,22 @@ def test_grid_figure_is_drawn_for_a_projector(tmp_path: Path) -> None:
     for ax in fig.get_axes():
         assert ax.title.get_fontsize() >= 12
     assert fig.get_axes()[0].yaxis.label.get_fontsize() >= 12
+
+
+def test_a_figure_format_the_notebook_chose_is_kept() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
+    from matplotlib.figure import Figure
+
+    from nbbanana.batch._grid import _show_figures_in_ipython
+
+    shell = InteractiveShell.instance()
+    try:
+        select_figure_formats(shell, {"jpeg"})  # %config InlineBackend.figure_formats
+        _show_figures_in_ipython()
+        bare = Figure()
+        bare.subplots()
+        data, _ = shell.display_formatter.format(bare)
+        assert "image/jpeg" in data and "image/png" not in data
+    finally:
+        InteractiveShell.clear_instance()

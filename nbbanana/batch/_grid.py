@@ -173,7 +173,7 @@ def prompt_grid(
 
 
 def _show_figures_in_ipython() -> None:
-    """Let IPython display a bare ``Figure`` as PNG.
+    """Let IPython display a bare ``Figure`` (as PNG, unless a format was chosen).
 
     IPython only learns to render figures when pyplot or ``%matplotlib inline`` sets up
     its formatters; a figure made without pyplot would otherwise print as
@@ -186,8 +186,19 @@ def _show_figures_in_ipython() -> None:
     except ImportError:
         return
     shell = get_ipython()
-    if shell is not None and hasattr(shell, "display_formatter"):
-        select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    from matplotlib.figure import Figure
+
+    # A format the notebook chose (``InlineBackend.figure_formats = ["jpeg"]`` keeps a
+    # notebook small) is kept: PNG is only the fallback.
+    for formatter in shell.display_formatter.formatters.values():
+        try:
+            formatter.lookup_by_type(Figure)
+        except KeyError:
+            continue
+        return
+    select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
 
 
 def _figure(layout: _Layout, report: BatchReport) -> Figure:
