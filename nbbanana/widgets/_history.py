@@ -22,10 +22,12 @@ __all__ = ["BRANCH_LABEL", "CURRENT_LABEL", "HistoryStrip", "turn_label"]
 
 #: What a turn's button says: an action, not a state.
 BRANCH_LABEL = "Branch from here"
-#: What the current turn's button says (clicking it does nothing: runs continue it).
-CURRENT_LABEL = "Current (next run edits it)"
+#: What the current turn's button says (clicking it does nothing: runs continue it, as
+#: the strip's heading says).
+CURRENT_LABEL = "● Current"
 
-_CARD_WIDTH = "132px"
+#: Wide enough for "Branch from here" at JupyterLab's button font and padding.
+_CARD_WIDTH = "156px"
 
 
 def turn_label(turn: int, result: Result, parent: int | None = None) -> str:

@@ -70,8 +70,8 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.prompt_box,
                 self.compare,
                 w.HTML(
-                    "<b>History</b> — every turn stays here; “Branch from here” continues "
-                    "from that turn's image"
+                    "<b>History</b> — every turn stays here; the next run edits the ● Current "
+                    "one; “Branch from here” continues from another turn's image instead"
                 ),
                 self.history,
             ]
