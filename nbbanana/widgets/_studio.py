@@ -69,10 +69,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.uploader,
                 self.prompt_box,
                 self.compare,
-                w.HTML(
-                    "<b>History</b> — every turn stays here; the next run edits the ● Current "
-                    "one; “Branch from here” continues from another turn's image instead"
-                ),
+                w.HTML("<b>History</b> — every turn is kept; the next run edits the ● Current one"),
                 self.history,
             ]
         )

@@ -86,7 +86,9 @@ def test_studio_uploads_runs_and_branches(lab: JupyterLab, photo: Path) -> None:
     in_browser(
         "studio",
         lambda page: _drive(page, sync_api.expect, lab, photo, expected_size, aspect_label),
-        height=1400,
+        # Tall enough for the whole studio after a branch: an element screenshot of a
+        # studio taller than the window scrolls, and JupyterLab's toolbar covers its top.
+        height=2000,
     )
 
 
