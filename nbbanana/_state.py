@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from ._notice import show_notice
+
 __all__ = [
     "announce_offline",
     "learn_limit",
@@ -52,14 +54,15 @@ def learned_limit(endpoint: str) -> int | None:
 
 
 def announce_offline(note: str) -> bool:
-    """Print ``note`` on stderr the first time an offline session opens in this process.
-    Returns whether it was printed."""
+    """Show ``note`` the first time an offline session opens in this process (an
+    information banner in a notebook, a line on stderr elsewhere). Returns whether it
+    was shown."""
     global _offline_announced
     with _lock:
         if _offline_announced:
             return False
         _offline_announced = True
-    print(note, file=sys.stderr, flush=True)
+    show_notice(note)
     return True
 
 

@@ -24,7 +24,7 @@ from ._pipeline import as_list
 from .budget import base64_size
 from .errors import InvalidRequest
 from .models import get_model
-from .result import Result
+from .result import Result, chat_html
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -81,6 +81,10 @@ class Chat:
 
     def __repr__(self) -> str:
         return f"<nbbanana.Chat {self.model}: {len(self._results)} turn(s)>"
+
+    def _repr_html_(self) -> str:
+        """The turns as numbered thumbnails with their prompts, and what they cost."""
+        return chat_html(self.model, self.history)
 
     def _history_bytes(self) -> int:
         """About how many bytes the history adds to the next request body."""

@@ -32,6 +32,7 @@ from google.genai import types
 from PIL import Image, PngImagePlugin
 
 from ._files import write_atomic
+from ._format import format_usd
 from ._version import __version__
 from .models import ModelInfo
 
@@ -341,8 +342,15 @@ class Result:
         cells: list[str] = []
         for ref in self.inputs:
             if ref.thumbnail is not None:
+                # The caption gives the size that was sent, not the thumbnail's.
                 cells.append(
-                    _figure(ref.thumbnail, f"input: {ref.name}", side=INPUT_THUMBNAIL_SIDE)
+                    _figure(
+                        ref.thumbnail,
+                        f"input: {ref.name}",
+                        side=INPUT_THUMBNAIL_SIDE,
+                        size=ref.size,
+                        suffix="sent",
+                    )
                 )
         if self.inputs:
             cells.append('<div style="align-self:center;font-size:2em;padding:0 .3em">→</div>')
@@ -411,13 +419,62 @@ def _data_uri(image: Image.Image, side: int) -> str:
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def _figure(image: Image.Image, caption: str, *, side: int = DISPLAY_SIDE) -> str:
+def _figure(
+    image: Image.Image,
+    caption: str,
+    *,
+    side: int = DISPLAY_SIDE,
+    size: tuple[int, int] | None = None,
+    suffix: str = "",
+) -> str:
+    """An ``<img>`` preview of ``image`` captioned with ``size`` (default: the image's own)."""
+    width, height = size or image.size
+    dims = f"{width}×{height}" + (f" {suffix}" if suffix else "")
     return (
         '<figure style="margin:0;text-align:center">'
         f'<img src="{_data_uri(image, side)}" alt="{html.escape(caption)}" '
         f'style="max-width:{side}px;max-height:{side}px"/>'
         f'<figcaption style="font-size:.8em;color:#666">{html.escape(caption)} '
-        f"({image.width}×{image.height})</figcaption></figure>"
+        f"({dims})</figcaption></figure>"
+    )
+
+
+#: Long side of each turn's thumbnail in a chat's display (px).
+TURN_THUMBNAIL_SIDE = 160
+
+
+def chat_html(model: str, results: Sequence[Result]) -> str:
+    """A chat's display: one numbered thumbnail per turn (its prompt underneath), then
+    the number of turns and what they cost together."""
+    cards = []
+    for turn, result in enumerate(results, start=1):
+        image = result.image
+        prompt = result.prompt if len(result.prompt) <= 80 else result.prompt[:77] + "…"
+        picture = (
+            f'<img src="{_data_uri(image, TURN_THUMBNAIL_SIDE)}" alt="turn {turn}" '
+            f'style="max-width:{TURN_THUMBNAIL_SIDE}px;max-height:{TURN_THUMBNAIL_SIDE}px"/>'
+            if image is not None
+            else '<div style="font-style:italic">(no image)</div>'
+        )
+        cards.append(
+            f'<figure style="margin:0;width:{TURN_THUMBNAIL_SIDE}px;text-align:center">'
+            f"{picture}"
+            f'<figcaption style="font-size:.85em"><b>{turn}</b> · {html.escape(prompt)}'
+            "</figcaption></figure>"
+        )
+    cost = sum(result.cost_usd for result in results)
+    noun = "turn" if len(results) == 1 else "turns"
+    summary = f"Chat with {model}: {len(results)} {noun}, {format_usd(cost)}"
+    body = (
+        '<div style="display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start">'
+        + "".join(cards)
+        + "</div>"
+        if cards
+        else '<div style="font-style:italic">No turns yet: call send("…").</div>'
+    )
+    return (
+        '<div class="nbbanana-chat" style="font-family:sans-serif">'
+        f'<div style="margin-bottom:.3em"><b>{html.escape(summary)}</b></div>{body}</div>'
     )
 
 

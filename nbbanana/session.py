@@ -27,6 +27,7 @@ message that could contain text from outside passes through :func:`~nbbanana.err
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from ._estimate import CostEstimate, estimate
 from ._gemini import GeminiBackend
 from ._options import RequestOptions
 from ._pipeline import Ledger, Pipeline, as_list, estimated_sent_size
+from ._spend import SpendSummary
 from ._types import ImageInput, RequestKind
 from .budget import RequestBudget
 from .chat import Chat
@@ -176,6 +178,18 @@ class Session:
         if price is not None:
             state += f", price set to {price}"
         return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}{state}>"
+
+    def _repr_html_(self) -> str:
+        """The session in a notebook: model, where requests go, and the spend in dollars
+        (spent, cap and what is left) rounded for reading."""
+        where = "offline emulator" if self.offline else (self.base_url or GOOGLE_BASE_URL)
+        spend = SpendSummary(self.spent, self.max_cost_usd, offline=self.offline)
+        calls = f"{self.calls:,} {'call' if self.calls == 1 else 'calls'}"
+        return (
+            '<div class="nbbanana-session" style="font-family:sans-serif">'
+            f"<b>nbbanana session</b> · {html.escape(self.model)} via {html.escape(where)}"
+            f"<div>{html.escape(spend.text())} · {calls}</div></div>"
+        )
 
     def close(self) -> None:
         """Close the HTTP connections (the session cannot be used afterwards)."""

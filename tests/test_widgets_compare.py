@@ -13,8 +13,9 @@ import nbbanana
 from nbbanana.result import Result
 from nbbanana.session import Session
 from nbbanana.widgets import CompareView, HistoryStrip
-from nbbanana.widgets._compare import can_slide
-from nbbanana.widgets._history import turn_label
+from nbbanana.widgets._compare import can_slide, saved_message
+from nbbanana.widgets._history import BRANCH_LABEL, CURRENT_LABEL, turn_label
+from nbbanana.widgets._tree import TurnTree
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,16 @@ def test_save_button_writes_the_result_with_its_provenance(result: Result, tmp_p
     assert any(f.suffix == ".png" for f in files)
     sidecar = next(f for f in files if f.suffix == ".json")
     assert json.loads(sidecar.read_text())["prompt"] == "A banana in space"
-    assert "Saved" in view.saved.value
+    folder = str(tmp_path / "out")
+    assert view.saved.value == (
+        f"<span class='nbb-saved'>✓ Saved in {folder}/: {result.id}.png + .json</span>"
+    )
+
+
+def test_saved_message_names_the_folder_and_one_id() -> None:
+    paths = [Path("out/a1.png"), Path("out/a1-2.png"), Path("out/a1.json")]
+    assert saved_message(paths, "out/") == "✓ Saved in out/: a1.png (+1 more) + .json"
+    assert saved_message(paths[:1], "") == "✓ Saved in ./: a1.png"
 
 
 def test_save_failure_is_a_message(result: Result, tmp_path: Path) -> None:
@@ -90,24 +100,35 @@ def test_save_failure_is_a_message(result: Result, tmp_path: Path) -> None:
     assert "Could not save" in view.saved.value
 
 
-def test_history_strip_branches_from_the_clicked_turn(session: Session) -> None:
+def test_history_strip_shows_every_turn_and_branches_from_the_clicked_one(
+    session: Session,
+) -> None:
     chat = session.chat(aspect_ratio="1:1")
-    results = [chat.send("A red apple"), chat.send("Make it green"), chat.send("Add a leaf")]
+    tree = TurnTree()
+    settings = (chat.model, chat.aspect_ratio, chat.image_size)
+    for prompt in ("A red apple", "Make it green", "Add a leaf"):
+        tree.add(chat.send(prompt), chat, settings=settings)
+    tree.select(1)
+    other = chat.branch(1)
+    tree.add(other.send("Make it blue"), other, settings=settings)
     strip = HistoryStrip()
     clicked: list[int] = []
     strip.on_branch(clicked.append)
-    strip.set_turns(results)
-    assert [b.description for b in strip.buttons] == ["1 · branch", "2 · branch", "3 · current"]
+    strip.show(tree)
+    assert [b.description for b in strip.buttons] == [BRANCH_LABEL] * 3 + [CURRENT_LABEL]
     assert strip.buttons[1].tooltip == "Turn 2: Make it green"
-    strip.buttons[0].click()
-    strip.buttons[2].click()  # the current turn: nothing to branch
-    assert clicked == [1]
-    strip.set_turns([])
+    assert strip.buttons[3].tooltip == "Turn 4 (from turn 1): Make it blue"
+    assert len(strip.children) == 2  # the first line and the branch from turn 1
+    strip.buttons[2].click()
+    strip.buttons[3].click()  # the current turn: nothing to branch
+    assert clicked == [3]
+    strip.clear()
     assert strip.children == ()
 
 
 def test_turn_label_shortens_long_prompts(result: Result) -> None:
     assert turn_label(1, result) == "Turn 1: A banana in space"
     result_long = Result(**{**result.__dict__, "prompt": "x" * 100})
+    assert turn_label(3, result, 1) == "Turn 3 (from turn 1): A banana in space"
     label = turn_label(5, result_long)
     assert label.startswith("Turn 5: ") and label.endswith("…") and len(label) == 8 + 58

@@ -15,7 +15,10 @@ from nbbanana.widgets._gauge import (
     image_gauge,
     plain_warnings,
     request_gauge,
+    resize_note,
+    scale_labels,
     text_tokens,
+    turn_gauge,
 )
 
 FLASH = "gemini-2.5-flash-image"
@@ -39,8 +42,8 @@ def test_format_bytes_uses_the_decimal_units_limits_are_given_in(n: int | None, 
 
 
 def test_format_usd_keeps_cheap_requests_apart() -> None:
-    assert format_usd(0) == "$0"
-    assert format_usd(0.00031) == "$0.0003"
+    assert format_usd(0) == "$0.00"
+    assert format_usd(0.00031) == "$0.00031"
     assert format_usd(0.039) == "$0.039"
     assert format_usd(1.2) == "$1.20"
 
@@ -158,3 +161,53 @@ def test_request_gauge_warns_about_too_many_images_and_the_files_api() -> None:
     assert any("at most 3 images" in w for w in gauge.warnings)
     assert gauge.files_api_count >= 1
     assert any("Files API will be used" in w for w in gauge.warnings)
+
+
+def test_a_photo_that_fits_but_is_resized_says_why() -> None:
+    big = jpeg_bytes(photo_like(2400, 1800, seed=5), 95)
+    budget = RequestBudget.for_endpoint("gemini")
+    fitted = fit_image(big, model=FLASH, budget=budget, max_side=1024)
+    gauge = image_gauge(
+        fitted, raw_bytes=len(big), raw_mime="image/jpeg", model=FLASH, budget=budget
+    )
+    assert gauge.raw_request_bytes is not None and budget.limit is not None
+    assert gauge.raw_request_bytes < budget.limit  # it would have fitted as it was
+    info = get_model(FLASH)
+    fewer = info.input_image_tokens(2400, 1800) - info.input_image_tokens(1024, 768)
+    assert gauge.lines()[-1] == (
+        "why smaller although it fits: 1024 px is the resolution images are fitted to for "
+        f"{info.name} (it gains little from more pixels): ≈{fewer:,} fewer input tokens and "
+        "a faster upload."
+    )
+
+
+def test_no_resize_note_when_the_photo_is_sent_unchanged_or_had_to_shrink() -> None:
+    info = get_model(PRO)
+    assert resize_note(info, (1000, 800), (1000, 800), fits_as_is=True) == ""
+    assert resize_note(info, (9000, 6000), (3072, 2048), fits_as_is=False) == ""
+    # Gemini 3 counts a fixed number of tokens per image: only the upload gets faster.
+    note = resize_note(info, (4000, 3000), (3072, 2304), fits_as_is=True)
+    assert "tokens" not in note and "a faster upload" in note
+
+
+def test_turn_gauge_describes_the_turn_image_being_sent() -> None:
+    gauge = turn_gauge(
+        2,
+        size=(1248, 832),
+        history_bytes=3_000_000,
+        history_tokens=1_800,
+        model=FLASH,
+        limit=20_000_000,
+        prompt="Add a red kite",
+    )
+    lines = gauge.lines()
+    assert lines[0].startswith("next run edits turn 2's image (1248×832, made by the model)")
+    assert "uploaded" not in " ".join(lines)
+    assert lines[1] == "request ≈3.0 MB of 20.0 MB budget (15%)"
+    assert gauge.input_tokens == 1_800 + text_tokens("Add a red kite")
+    assert gauge.fraction == pytest.approx(3_000_014 / 20_000_000)
+
+
+def test_the_budget_bar_has_a_scale() -> None:
+    assert scale_labels(3_800_000, 100_000_000) == ("0", "3.8 MB (4%)", "100.0 MB budget")
+    assert scale_labels(3_800_000, None) == ("0", "3.8 MB request", "no limit")

@@ -102,12 +102,16 @@ def test_unexpected_errors_are_one_line_and_never_show_a_key() -> None:
     assert "<script>" not in describe_error(ValueError("<script>")).html()
 
 
-def test_status_text() -> None:
+def test_status_text_shows_spend_cap_and_what_is_left() -> None:
     running = status_text(state="running", elapsed=2.345, estimate_usd=0.039, spent_usd=0.1)
-    assert running == "Running… 2.3 s · estimate $0.039 · session spend $0.100"
-    done = status_text(state="done", elapsed=1.0, cost_usd=0.039, spent_usd=0.139, offline=True)
-    assert done.startswith("Done in 1.0 s · cost $0.039 · session spend $0.139")
-    assert "nothing billed" in done
+    assert running == "Running… 2.3 s · estimate $0.039 · session spent $0.10 · no cap"
+    done = status_text(
+        state="done", elapsed=1.0, cost_usd=0.039, spent_usd=0.139, cap_usd=0.5, offline=True
+    )
+    assert done == (
+        "Done in 1.0 s · cost $0.039 · session spent $0.14 of $0.50 cap · $0.36 left"
+        " · offline: nothing billed"
+    )
     assert status_text(state="failed", elapsed=0.5).startswith("Failed after 0.5 s")
 
 
@@ -187,3 +191,15 @@ def test_the_advice_comes_from_the_error_once(error: Exception) -> None:
     message = describe_error(error)
     assert message.action and message.action == getattr(error, "hint", None)
     assert message.action not in message.detail  # shown once, under "What to do"
+
+
+def test_layout_nothing_is_cut_off() -> None:
+    box = PromptBox()
+    # Labels as wide as their text; each list wide enough for its longest option.
+    for dropdown in (box.model, box.aspect_ratio, box.image_size):
+        assert dropdown.style.description_width == "initial"
+    longest = max(len(label) for label, _ in box.aspect_ratio.options)
+    assert int(box.aspect_ratio.layout.width.removesuffix("px")) >= 7 * longest + 60
+    # The prompt box is not 100 % wide plus margins (its right border was clipped).
+    assert box.prompt.layout.width != "100%"
+    assert box.children[1].layout.flex_flow == "row wrap"

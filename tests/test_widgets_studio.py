@@ -20,9 +20,11 @@ from _imagegen import jpeg_bytes, photo_like
 from ipywidgets.embed import embed_data
 
 import nbbanana
+import nbbanana._format
 from nbbanana.emulator import Emulator
 from nbbanana.models import get_model
 from nbbanana.widgets import Studio, studio
+from nbbanana.widgets._history import BRANCH_LABEL, CURRENT_LABEL
 
 FLASH = "gemini-2.5-flash-image"
 KEY = "AIzaSyD-nbbanana-widget-test-key-9876543"
@@ -62,7 +64,7 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     assert app.compare.canvas.before_size == [900, 600]
     assert app.compare.canvas.can_slide  # both 3:2
     assert "Done in" in box.status.value and not box.run.disabled
-    assert [b.description for b in app.history.buttons] == ["1 · current"]
+    assert [b.description for b in app.history.buttons] == [CURRENT_LABEL]
 
     box.prompt.value = "Add a red kite"
     box.run.click()
@@ -70,18 +72,38 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     first, second = app.state.turns
     assert app.compare.result is second
     assert second.parent is first  # the chat edits its own previous image
+    assert [b.description for b in app.history.buttons] == [BRANCH_LABEL, CURRENT_LABEL]
+    # The gauge now describes what the third run sends: turn 2's image, not the upload.
+    summary = app.uploader.summary
+    assert summary["title"] == "Next request: turn 2's image"
+    width, height = second.image.size
+    assert f"turn 2's image ({width}×{height}" in summary["lines"][0]
+    assert summary["scale"][2].endswith("budget")
 
     app.history.buttons[0].click()  # branch from turn 1
     assert [t.id for t in app.state.turns] == [first.id]
+    assert app.uploader.summary["title"] == "Next request: turn 1's image"
     assert "Branched from turn 1" in box.status.value
     assert app.compare.result is first
+    assert len(app.history.buttons) == 2  # turn 2 is kept
     box.prompt.value = "Make it night"
     box.run.click()
     assert [b.tooltip for b in app.history.buttons] == [
         "Turn 1: Make the sky violet",
-        "Turn 2: Make it night",
+        "Turn 2: Add a red kite",
+        "Turn 3 (from turn 1): Make it night",
     ]
+    assert app.state.turns[0] is first
     assert app.state.turns[1].parent is first
+    rows = app.history.children
+    assert len(rows) == 2 and "from turn 1" in rows[1].children[0].value
+
+    app.history.buttons[1].click()  # back to the abandoned turn 2
+    assert [t.id for t in app.state.turns] == [first.id, second.id]
+    box.prompt.value = "Add a second kite"
+    box.run.click()
+    assert app.state.turns[2].parent is second  # continues turn 2's chat
+    assert len(app.history.buttons) == 4
 
 
 def test_problems_are_shown_and_nothing_is_sent(emulator: Emulator, upload: bytes) -> None:
@@ -199,7 +221,8 @@ def test_changing_the_model_continues_from_the_latest_image(
     box.prompt.value = "Now in widescreen"
     box.run.click()
     assert box.error.value == ""
-    (second,) = app.state.turns  # a new chat on the new model ...
+    stem, second = app.state.turns  # a new chat on the new model, in the same tree ...
+    assert stem is first
     assert second.model == "gemini-3-pro-image-preview"
     assert second.image is not None and second.image.size == (2752, 1536)
     assert app.compare.canvas.before_size == list(first.image.size)  # ... from the last image
@@ -215,3 +238,16 @@ def test_a_text_only_answer_says_what_to_do(emulator: Emulator) -> None:
     app.prompt_box.run.click()
     assert "without an image" in app.prompt_box.error.value
     assert "Ask explicitly" in app.prompt_box.error.value
+
+
+def test_the_status_shows_the_cap_and_what_is_left(emulator: Emulator) -> None:
+    session = nbbanana.connect(
+        api_key=KEY, base_url=emulator.base_url, endpoint="gemini", max_cost_usd=1.0
+    )
+    app = Studio(session)
+    assert "Session spent $0.00 of $1.00 cap · $1.00 left" in app.prompt_box.status.value
+    app.prompt_box.prompt.value = "A banana"
+    app.prompt_box.run.click()
+    status = app.prompt_box.status.value
+    left = nbbanana._format.format_usd(1.0 - session.spent)
+    assert f"of $1.00 cap · {left} left" in status

@@ -32,7 +32,13 @@ __all__ = ["GridResult", "prompt_grid", "prompt_grid_async"]
 
 #: Long side, in pixels, of the images drawn in the grid (keeps figures light).
 CELL_SIDE = 512
-_LABEL_WIDTH = 28
+#: Drawn for a projector at the back of a room: a figure resolution that does not depend
+#: on the notebook's settings, cells about 3 inches wide and labels at 13 pt.
+GRID_DPI = 100
+CELL_INCHES = 3.2
+LABEL_FONT_SIZE = 13
+NOTE_FONT_SIZE = 10
+_LABEL_WIDTH = 30
 _PARAM_KEYS = ("model", "aspect_ratio", "image_size")
 
 
@@ -167,7 +173,7 @@ def prompt_grid(
 
 
 def _show_figures_in_ipython() -> None:
-    """Let IPython display a bare ``Figure`` as PNG.
+    """Let IPython display a bare ``Figure`` (as PNG, unless a format was chosen).
 
     IPython only learns to render figures when pyplot or ``%matplotlib inline`` sets up
     its formatters; a figure made without pyplot would otherwise print as
@@ -180,8 +186,19 @@ def _show_figures_in_ipython() -> None:
     except ImportError:
         return
     shell = get_ipython()
-    if shell is not None and hasattr(shell, "display_formatter"):
-        select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    from matplotlib.figure import Figure
+
+    # A format the notebook chose (``InlineBackend.figure_formats = ["jpeg"]`` keeps a
+    # notebook small) is kept: PNG is only the fallback.
+    for formatter in shell.display_formatter.formatters.values():
+        try:
+            formatter.lookup_by_type(Figure)
+        except KeyError:
+            continue
+        return
+    select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
 
 
 def _figure(layout: _Layout, report: BatchReport) -> Figure:
@@ -192,7 +209,11 @@ def _figure(layout: _Layout, report: BatchReport) -> Figure:
     show_inputs = any(layout.inputs)
     n_rows = len(layout.row_labels)
     n_cols = len(layout.col_labels) + (1 if show_inputs else 0)
-    fig = Figure(figsize=(2.6 * n_cols, 2.6 * n_rows + 0.6), layout="constrained")
+    fig = Figure(
+        figsize=(CELL_INCHES * n_cols, CELL_INCHES * n_rows + 0.8),
+        dpi=GRID_DPI,
+        layout="constrained",
+    )
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     offset = 1 if show_inputs else 0
     for i in range(n_rows):
@@ -201,7 +222,7 @@ def _figure(layout: _Layout, report: BatchReport) -> Figure:
             if layout.inputs[i]:
                 ax.imshow(_thumbnail(layout.inputs[i][0]))
             if i == 0:
-                ax.set_title("input", fontsize=9)
+                ax.set_title("input", fontsize=LABEL_FONT_SIZE)
         for c in range(len(layout.col_labels)):
             ax = axes[i][c + offset]
             item_id = layout.cells[(i, c)]
@@ -212,12 +233,13 @@ def _figure(layout: _Layout, report: BatchReport) -> Figure:
                 message = report.failures.get(item_id, "not run")
                 ax.text(
                     0.5, 0.5, textwrap.fill(f"failed: {message}", 30)[:200], ha="center",
-                    va="center", fontsize=7, color="#a00", transform=ax.transAxes, wrap=True,
+                    va="center", fontsize=NOTE_FONT_SIZE, color="#a00", transform=ax.transAxes,
+                    wrap=True,
                 )  # fmt: skip
                 ax.set_facecolor("#f2f2f2")
             if i == 0:
-                ax.set_title(_wrap(layout.col_labels[c]), fontsize=9)
-        axes[i][0].set_ylabel(_wrap(layout.row_labels[i]), fontsize=9)
+                ax.set_title(_wrap(layout.col_labels[c]), fontsize=LABEL_FONT_SIZE)
+        axes[i][0].set_ylabel(_wrap(layout.row_labels[i]), fontsize=LABEL_FONT_SIZE)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

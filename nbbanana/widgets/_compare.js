@@ -54,7 +54,11 @@ function render({ model, el }) {
     const [width, height] = model.get("after_size");
     const under = h("img", { class: "nbb-slider-under", src: before, alt: "before" });
     const over = h("img", { class: "nbb-slider-over", src: after, alt: "after" });
-    const line = h("div", { class: "nbb-slider-line" });
+    const line = h("div", { class: "nbb-slider-line" }, h("div", { class: "nbb-slider-handle", text: "◀▶" }));
+    const labels = [
+      h("span", { class: "nbb-slider-label nbb-slider-label-before", text: "Before" }),
+      h("span", { class: "nbb-slider-label nbb-slider-label-after", text: "After" }),
+    ];
     const range = h("input", {
       type: "range",
       min: "0",
@@ -63,7 +67,7 @@ function render({ model, el }) {
       class: "nbb-slider-range",
       "aria-label": "Drag to compare before and after",
     });
-    const frame = h("div", { class: "nbb-slider-frame" }, under, over, line, range);
+    const frame = h("div", { class: "nbb-slider-frame" }, under, over, line, ...labels, range);
     frame.style.aspectRatio = `${width} / ${height}`;
     const place = () => {
       const pct = Number(range.value);

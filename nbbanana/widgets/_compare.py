@@ -9,6 +9,7 @@ widget state are downscaled (see :mod:`._preview`); "Save" writes the full resul
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from ._preview import VIEW_SIDE, data_url
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["SLIDE_TOLERANCE", "CompareView", "can_slide"]
+__all__ = ["SLIDE_TOLERANCE", "CompareView", "can_slide", "saved_message"]
 
 #: Largest relative difference of aspect ratios for which the slider still lines up.
 SLIDE_TOLERANCE = 0.02
@@ -68,7 +69,7 @@ class CompareView(w.VBox):  # type: ignore[misc]
                 self.canvas,
                 w.HBox(
                     [self.directory, self.save_button, self.saved],
-                    layout=w.Layout(align_items="center"),
+                    layout=w.Layout(align_items="center", flex_flow="row wrap"),
                 ),
             ]
         )
@@ -114,9 +115,21 @@ class CompareView(w.VBox):  # type: ignore[misc]
                 f"<span class='nbb-error'>Could not save: {escape(redact(str(exc)))}</span>"
             )
             return []
-        names = ", ".join(escape(p.name) for p in paths)
-        self.saved.value = f"<span class='nbb-saved'>Saved {names}</span>"
+        self.saved.value = (
+            f"<span class='nbb-saved'>{escape(saved_message(paths, self.directory.value))}</span>"
+        )
         return list(paths)
+
+
+def saved_message(paths: Sequence[pathlib.Path], directory: str) -> str:
+    """One short line naming the folder and the files: "✓ Saved in out/: <id>.png + .json"."""
+    folder = (directory or ".").rstrip("/\\") + "/"
+    images = [p for p in paths if p.suffix != ".json"]
+    if not images:
+        return f"✓ Saved in {folder}"
+    extra = f" (+{len(images) - 1} more)" if len(images) > 1 else ""
+    sidecar = " + .json" if any(p.suffix == ".json" for p in paths) else ""
+    return f"✓ Saved in {folder}: {images[0].name}{extra}{sidecar}"
 
 
 def _caption(result: Result) -> str:

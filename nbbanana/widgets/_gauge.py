@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._format import format_usd
 from ..models import ACCEPTED_MIME_TYPES, ModelInfo, get_model, text_tokens
 
 if TYPE_CHECKING:
@@ -27,11 +28,15 @@ __all__ = [
     "ACCEPTED_MIME_TYPES",
     "ImageGauge",
     "RequestGauge",
+    "TurnGauge",
     "format_bytes",
     "format_usd",
     "image_gauge",
     "request_gauge",
+    "resize_note",
+    "scale_labels",
     "text_tokens",
+    "turn_gauge",
 ]
 
 
@@ -46,17 +51,6 @@ def format_bytes(n: int | None) -> str:
         if value < 999.95 or unit == "GB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def format_usd(usd: float) -> str:
-    """Dollars with enough digits to tell cheap requests apart ($0.0013, $0.039, $1.20)."""
-    if usd == 0:
-        return "$0"
-    if usd < 0.01:
-        return f"${usd:.4f}"
-    if usd < 1:
-        return f"${usd:.3f}"
-    return f"${usd:.2f}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +74,9 @@ class ImageGauge:
     request_bytes: int
     cost_usd: float
     warnings: tuple[str, ...]
+    #: Why an image that would have fitted unchanged was still made smaller ("" when
+    #: it was not, or when it had to be).
+    resize_note: str = ""
 
     def lines(self) -> list[str]:
         """The gauge in plain words, one fact per line."""
@@ -95,12 +92,15 @@ class ImageGauge:
             quality = f", quality {self.quality}" if self.quality is not None else ""
             kind = self.fitted_mime.removeprefix("image/").upper()
             sent = f"fitted: {fw}×{fh} {kind}{quality}, {format_bytes(self.fitted_bytes)}"
-        return [
+        lines = [
             f"{ow}×{oh}, {format_bytes(self.raw_bytes)} uploaded",
             as_is,
             f"{sent} → {format_bytes(self.request_bytes)} request",
             f"≈{self.tokens:,} input tokens ({format_usd(self.cost_usd)})",
         ]
+        if self.resize_note:
+            lines.append(self.resize_note)
+        return lines
 
     def __str__(self) -> str:
         return "\n".join([self.name, *self.lines(), *(f"⚠ {w}" for w in self.warnings)])
@@ -186,6 +186,7 @@ def image_gauge(
         else None
     )
     report = fitted.report
+    fits_as_is = raw_request is not None and (budget.limit is None or raw_request <= budget.limit)
     return ImageGauge(
         name=fitted.name,
         raw_bytes=raw_bytes,
@@ -201,7 +202,99 @@ def image_gauge(
         request_bytes=budget.request_bytes(prompt, [(len(fitted.data), fitted.mime)]),
         cost_usd=info.cost_usd(input_tokens=fitted.tokens),
         warnings=plain_warnings(report.warnings, has_alpha=has_alpha, fitted_mime=fitted.mime),
+        resize_note=resize_note(
+            info, report.input_size, (fitted.width, fitted.height), fits_as_is=fits_as_is
+        ),
     )
+
+
+def resize_note(
+    model: ModelInfo,
+    original: tuple[int, int],
+    sent: tuple[int, int],
+    *,
+    fits_as_is: bool,
+) -> str:
+    """Why a photo that would fit is still sent smaller: the resolution images are
+    fitted to for the model, and what that saves (tokens, upload time)."""
+    if not fits_as_is or max(sent) >= max(original):
+        return ""
+    saved = ""
+    before, after = model.input_image_tokens(*original), model.input_image_tokens(*sent)
+    if after < before:
+        saved = f"≈{before - after:,} fewer input tokens and "
+    return (
+        f"why smaller although it fits: {max(sent)} px is the resolution images are fitted "
+        f"to for {model.name} (it gains little from more pixels): {saved}a faster upload."
+    )
+
+
+@dataclass(frozen=True)
+class TurnGauge:
+    """What the next run sends when it continues a turn: that turn's image goes back
+    to the model in the chat history (the uploads were sent with the first turn)."""
+
+    turn: int
+    model: str
+    #: (width, height) of the turn's image, as the model made it.
+    size: tuple[int, int]
+    #: About how many bytes the chat history adds to the next request.
+    history_bytes: int
+    limit: int | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    @property
+    def fraction(self) -> float:
+        return self.history_bytes / self.limit if self.limit else 0.0
+
+    def lines(self) -> list[str]:
+        width, height = self.size
+        budget = (
+            f" of {format_bytes(self.limit)} budget ({self.fraction:.0%})" if self.limit else ""
+        )
+        return [
+            f"next run edits turn {self.turn}'s image ({width}×{height}, made by the model); "
+            "it goes back in the chat history, not the uploads",
+            f"request ≈{format_bytes(self.history_bytes)}{budget}",
+            f"≈{self.input_tokens:,} input + {self.output_tokens:,} output tokens ≈ "
+            f"{format_usd(self.cost_usd)} on {self.model}",
+        ]
+
+
+def turn_gauge(
+    turn: int,
+    *,
+    size: tuple[int, int],
+    history_bytes: int,
+    history_tokens: int,
+    model: str | ModelInfo,
+    limit: int | None,
+    prompt: str = "",
+    image_size: str | None = None,
+) -> TurnGauge:
+    """The gauge of a run that continues turn ``turn`` of a chat."""
+    info = get_model(model)
+    input_tokens = history_tokens + text_tokens(prompt)
+    output_tokens = info.output_image_tokens(image_size if image_size in info.image_sizes else None)
+    return TurnGauge(
+        turn=turn,
+        model=info.id,
+        size=size,
+        history_bytes=history_bytes + len(prompt.encode("utf-8")),
+        limit=limit,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=info.cost_usd(input_tokens=input_tokens, output_image_tokens=output_tokens),
+    )
+
+
+def scale_labels(used: int, limit: int | None) -> tuple[str, str, str]:
+    """The labels under a budget bar: its start, what is used, and its end."""
+    if not limit:
+        return ("0", f"{format_bytes(used)} request", "no limit")
+    return ("0", f"{format_bytes(used)} ({used / limit:.0%})", f"{format_bytes(limit)} budget")
 
 
 def plain_warnings(

@@ -14,6 +14,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from .._spend import SpendSummary
 from ..errors import (
     APIError,
     AuthError,
@@ -93,7 +94,7 @@ def aspect_ratio_options(model: str) -> list[tuple[str, str]]:
     """(label, value) pairs for the aspect-ratio choice, "auto" first."""
     info = get_model(model)
     sizes = info.output_sizes[info.default_image_size]
-    options = [("auto (edits keep the input's shape)", KEEP_RATIO)]
+    options = [("auto (an edit keeps its input's shape)", KEEP_RATIO)]
     for ratio in info.aspect_ratios:
         if ratio in sizes:
             width, height = sizes[ratio]
@@ -177,11 +178,13 @@ def status_text(
     estimate_usd: float | None = None,
     cost_usd: float | None = None,
     spent_usd: float = 0.0,
+    cap_usd: float | None = None,
     offline: bool = False,
 ) -> str:
     """The one-line status under the Run button.
 
-    ``state`` is "running", "done" or "failed"; offline sessions say that nothing is billed.
+    ``state`` is "running", "done" or "failed"; then the session's spend, its cap and
+    what is left; offline sessions say that nothing is billed.
     """
     parts = []
     if state == "running":
@@ -194,9 +197,7 @@ def status_text(
             parts.append(f"cost {format_usd(cost_usd)}")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
-    parts.append(f"session spend {format_usd(spent_usd)}")
-    if offline:
-        parts.append("offline emulator: nothing billed")
+    parts.append("session " + SpendSummary(spent_usd, cap_usd, offline=offline).text())
     return " · ".join(parts)
 
 
@@ -207,10 +208,12 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         model_ids = list(MODELS)
         if model not in model_ids:
             model_ids.append(model)
+        # Not width 100%: the widget's own margins would push its right border out of
+        # the studio's box, where it is clipped.
         self.prompt = w.Textarea(
             value=prompt,
             placeholder="Describe the image to generate, or how to change the uploaded ones…",
-            layout=w.Layout(width="100%", height="80px"),
+            layout=w.Layout(width="auto", height="80px", margin="2px 4px 2px 2px"),
         )
         self.prompt.add_class("nbb-prompt")
         self.template = w.Dropdown(
@@ -218,14 +221,22 @@ class PromptBox(w.VBox):  # type: ignore[misc]
             value="",
             layout=w.Layout(width="180px"),
         )
+        # Labels as wide as their text ("initial"), and each list as wide as its longest
+        # option, so no choice is cut off; the row wraps on narrow screens.
+        label = {"description_width": "initial"}
         self.model = w.Dropdown(
             options=[(f"{get_model(m).name} ({m})", m) for m in model_ids],
             value=model,
             description="Model",
-            layout=w.Layout(width="380px"),
+            style=label,
+            layout=w.Layout(width="400px"),
         )
-        self.aspect_ratio = w.Dropdown(description="Aspect", layout=w.Layout(width="300px"))
-        self.image_size = w.Dropdown(description="Size", layout=w.Layout(width="160px"))
+        self.aspect_ratio = w.Dropdown(
+            description="Aspect", style=label, layout=w.Layout(width="330px")
+        )
+        self.image_size = w.Dropdown(
+            description="Size", style=label, layout=w.Layout(width="130px")
+        )
         self.run = w.Button(description="Run", button_style="primary", icon="play")
         self.run.add_class("nbb-run")
         self.status = w.HTML(value="")
@@ -241,7 +252,10 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         super().__init__(
             children=[
                 self.prompt,
-                w.HBox([self.model, self.aspect_ratio, self.image_size, self.template]),
+                w.HBox(
+                    [self.model, self.aspect_ratio, self.image_size, self.template],
+                    layout=w.Layout(flex_flow="row wrap"),
+                ),
                 w.HBox([self.run, self.status], layout=w.Layout(align_items="center")),
                 self.error,
             ]

@@ -1,15 +1,19 @@
 """What the studio is working on, without any widget: inputs, the chat, the current turn.
 
 A run continues the current chat (multi-turn editing keeps the model's context, including
-Gemini 3's thought signatures); branching from an earlier turn starts a new chat from that
-turn's history. New uploads, or a change of model, aspect ratio or image size, start a new
-chat from the latest image.
+Gemini 3's thought signatures); branching from any earlier turn starts a new chat from that
+turn's history. Every turn stays in a :class:`~._tree.TurnTree`, so a branch never deletes
+the turns it leaves: they can be returned to. New uploads start a new tree; a change of
+model, aspect ratio or image size starts a new chat from the latest image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ._gauge import TurnGauge, turn_gauge
+from ._tree import TurnTree
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from ..result import Result
     from ..session import Session
     from ._prompt import RunRequest
+    from ._tree import Turn
 
 __all__ = ["StudioState"]
 
@@ -30,25 +35,29 @@ class StudioState:
         self.session = session
         self.inputs: list[FittedImage] = []
         self.chat: Chat | None = None
+        #: Every turn made from the current inputs, branches included.
+        self.tree = TurnTree()
         self._settings: tuple[str, str | None, str | None] | None = None
         #: The images a new chat starts from when there are no uploads (after a settings change).
         self._seed: list[Any] = []
 
     @property
     def turns(self) -> list[Result]:
-        """The results of the current chat, oldest first."""
-        return list(self.chat.history) if self.chat is not None else []
+        """The results from the first turn to the current one, oldest first."""
+        return [turn.result for turn in self.tree.path()]
 
     def set_inputs(self, images: Sequence[FittedImage]) -> bool:
         """Use these uploaded images from now on; returns whether anything changed.
 
-        A different set of inputs starts a new chat (the old turns no longer apply).
+        A different set of inputs starts a new chat and a new tree (the old turns were
+        made from other images).
         """
         new = [image.sent_sha256 for image in images]
         if new == [image.sent_sha256 for image in self.inputs]:
             return False
         self.inputs = list(images)
         self.chat, self._settings, self._seed = None, None, []
+        self.tree = TurnTree()
         return True
 
     def before_image(self) -> Image.Image | None:
@@ -63,16 +72,38 @@ class StudioState:
 
     def reference_images(self) -> list[Any]:
         """The images the next message carries (only the first message of a chat has any)."""
-        if self.chat is not None and self.turns:
+        if self.chat is not None and len(self.chat):
             return []
         return list(self._seed or self.inputs)
 
-    def branch(self, turn: int) -> None:
-        """Continue from turn ``turn`` (from 1, as :meth:`Chat.branch` counts): later
-        turns are dropped from the current chat."""
-        if self.chat is None or not 1 <= turn <= len(self.turns):
-            raise IndexError(f"there is no turn {turn} to branch from")
-        self.chat = self.chat.branch(turn)
+    def branch(self, turn: int) -> Turn:
+        """Continue from turn ``turn`` (numbered from 1 in the order turns were made;
+        any turn, on any branch). Nothing is dropped: the turns after it stay in
+        :attr:`tree`."""
+        chosen = self.tree.select(turn)
+        self.chat = chosen.chat.branch(chosen.depth)
+        self._settings, self._seed = chosen.settings, []
+        return chosen
+
+    def next_gauge(self, request: RunRequest) -> TurnGauge | None:
+        """What the next run sends when it continues a turn (that turn's image, in the
+        chat history); ``None`` when it sends the uploads."""
+        current = self.tree.current
+        if current is None or self.chat is None or not len(self.chat):
+            return None
+        image = self.turns[-1].image
+        if image is None:
+            return None
+        return turn_gauge(
+            current,
+            size=image.size,
+            history_bytes=self.chat._history_bytes(),
+            history_tokens=self.chat._history_tokens(),
+            model=request.model,
+            limit=self.session.pipeline.budget(request.model).limit,
+            prompt=request.prompt,
+            image_size=request.image_size,
+        )
 
     async def run(self, request: RunRequest) -> Result:
         """Send ``request`` as the next turn. Awaited on the kernel's event loop:
@@ -90,4 +121,6 @@ class StudioState:
                 image_size=request.image_size,
             )
             self._settings = settings
-        return await self.chat.send_async(request.prompt, self.reference_images())
+        result = await self.chat.send_async(request.prompt, self.reference_images())
+        self.tree.add(result, self.chat, settings=settings)
+        return result

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from .._spend import SpendSummary
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
@@ -68,11 +69,15 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.uploader,
                 self.prompt_box,
                 self.compare,
-                w.HTML("<b>History</b> — click a turn to branch from it"),
+                w.HTML("<b>History</b> — every turn is kept; the next run edits the ● Current one"),
                 self.history,
             ]
         )
         self.add_class("nbb-studio")
+        # The cap and what is left are visible before the first run too.
+        self.prompt_box.show_status(
+            "Session " + SpendSummary(session.spent, session.max_cost_usd, session.offline).text()
+        )
 
     # ------------------------------------------------------------------ actions
 
@@ -107,16 +112,21 @@ class Studio(w.VBox):  # type: ignore[misc]
         return self.task
 
     def branch(self, turn: int) -> None:
-        """Continue from turn ``turn`` (from 1, as :meth:`Chat.branch` and the history
-        strip count): the next run edits that turn's image."""
+        """Continue from turn ``turn`` (numbered from 1 in the order turns were made, as
+        the history strip shows them): the next run edits that turn's image. The turns
+        after it stay in the history, so you can come back to them."""
         if self.prompt_box.run.disabled:
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
         turns = self.state.turns
-        self.history.set_turns(turns)
+        self.history.show(self.state.tree)
+        self._update_gauge()
         before = turns[-2].image if len(turns) > 1 else self._first_input()
         self.compare.show(turns[-1], before)
-        self.prompt_box.show_status(f"Branched from turn {turn}: the next run edits its image.")
+        self.prompt_box.show_status(
+            f"Branched from turn {turn}: the next run edits its image "
+            "(the other turns stay in the history)."
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -133,6 +143,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                         elapsed=time.monotonic() - started,
                         estimate_usd=estimate,
                         spent_usd=self.session.spent,
+                        cap_usd=self.session.max_cost_usd,
                         offline=self.session.offline,
                     )
                 )
@@ -145,7 +156,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         try:
             result = await self.state.run(request)
             self.compare.show(result, before)
-            self.history.set_turns(self.state.turns)
+            self.history.show(self.state.tree)
+            self._update_gauge()
             cost = result.cost_usd
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
@@ -161,6 +173,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 elapsed=time.monotonic() - started,
                 cost_usd=cost,
                 spent_usd=self.session.spent,
+                cap_usd=self.session.max_cost_usd,
                 offline=self.session.offline,
             )
         )
@@ -188,12 +201,23 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def _prompt_typed(self, change: dict[str, Any]) -> None:
         self.uploader.prompt = change["new"]
+        self._update_gauge()
+
+    def _update_gauge(self) -> None:
+        """Make the gauge describe what the next run sends: the uploads, or, once there
+        are turns, the current turn's image (which goes back in the chat history)."""
+        try:
+            gauge = self.state.next_gauge(self.prompt_box.request())
+        except Exception:  # a gauge is a courtesy; the run reports real problems
+            gauge = None
+        self.uploader.show_next(gauge)
 
     def _uploads_changed(self, uploader: ImageUploader) -> None:
         if uploader.busy:
             return
         if self.state.set_inputs(uploader.images):
-            self.history.set_turns([])
+            self.history.clear()
+            self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
 
 

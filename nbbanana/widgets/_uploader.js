@@ -195,10 +195,21 @@ function render({ model, el }) {
     summary.replaceChildren();
     summary.className = "nbb-upload-summary" + (info.over ? " nbb-over" : "");
     if ((info.lines || []).length) {
+      if (info.title) summary.append(h("div", { class: "nbb-summary-title", text: info.title }));
       const fraction = Math.min(1, info.fraction || 0);
       const bar = h("div", { class: "nbb-budget-bar" }, h("div", { class: "nbb-budget-fill" }));
       bar.firstChild.style.width = `${(100 * fraction).toFixed(1)}%`;
       summary.append(bar);
+      const [start, used, end] = info.scale || ["", "", ""];
+      summary.append(
+        h(
+          "div",
+          { class: "nbb-budget-scale" },
+          h("span", { text: start }),
+          h("span", { class: "nbb-budget-used", text: used }),
+          h("span", { text: end }),
+        ),
+      );
       for (const line of info.lines) summary.append(h("div", { class: "nbb-summary-line", text: line }));
       for (const warning of info.warnings || []) {
         summary.append(h("div", { class: "nbb-warning", text: "⚠ " + warning }));

@@ -32,7 +32,14 @@ import traitlets
 from ..errors import ImageError, redact
 from ..models import DEFAULT_MODEL, FORMAT_MIME, get_model
 from ._background import run_in_background
-from ._gauge import ImageGauge, RequestGauge, image_gauge, request_gauge
+from ._gauge import (
+    ImageGauge,
+    RequestGauge,
+    TurnGauge,
+    image_gauge,
+    request_gauge,
+    scale_labels,
+)
 from ._preview import THUMB_SIDE, data_url
 
 if TYPE_CHECKING:
@@ -328,9 +335,12 @@ class UploadTracker:
         busy = sum(1 for item in self._items if item.state in ("uploading", "fitting"))
         if busy:
             warnings.append(f"{busy} more still arriving or being fitted.")
+        n = len(gauge.images)
         return {
+            "title": f"Next request: the {'uploaded image' if n == 1 else f'{n} uploaded images'}",
             "lines": gauge.lines(),
             "fraction": gauge.fraction,
+            "scale": list(scale_labels(gauge.request_bytes, gauge.limit)),
             "over": bool(gauge.limit and gauge.request_bytes > gauge.limit),
             "warnings": warnings,
         }
@@ -481,6 +491,7 @@ class ImageUploader(anywidget.AnyWidget):
     ) -> None:
         # Plain attributes first: trait observers fire during the base initialiser.
         self._change_callbacks: list[Callable[[ImageUploader], None]] = []
+        self._next: TurnGauge | None = None
         self.tracker = UploadTracker(
             model=model,
             endpoint=endpoint,
@@ -543,6 +554,12 @@ class ImageUploader(anywidget.AnyWidget):
         """The whole-request gauge, or ``None`` when no image is ready."""
         return self.tracker.gauge()
 
+    def show_next(self, gauge: TurnGauge | None) -> None:
+        """Describe the next request by ``gauge`` (a run continuing a turn, whose image is
+        what is sent) instead of by the uploads; ``None``: by the uploads again."""
+        self._next = gauge
+        self.summary = self._summary()
+
     # ------------------------------------------------------------------ transport
 
     def _on_browser_message(
@@ -593,8 +610,21 @@ class ImageUploader(anywidget.AnyWidget):
         self.tracker.prompt = change["new"]
         self._publish()
 
+    def _summary(self) -> dict[str, Any]:
+        gauge = self._next
+        if gauge is None:
+            return self.tracker.summary()
+        return {
+            "title": f"Next request: turn {gauge.turn}'s image",
+            "lines": gauge.lines(),
+            "fraction": gauge.fraction,
+            "scale": list(scale_labels(gauge.history_bytes, gauge.limit)),
+            "over": bool(gauge.limit and gauge.history_bytes > gauge.limit),
+            "warnings": [],
+        }
+
     def _publish(self) -> None:
         self.items = self.tracker.views()
-        self.summary = self.tracker.summary()
+        self.summary = self._summary()
         for callback in list(self._change_callbacks):
             callback(self)

@@ -3,8 +3,9 @@
 Starts an isolated JupyterLab (default websocket limits, no API key: offline emulator),
 opens a notebook showing ``nbbanana.studio()``, uploads a ~30 MB JPEG through the
 uploader's file input, checks the gauge shows the fitted size and that the bytes arrived
-intact, runs an edit, checks the after-image, runs a second turn, branches from the first
-turn and runs again. Screenshots go to ``tests/artifacts/``; the README's
+intact, runs an edit, checks the after-image, runs a second turn (the gauge then
+describes that turn's image), branches from the first turn and runs again (every turn
+stays in the history), and saves. Screenshots go to ``tests/artifacts/``; the README's
 ``docs/studio.png`` is written when missing or when ``NBBANANA_UPDATE_SCREENSHOT=1``.
 
 Uses Debian's Chromium (``/usr/bin/chromium``); the test is skipped when it is missing,
@@ -85,7 +86,9 @@ def test_studio_uploads_runs_and_branches(lab: JupyterLab, photo: Path) -> None:
     in_browser(
         "studio",
         lambda page: _drive(page, sync_api.expect, lab, photo, expected_size, aspect_label),
-        height=1400,
+        # Tall enough for the whole studio after a branch: an element screenshot of a
+        # studio taller than the window scrolls, and JupyterLab's toolbar covers its top.
+        height=2000,
     )
 
 
@@ -135,11 +138,6 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     expect(studio.locator(".nbb-before-img")).to_be_visible()
     expect(studio.locator("button.nbb-turn")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "studio-2-first-turn.png"), full_page=True)
-    shot = _shrink_png(studio.screenshot(), README_SCREENSHOT_MAX_BYTES)
-    (ARTIFACTS / "studio.png").write_bytes(shot)
-    if os.environ.get("NBBANANA_UPDATE_SCREENSHOT") or not README_SCREENSHOT.exists():
-        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        README_SCREENSHOT.write_bytes(shot)
 
     # Second turn continues the chat.
     studio.locator(".nbb-prompt textarea").fill("Add a small red kite")
@@ -152,6 +150,9 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     studio.locator("button.nbb-mode:text-is('Slider')").click()
     studio.locator(".nbb-slider-range").fill("25")
     expect(studio.locator(".nbb-slider-over")).to_have_attribute("style", re.compile("inset.*25%"))
+    expect(studio.locator(".nbb-slider-handle")).to_be_visible()
+    expect(studio.locator(".nbb-slider-label-before")).to_have_text("Before")
+    expect(studio.locator(".nbb-slider-label-after")).to_have_text("After")
     page.screenshot(path=str(ARTIFACTS / "studio-2b-slider.png"), full_page=True)
     studio.locator("button.nbb-mode:text-is('Side by side')").click()
     studio.locator("img.nbb-after-img").click()
@@ -160,16 +161,34 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     enlarged.click()
     expect(enlarged).to_have_count(0)
 
-    # Branch from the first turn and run again: the strip shows turn 1 and the new turn.
+    # The gauge describes what the next run sends: turn 2's image, not the upload.
+    summary = studio.locator(".nbb-upload-summary")
+    expect(summary).to_contain_text("Next request: turn 2's image")
+    expect(summary.locator(".nbb-budget-scale")).to_contain_text("budget")
+    page.screenshot(path=str(ARTIFACTS / "studio-2c-second-turn.png"), full_page=True)
+
+    # Branch from the first turn and run again: turn 2 stays, the new turn 3 is a
+    # branch from turn 1 on its own row.
+    expect(turns.first).to_have_text("Branch from here")
     turns.first.click()
     expect(studio.locator(".nbb-status")).to_contain_text("Branched from turn 1")
-    expect(turns).to_have_count(1)
+    expect(turns).to_have_count(2)
     studio.locator(".nbb-prompt textarea").fill("Make it night")
     studio.locator("button.nbb-run").click()
-    expect(turns).to_have_count(2)
-    expect(turns.nth(1)).to_have_attribute("title", "Turn 2: Make it night")
+    expect(turns).to_have_count(3)
+    expect(turns.nth(2)).to_have_attribute("title", "Turn 3 (from turn 1): Make it night")
+    expect(studio.locator(".nbb-branch-from")).to_have_text("↳ from turn 1")
     expect(studio.locator(".nbb-status")).to_contain_text("Done in")
+    expect(studio.locator(".nbb-status")).to_contain_text("no cap")
+    studio.locator("button.nbb-save").click()
+    expect(studio.locator(".nbb-saved")).to_contain_text("Saved in nbbanana-output/")
     page.screenshot(path=str(ARTIFACTS / "studio-3-branched.png"), full_page=True)
+    # The README's picture: after a run, a second turn and a branch (the history tree).
+    shot = _shrink_png(studio.screenshot(), README_SCREENSHOT_MAX_BYTES)
+    (ARTIFACTS / "studio.png").write_bytes(shot)
+    if os.environ.get("NBBANANA_UPDATE_SCREENSHOT") or not README_SCREENSHOT.exists():
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        README_SCREENSHOT.write_bytes(shot)
 
     # A damaged file is refused with the loader's message, not a traceback.
     broken = photo.with_name("broken.jpg")
