@@ -385,7 +385,7 @@ def _run_check(args: argparse.Namespace) -> int:
         lines = [
             [r["input"], "yes" if r["fits"] else "no", _size(r["input_bytes"]),
              _size(r["request_bytes"]), f"{r['width']}×{r['height']}", f"{r['pixels']:,}",
-             str(r["tokens"]), f"{r['cost_usd']:.6f}", r["reason"] or ""]
+             str(r["tokens"]), ("unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.6f}"), r["reason"] or ""]
             if r["ok"]
             else [r["input"], "refused", "-", "-", "-", "-", "-", "-", r["error"]]
             for r in rows

@@ -86,8 +86,9 @@ class Usage:
             total_tokens=meta.total_token_count or (prompt + output + thoughts),
         )
 
-    def cost_usd(self, model: ModelInfo) -> float:
-        """What these tokens cost at ``model``'s prices (thoughts are billed as text output)."""
+    def cost_usd(self, model: ModelInfo) -> float | None:
+        """What these tokens cost at ``model``'s prices (thoughts are billed as text output);
+        ``None`` when the model's price is unknown."""
         return model.cost_usd(
             input_tokens=self.prompt_tokens,
             output_image_tokens=self.output_image_tokens,
@@ -140,7 +141,8 @@ class Result:
     thoughts: list[str]
     finish_reason: str | None
     usage: Usage
-    cost_usd: float
+    #: ``None`` when the model's price is unknown (never a guessed number).
+    cost_usd: float | None
     latency_s: float
     model: str
     params: dict[str, Any]

@@ -156,14 +156,16 @@ class CostEstimate:
     input_tokens: int
     output_image_tokens: int
     output_text_tokens: int
-    usd: float
+    #: ``None`` when the model's price is unknown.
+    usd: float | None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_image_tokens + self.output_text_tokens
 
     def __str__(self) -> str:
-        return f"≈ ${self.usd:.4f} ({self.total_tokens:,} tokens on {self.model})"
+        cost = "cost unknown" if self.usd is None else f"${self.usd:.4f}"
+        return f"≈ {cost} ({self.total_tokens:,} tokens on {self.model})"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -387,6 +389,18 @@ class Session:
 
     def _reserve(self, estimate: CostEstimate) -> float:
         """Book ``estimate`` against the cap before sending (or refuse)."""
+        if estimate.usd is None:  # the model's price is unknown: no cap can be kept
+            if self.max_cost_usd is not None:
+                raise CostLimitExceeded(
+                    f"The price of {estimate.model} is unknown, so max_cost_usd cannot be "
+                    "kept and nothing was sent. Set it with nbbanana.models.set_price"
+                    f'("{estimate.model}", per_image=...).',
+                    estimate_usd=0.0,
+                    spent_usd=self.spent,
+                    cap_usd=self.max_cost_usd,
+                )
+            estimate = dataclasses.replace(estimate, usd=0.0)
+        assert estimate.usd is not None
         with self._lock:
             if self.max_cost_usd is not None:
                 committed = self._spent + self._reserved
@@ -797,7 +811,7 @@ class Session:
         except Exception:
             self._settle(reserved, 0.0, answered=True)
             raise
-        self._settle(reserved, result.cost_usd, answered=True)
+        self._settle(reserved, result.cost_usd or 0.0, answered=True)  # None: unknown
         problem = error_from_response(
             response, want_image=call.want_image, secrets=(self._secret.reveal(),)
         )

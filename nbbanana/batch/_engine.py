@@ -425,7 +425,7 @@ class _Engine:
                 seconds=round(time.monotonic() - started, 3),
             )
             self.report.done += 1
-            self.report.spent_usd += result.cost_usd
+            self.report.spent_usd += result.cost_usd or 0.0  # None: price unknown
             self.report.outputs[item.id] = [self.outdir / f for f in files]
         finally:
             self.active.discard(item.id)
