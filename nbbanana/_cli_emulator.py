@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="time a batch job stays pending before it runs")  # fmt: skip
     parser.add_argument("--batch-item-seconds", type=float, default=0.0, metavar="SECONDS",
                         help="time a running batch job spends on each request")  # fmt: skip
+    parser.add_argument("--models", default=None, metavar="IDS",
+                        help="comma-separated model ids to serve (default: every current id); "
+                        "others answer 404 NOT_FOUND")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from .emulator import Emulator
 
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
+    served = args.models.split(",") if args.models else None
     try:
         emulator = Emulator(
             host=args.host,
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             profile=args.profile,
             batch_delay=args.batch_delay,
             batch_item_seconds=args.batch_item_seconds,
+            models=served,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

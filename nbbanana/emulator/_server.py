@@ -36,7 +36,7 @@ from ..models import get_profile
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
 from ._files import FileStore
-from ._routes import Api, Call, Reply, Route, classify
+from ._routes import Api, Call, Reply, Route, catalogue, classify
 from ._status import ApiError, invalid_api_key, missing_api_key
 
 __all__ = ["OFFLINE_API_KEY", "Emulator", "RequestRecord"]
@@ -77,6 +77,9 @@ class Emulator:
     ``latency``: seconds added to every model call. ``fault_rate``/``fault_kinds``: see
     :mod:`nbbanana.emulator._faults`. ``clock``: time source for file expiry (tests).
     ``batch_delay``/``batch_item_seconds``: how fast batch jobs move (see ``_batches``).
+    ``models``: the model ids to serve (default: every usable id of
+    :data:`nbbanana.models.MODELS`); others answer 404, so tests can make a model
+    disappear. Ids the table does not know are served with generic facts.
     """
 
     def __init__(
@@ -94,7 +97,9 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         batch_delay: float = 0.05,
         batch_item_seconds: float = 0.0,
+        models: Iterable[str] | None = None,
     ) -> None:
+        self.models = catalogue(models)
         self.host = host
         self.port = port
         self.latency = latency
@@ -122,6 +127,7 @@ class Emulator:
             batches=self._batches,
             faults=self._faults,
             seed=seed,
+            models=self.models,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
