@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "nbbanana._cli_emulator",
     "nbbanana._cli_batch",
     "nbbanana._cli_client",
+    "nbbanana._cli_models",
 )
 
 

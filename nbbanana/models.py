@@ -40,13 +40,19 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import threading
+import types
 import warnings
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidRequest, ModelUnavailable
+
+if TYPE_CHECKING:
+    from .discovery import Catalogue
+    from .session import Session
 
 __all__ = [
     "ALIASES",
@@ -68,6 +74,7 @@ __all__ = [
     "is_image_model",
     "learn_limit",
     "learned_limit",
+    "list_models",
     "parse_limit_from_message",
     "resolve",
     "set_price",
@@ -407,7 +414,11 @@ MODELS: dict[str, ModelInfo] = {
                 "references": _REPORTS,
                 "thinking": _GUESS,
                 "grounding": _GUESS,
-                "price": _REPORTS,
+                "price": Source(
+                    "public reports [reports] at 1K; 2K/4K from Nano Banana 2's tokens",
+                    "2026-12",
+                    "low",
+                ),
             },
         ),
         ModelInfo(
@@ -764,3 +775,38 @@ def learned_limit(endpoint: str) -> int | None:
     """The request limit learned for ``endpoint``, if a server ever named one."""
     with _learned_lock:
         return _learned.get(endpoint)
+
+
+# ------------------------------------------------------------------ listing
+
+
+def list_models(
+    session: Session | None = None, *, refresh: bool = False, **connect: Any
+) -> Catalogue:
+    """The image models an endpoint serves, merged with this table (see
+    :mod:`nbbanana.discovery`): per model its id, name, status (available, new, retired,
+    unavailable), sizes, reference limit, price, and the source of each fact.
+
+    Uses ``session``, else a session from ``nbbanana.connect(**connect)`` (with a key,
+    Google; without, the offline emulator). Also callable as ``nbbanana.models()``.
+    """
+    if session is not None:
+        return session.models(refresh=refresh)
+    from .session import connect as _connect
+
+    with _connect(**connect) as opened:
+        return opened.models(refresh=refresh)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``nbbanana.models()`` list the models while ``nbbanana.models.MODELS`` and
+    friends stay where they are (a module's class may be replaced, see the language
+    reference, "Customizing module attribute access")."""
+
+    def __call__(
+        self, session: Session | None = None, *, refresh: bool = False, **connect: Any
+    ) -> Catalogue:
+        return list_models(session, refresh=refresh, **connect)
+
+
+sys.modules[__name__].__class__ = _CallableModule

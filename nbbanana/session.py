@@ -61,6 +61,7 @@ from .result import INPUT_THUMBNAIL_SIDE, InputRef, Result, thumbnail_from_bytes
 
 if TYPE_CHECKING:
     from .chat import Chat
+    from .discovery import Catalogue
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -429,6 +430,14 @@ class Session:
         where = "offline emulator" if self.offline else (self.base_url or GOOGLE_BASE_URL)
         cap = f" of ${self.max_cost_usd:.2f}" if self.max_cost_usd is not None else ""
         return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}>"
+
+    # -- model discovery (nbbanana.discovery) --
+    def models(self, *, refresh: bool = False) -> Catalogue:
+        """The image models this endpoint serves (``models.list``, cached for a day),
+        merged with nbbanana's table; see :func:`nbbanana.models.list_models`."""
+        from .discovery import discover
+
+        return discover(self.client, self.limit_key, refresh=refresh)
 
     def close(self) -> None:
         """Close the HTTP connections (the session cannot be used afterwards)."""
