@@ -46,16 +46,25 @@ class Chat:
         model: str | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
         _results: Sequence[Result] = (),
         _turns: Sequence[list[types.Content]] = (),
     ) -> None:
-        from .session import _check_options, _config
+        from .session import _check_options, _config, _feature_config
 
         self.session = session
         info = get_model(model or session.model)
         self.model = info.id
         self.aspect_ratio, self.image_size = _check_options(info, aspect_ratio, image_size)
-        self._config = _config(True, self.aspect_ratio, self.image_size)
+        # -- Gemini 3 request features (nbbanana.options) --
+        self.thinking_level, self.include_thoughts = thinking_level, include_thoughts
+        self.grounding = grounding
+        self._config = _feature_config(
+            self.model, self.aspect_ratio, self.image_size, thinking_level, include_thoughts,
+            grounding,
+        ) or _config(True, self.aspect_ratio, self.image_size)  # fmt: skip
         self._results: list[Result] = list(_results)
         #: The SDK contents (user turn + model answer) of each turn, in order.
         self._turns: list[list[types.Content]] = [list(t) for t in _turns]
@@ -169,6 +178,9 @@ class Chat:
                 model=self.model,
                 aspect_ratio=self.aspect_ratio,
                 image_size=self.image_size,
+                thinking_level=self.thinking_level,
+                include_thoughts=self.include_thoughts,
+                grounding=self.grounding,
                 _results=self._results[:turn],
                 _turns=self._turns[:turn],
             )

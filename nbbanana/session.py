@@ -25,10 +25,12 @@ message that could contain text from outside passes through :func:`~nbbanana.err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -245,7 +247,7 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
 def connect(
     api_key: str | None = None,
     *,
-    model: str = models.DEFAULT_MODEL,
+    model: str | None = None,
     base_url: str | None = None,
     offline: bool | None = None,
     max_cost_usd: float | None = None,
@@ -257,6 +259,9 @@ def connect(
 
     * ``api_key`` — else ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``. With none (or
       ``offline=True``) the session uses the in-process emulator and says so once.
+    * ``model`` — an id or alias (``nano-banana-pro`` …). Default: the first of
+      :data:`nbbanana.models.DEFAULT_PREFERENCE` the endpoint serves (with a key, asked
+      once with ``models.list`` and cached for a day; offline, the table's).
     * ``base_url`` — a proxy or a running ``nbbanana emulator``. Without a key, the
       emulator's offline key is sent (a real proxy then answers with an auth error).
     * ``endpoint`` — the endpoint profile whose byte limits requests are fitted to
@@ -317,6 +322,15 @@ def connect(
     )
     client = genai.Client(api_key=key, http_options=http_options)
     honour_retry_info(client, retry_options)
+    # -- default model: the first preferred one the endpoint serves (nbbanana.discovery) --
+    if model is None:
+        model = models.DEFAULT_MODEL
+        if not offline:
+            from .discovery import discover
+
+            with contextlib.suppress(Exception):  # no listing: the table's default
+                listed = discover(client, (base_url or GOOGLE_BASE_URL).rstrip("/"))
+                model = listed.default_model if listed.available else model
     session = Session(
         client,
         model=model,
@@ -481,9 +495,22 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
-        """Generate an image from ``prompt`` alone (square unless ``aspect_ratio``)."""
-        return self._execute(self._prepare("generate", prompt, [], aspect_ratio, image_size, model))
+        """Generate an image from ``prompt`` alone (square unless ``aspect_ratio``).
+
+        Gemini 3 models: ``image_size`` "512"/"1K"/"2K"/"4K" where offered,
+        ``thinking_level`` and ``include_thoughts`` (thoughts go to ``Result.thoughts``
+        and ``Result.thought_images``), ``grounding=True`` for Google Search grounding
+        (``Result.sources``). A prompt may ask for several images ("three variations of …").
+        """
+        config = _feature_config(model or self.model, aspect_ratio, image_size,
+                                 thinking_level, include_thoughts, grounding)  # fmt: skip
+        return self._execute(
+            self._prepare("generate", prompt, [], aspect_ratio, image_size, model, config=config)
+        )
 
     def edit(
         self,
@@ -493,6 +520,9 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """Edit or combine reference images according to ``prompt``.
 
@@ -500,13 +530,16 @@ class Session:
         PIL image, a numpy array, an ipywidgets FileUpload item, a
         :class:`~nbbanana.fit.FittedImage` (sent as is), or a previous :class:`Result`
         (its first image; the new result records it as ``parent``). Without
-        ``aspect_ratio`` the model keeps the input's ratio.
+        ``aspect_ratio`` the model keeps the input's ratio. The Gemini 3 options are
+        those of :meth:`generate`.
         """
         sources = _as_list(images)
         if not sources:
             raise InvalidRequest("edit() needs at least one image; use generate() for none.")
+        config = _feature_config(model or self.model, aspect_ratio, image_size,
+                                 thinking_level, include_thoughts, grounding)  # fmt: skip
         return self._execute(
-            self._prepare("edit", prompt, sources, aspect_ratio, image_size, model)
+            self._prepare("edit", prompt, sources, aspect_ratio, image_size, model, config=config)
         )
 
     def describe(
@@ -525,11 +558,16 @@ class Session:
         model: str | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Chat:
         """A multi-turn editing conversation (see :class:`~nbbanana.chat.Chat`)."""
         from .chat import Chat
 
-        return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size)
+        return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size,
+                    thinking_level=thinking_level, include_thoughts=include_thoughts,
+                    grounding=grounding)  # fmt: skip
 
     async def agenerate(
         self,
@@ -538,10 +576,15 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """:meth:`generate` for ``asyncio`` (via ``client.aio``)."""
+        config = _feature_config(model or self.model, aspect_ratio, image_size,
+                                 thinking_level, include_thoughts, grounding)  # fmt: skip
         call = await asyncio.to_thread(
-            self._prepare, "generate", prompt, [], aspect_ratio, image_size, model
+            self._prepare, "generate", prompt, [], aspect_ratio, image_size, model, config=config
         )
         return await self._aexecute(call)
 
@@ -553,14 +596,19 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """:meth:`edit` for ``asyncio``: fitting runs in a worker thread, the request
         and any uploads through ``client.aio``, so many edits can run concurrently."""
         sources = _as_list(images)
         if not sources:
             raise InvalidRequest("aedit() needs at least one image; use agenerate() for none.")
+        config = _feature_config(model or self.model, aspect_ratio, image_size,
+                                 thinking_level, include_thoughts, grounding)  # fmt: skip
         call = await asyncio.to_thread(
-            self._prepare, "edit", prompt, sources, aspect_ratio, image_size, model
+            self._prepare, "edit", prompt, sources, aspect_ratio, image_size, model, config=config
         )
         return await self._aexecute(call)
 
@@ -679,7 +727,16 @@ class Session:
     # ------------------------------------------------------------ sending
 
     def _translate(self, exc: BaseException) -> NbbananaError | None:
-        return error_from_exception(exc, self._secret.reveal())
+        mapped = error_from_exception(exc, self._secret.reveal())
+        # -- a 404 for a model: say what this endpoint serves (nbbanana.discovery) --
+        if isinstance(mapped, InvalidRequest) and mapped.code == 404:
+            found = re.search(r"models/([^\s]+) is not found", mapped.message)
+            if found is not None:
+                from .discovery import not_found_error
+
+                with contextlib.suppress(Exception):  # listing failed: keep the plain 404
+                    return not_found_error(found.group(1), self.models(), cause=exc)
+        return mapped
 
     def _learn_limit(self, err: RequestTooLarge, call: _Call) -> None:
         """Remember this endpoint's limit after a "too large" refusal.
@@ -830,6 +887,30 @@ class Session:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+# -- Gemini 3 request features (nbbanana.options): thinking, thoughts, grounding --
+def _feature_config(
+    model: str,
+    aspect_ratio: str | None,
+    image_size: str | None,
+    thinking_level: str | None,
+    include_thoughts: bool | None,
+    grounding: bool,
+    *,
+    want_image: bool = True,
+) -> types.GenerateContentConfig | None:
+    """The request config when a Gemini 3 feature is asked for (checked against the
+    model before sending); ``None`` otherwise, so the default request stays as it was."""
+    if thinking_level is None and include_thoughts is None and not grounding:
+        return None
+    from .options import build_config, check_request_options
+
+    options = check_request_options(
+        get_model(model), aspect_ratio=aspect_ratio, image_size=image_size,
+        thinking_level=thinking_level, include_thoughts=include_thoughts, grounding=grounding,
+    )  # fmt: skip
+    return build_config(options, want_image=want_image)
 
 
 def _config(
