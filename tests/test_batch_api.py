@@ -90,7 +90,7 @@ def test_round_trip(tmp_path: Path, emu: Emulator, session: Session, transport: 
 def test_results_before_success_and_one_model_per_job(tmp_path: Path, session: Session) -> None:
     with pytest.raises(BatchError, match="one model"):
         submit_batch(
-            [{"prompt": "a"}, {"prompt": "b", "model": "gemini-3-pro-image-preview"}],
+            [{"prompt": "a"}, {"prompt": "b", "model": "gemini-3-pro-image"}],
             session=session,
         )
     job = submit_batch([{"prompt": "a"}], session=session)
