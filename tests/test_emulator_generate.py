@@ -106,7 +106,7 @@ def test_thoughts_come_only_when_asked(sdk_client: genai.Client) -> None:
     response = sdk_client.models.generate_content(model=PRO, contents="a banana")
     parts = response.candidates[0].content.parts
     assert not any(p.thought for p in parts)
-    assert [p for p in parts if p.inline_data][0].thought_signature
+    assert next(p for p in parts if p.inline_data).thought_signature
     assert response.usage_metadata.thoughts_token_count  # it thought all the same
 
 
