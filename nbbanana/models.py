@@ -810,3 +810,63 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+
+
+# ------------------------------------------------------------------ docs
+
+
+def markdown_table() -> str:
+    """The README's model table, generated from :data:`MODELS`, :data:`RETIRED` and
+    :data:`ALIASES` (a test keeps the README equal to it)."""
+
+    def price(info: ModelInfo) -> str:
+        if info.price is None:
+            return "unknown"
+        sizes: tuple[str | None, ...] = info.image_sizes or (None,)
+        return ", ".join(
+            f"${info.price_per_image(s) or 0:.3f}" + (f" ({s})" if s else "") for s in sizes
+        )
+
+    def src(info: ModelInfo, fact: str) -> str:
+        s = info.source(fact)
+        return f"{s.source.split(' [')[0]}, {s.confidence}"
+
+    lines = [
+        "| id | name | status | sizes | references | thinking | grounding | price per image |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for info in MODELS.values():
+        status = info.status + (
+            f", reported shut down {info.reported_retired}" if info.reported_retired else ""
+        )
+        thinking = (
+            (("levels " + "/".join(info.thinking_levels)) if info.thinking_levels else "always on")
+            if info.thinking
+            else "no"
+        )
+        refs = f"{info.max_reference_images}" + (
+            f" ({info.reference_guidance})" if info.reference_guidance else ""
+        )
+        lines.append(
+            f"| `{info.id}` | {info.name} | {status} ({src(info, 'status')}) "
+            f"| {', '.join(info.image_sizes) or 'one per ratio'} ({src(info, 'sizes')}) "
+            f"| {refs} ({src(info, 'references')}) | {thinking} "
+            f"| {'yes' if info.grounding else 'no'} | {price(info)} ({src(info, 'price')}) |"
+        )
+    for retired in RETIRED.values():
+        when = f" {retired.retired}" if retired.retired else ""
+        lines.append(
+            f"| `{retired.id}` | {retired.name} | shut down{when} → `{retired.successor}` "
+            f"({retired.source.source}, {retired.source.confidence}) | | | | | |"
+        )
+    aliases = ", ".join(f"`{a}` → `{resolve(a)}`" for a in ALIASES)
+    preference = " → ".join(f"`{m}`" for m in DEFAULT_PREFERENCE)
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"Aliases: {aliases}.",
+            "",
+            f"Default model: the first the endpoint serves of {preference}.",
+        ]
+    )
