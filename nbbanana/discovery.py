@@ -110,6 +110,8 @@ class ModelRow:
 
     @property
     def sizes_text(self) -> str:
+        if self.status == "retired":
+            return "-"
         if self.sizes is None:
             return "unknown"
         return ", ".join(self.sizes) or "one per ratio"
@@ -171,7 +173,7 @@ class Catalogue:
                 r.id,
                 r.name,
                 r.status + (f" → {r.successor}" if r.successor else ""),
-                r.sizes_text if r.status != "retired" else "-",
+                r.sizes_text,
                 str(r.reference_limit) if r.reference_limit is not None else "?",
                 r.price_text,
             )
@@ -260,12 +262,13 @@ def _known_row(info: ModelInfo, status: str, listing: str, note: str = "") -> Mo
     )
 
 
-def build_rows(listed: Iterable[ListedModel], *, when: str) -> list[ModelRow]:
+def build_rows(listed: Iterable[ListedModel]) -> list[ModelRow]:
     """Merge the service's listing with the table: listed image models first (in the
     table's order, then new ones), then the table's models this endpoint does not list,
     then the retired ids."""
     by_id = {m.id: m for m in listed if is_image_model(m.id, m.methods)}
-    listing = f"listed by the service (models.list, {when})"
+    # When it was listed is the catalogue's ``listed_at``: the same for every row.
+    listing = "listed by the service (models.list)"
     rows: list[ModelRow] = []
     for model_id, info in MODELS.items():
         if model_id in by_id:
@@ -304,7 +307,7 @@ def build_rows(listed: Iterable[ListedModel], *, when: str) -> list[ModelRow]:
     for model_id, info in MODELS.items():
         if model_id in by_id:
             continue
-        not_listed = f"not listed by the service (models.list, {when})"
+        not_listed = "not listed by the service (models.list)"
         if info.reported_retired:
             rows.append(
                 replace(
@@ -451,7 +454,7 @@ def discover(
         base_url=key,
         listed=listed,
         listed_at=listed_at,
-        rows=build_rows(listed, when=_iso(listed_at)[:10]),
+        rows=build_rows(listed),
         from_cache=from_cache,
     )
 

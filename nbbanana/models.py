@@ -560,6 +560,16 @@ _warned_lock = threading.Lock()
 _user_prices: dict[str, Price] = {}
 
 
+def _note_once(key: str, message: str) -> None:
+    """Say ``message`` once per process on stderr, like the offline note: a fact to
+    know, not a problem in the caller's code (a warning would show a source path)."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    print(message, file=sys.stderr, flush=True)
+
+
 def _warn_once(key: str, message: str) -> None:
     with _warned_lock:
         if key in _warned:
@@ -585,7 +595,7 @@ def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
     if name in MODELS:
         info = MODELS[name]
         if info.reported_retired:
-            _warn_once(
+            _note_once(
                 "retired:" + name,
                 f"nbbanana: {name} was reported shut down on {info.reported_retired} "
                 f"({info.source('status')}); it stays usable until the service says "

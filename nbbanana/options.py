@@ -24,7 +24,13 @@ from google.genai import types
 from .errors import InvalidRequest, TooManyReferenceImages
 from .models import MODELS, ModelInfo
 
-__all__ = ["RequestOptions", "build_config", "check_request_options", "normalise_image_size"]
+__all__ = [
+    "RequestOptions",
+    "build_config",
+    "check_reference_count",
+    "check_request_options",
+    "normalise_image_size",
+]
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,30 @@ def normalise_image_size(image_size: str | None) -> str | None:
 
 
 def _largest(info: ModelInfo) -> str:
-    """The known model with the highest reference limit (for the refusal's advice)."""
-    best = max(MODELS.values(), key=lambda m: m.max_reference_images)
-    return f"{best.id} takes up to {best.max_reference_images}"
+    """The known models with the highest reference limit (for the refusal's advice)."""
+    most = max(m.max_reference_images for m in MODELS.values())
+    ids = [m.id for m in MODELS.values() if m.max_reference_images == most and m.known]
+    return f"{', '.join(ids)} take up to {most}"
+
+
+def check_reference_count(info: ModelInfo, count: int, *, stacklevel: int = 3) -> None:
+    """Refuse more references than ``info`` accepts, with the model's guidance (objects vs
+    people) in the message; warn above what it handles best."""
+    if count > info.max_reference_images:
+        guidance = f" ({info.reference_guidance})" if info.reference_guidance else ""
+        raise TooManyReferenceImages(
+            f"{count} reference images, but {info.id} accepts at most "
+            f"{info.max_reference_images} per request{guidance}. Send fewer, or use a model "
+            f"that takes more ({_largest(info)})."
+        )
+    if count > info.recommended_reference_images:
+        guidance = f": {info.reference_guidance}" if info.reference_guidance else ""
+        warnings.warn(
+            f"{count} reference images: {info.id} works best with up to "
+            f"{info.recommended_reference_images}{guidance}.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def check_request_options(
@@ -71,21 +98,7 @@ def check_request_options(
     image_size = normalise_image_size(image_size)
     level = thinking_level.strip().upper() if thinking_level is not None else None
     options = RequestOptions(aspect_ratio, image_size, level, include_thoughts, bool(grounding))
-    if reference_count > info.max_reference_images:
-        guidance = f" ({info.reference_guidance})" if info.reference_guidance else ""
-        raise TooManyReferenceImages(
-            f"{reference_count} reference images, but {info.id} accepts at most "
-            f"{info.max_reference_images} per request{guidance}. Send fewer, or use a model "
-            f"that takes more ({_largest(info)})."
-        )
-    if reference_count > info.recommended_reference_images:
-        guidance = f": {info.reference_guidance}" if info.reference_guidance else ""
-        warnings.warn(
-            f"{reference_count} reference images: {info.id} works best with up to "
-            f"{info.recommended_reference_images}{guidance}.",
-            UserWarning,
-            stacklevel=3,
-        )
+    check_reference_count(info, reference_count, stacklevel=4)
     if not info.known:
         return options  # the server decides
     if aspect_ratio is not None and aspect_ratio not in info.aspect_ratios:

@@ -34,7 +34,6 @@ import re
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,6 @@ from .errors import (
     InvalidRequest,
     NbbananaError,
     RequestTooLarge,
-    TooManyReferenceImages,
 )
 from .fit import FittedImage, fit_image
 from .images import LoadedImage, load_image
@@ -949,19 +947,9 @@ def _check_options(
 
 
 def _check_reference_count(info: ModelInfo, count: int) -> None:
-    if count > info.max_reference_images:
-        raise TooManyReferenceImages(
-            f"{count} reference images, but {info.id} accepts at most "
-            f"{info.max_reference_images} per request. Send fewer, or use a model that "
-            "takes more (gemini-3-pro-image-preview takes up to 14)."
-        )
-    if count > info.recommended_reference_images:
-        warnings.warn(
-            f"{count} reference images: {info.id} works best with up to "
-            f"{info.recommended_reference_images}.",
-            UserWarning,
-            stacklevel=4,
-        )
+    from .options import check_reference_count  # the model's limit and guidance
+
+    check_reference_count(info, count, stacklevel=5)
 
 
 def _load_input(source: ImageInput, info: ModelInfo) -> _Input:
