@@ -66,10 +66,15 @@ def check_reference_count(info: ModelInfo, count: int, *, stacklevel: int = 3) -
     people) in the message; warn above what it handles best."""
     if count > info.max_reference_images:
         guidance = f" ({info.reference_guidance})" if info.reference_guidance else ""
+        most = max(m.max_reference_images for m in MODELS.values())
+        advice = (
+            f"Send fewer, or use a model that takes more ({_largest(info)})."
+            if info.max_reference_images < most
+            else "Send fewer, or combine some references into one image."
+        )
         raise TooManyReferenceImages(
             f"{count} reference images, but {info.id} accepts at most "
-            f"{info.max_reference_images} per request{guidance}. Send fewer, or use a model "
-            f"that takes more ({_largest(info)})."
+            f"{info.max_reference_images} per request{guidance}. {advice}"
         )
     if count > info.recommended_reference_images:
         guidance = f": {info.reference_guidance}" if info.reference_guidance else ""
