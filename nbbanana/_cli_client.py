@@ -62,8 +62,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "-o", "--outdir", default=".", help="where to save (default: current folder)"
     )
     parser.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9 (edits keep the input's by default)")
-    parser.add_argument("--image-size", help='e.g. "1K", "2K", "4K" (models that support it)')
-    parser.add_argument("--model", help="model id (default: gemini-2.5-flash-image)")
+    parser.add_argument("--image-size", help='"512", "1K", "2K", "4K" (where the model offers it)')
+    parser.add_argument(
+        "--model",
+        help="model id or alias, e.g. nano-banana-pro (default: the first preferred model "
+        "the endpoint serves; `nbbanana models` lists them)",
+    )
+    # -- Gemini 3 features (nbbanana.options) --
+    parser.add_argument("--thinking-level", help='"minimal" or "high" (models that take one)')
+    parser.add_argument("--thoughts", action="store_true",
+                        help="ask for the model's thoughts (printed, not saved as results)")  # fmt: skip
+    parser.add_argument("--grounding", action="store_true",
+                        help="ground the answer with Google Search (sources are printed)")  # fmt: skip
     parser.add_argument("--base-url", help="a Gemini-compatible endpoint: an emulator or a proxy")
     parser.add_argument(
         "--endpoint",
@@ -95,11 +105,23 @@ def _connect(args: argparse.Namespace) -> Any:
     return connect(**options)
 
 
+def _features(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "thinking_level": args.thinking_level,
+        "include_thoughts": True if args.thoughts else None,
+        "grounding": args.grounding,
+    }
+
+
 def _report(result: Any, outdir: str) -> None:
     paths = result.save(outdir)
     print(result.footer())
     if result.text:
         print(f"model said: {result.text}")
+    for thought in result.thoughts:
+        print(f"thought: {' '.join(thought.split())}")
+    for source in result.sources:
+        print(f"source: {source.title} <{source.url}>")
     for path in paths:
         print(path)
 
@@ -107,7 +129,7 @@ def _report(result: Any, outdir: str) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     session = _connect(args)
     result = session.generate(
-        args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
+        args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size, **_features(args)
     )
     _report(result, args.outdir)
     return 0
@@ -121,8 +143,9 @@ def _run_edit(args: argparse.Namespace) -> int:
 
         raise ImageError(f"No such image file: {', '.join(missing)}.", source=missing[0])
     result = session.edit(
-        list(args.images), args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
-    )
+        list(args.images), args.prompt, aspect_ratio=args.aspect_ratio,
+        image_size=args.image_size, **_features(args),
+    )  # fmt: skip
     _report(result, args.outdir)
     return 0
 

@@ -274,3 +274,22 @@ def test_emulator_cli_models_option() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_generate_cli_with_thoughts_grounding_and_4k(
+    shared: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbanana.cli import main
+
+    argv = ["generate", "-p", "two variations of a weather poster", "--model", "nano-banana-pro",
+            "--image-size", "4K", "--thoughts", "--grounding", "--base-url", shared.base_url,
+            "-o", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "gemini-3-pro-image · 4096×4096, 4096×4096" in out
+    assert "thought: **Planning the image**" in out
+    assert "source: offline emulator source 1 <https://example.invalid/" in out
+    assert len(list(tmp_path.glob("*.png"))) == 2  # the final images, no thought image
+    assert main([*argv[:4], "gemini-2.5-flash-image", "--grounding", "--base-url",
+                 shared.base_url]) == 2  # fmt: skip
+    assert "does not support Google Search grounding" in capsys.readouterr().err
