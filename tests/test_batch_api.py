@@ -48,7 +48,10 @@ def _check_outputs(out: Path, ids: list[str], job: BatchJob) -> None:
         interactive = info.cost_usd(
             input_tokens=usage["prompt_tokens"],
             output_image_tokens=usage["output_image_tokens"],
-            output_text_tokens=usage["output_tokens"] - usage["output_image_tokens"],
+            # Thoughts are billed as text output (a thinking default model has them).
+            output_text_tokens=usage["output_tokens"]
+            - usage["output_image_tokens"]
+            + usage["thought_tokens"],
         )
         assert state.done[item_id]["cost_usd"] == pytest.approx(interactive / 2)  # half price
         assert state.done[item_id]["batch_job"] == job.name

@@ -40,7 +40,9 @@ def upload() -> bytes:
 
 
 def _studio(emulator: Emulator) -> Studio:
-    session = nbbanana.connect(api_key=KEY, base_url=emulator.base_url, endpoint="gemini")
+    session = nbbanana.connect(
+        api_key=KEY, base_url=emulator.base_url, endpoint="gemini", model=FLASH
+    )
     return Studio(session)
 
 
