@@ -75,6 +75,7 @@ __all__ = [
     "learn_limit",
     "learned_limit",
     "list_models",
+    "note_if_reported_retired",
     "parse_limit_from_message",
     "resolve",
     "set_price",
@@ -570,6 +571,18 @@ def _note_once(key: str, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def note_if_reported_retired(info: ModelInfo) -> None:
+    """Say once per process, on stderr, that ``info`` was reported shut down with less
+    than high confidence; it stays usable (a session calls this when it uses a model)."""
+    if info.reported_retired:
+        _note_once(
+            "retired:" + info.id,
+            f"nbbanana: {info.id} was reported shut down on {info.reported_retired} "
+            f"({info.source('status')}); it stays usable until the service says "
+            "otherwise. nbbanana.models() shows what your endpoint serves.",
+        )
+
+
 def _warn_once(key: str, message: str) -> None:
     with _warned_lock:
         if key in _warned:
@@ -585,7 +598,7 @@ def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
     before anything is sent. An id the table does not know is accepted with a one-time
     warning (new image models appear every few months and the server decides): it gets
     :func:`generic_model` facts and an unknown price. An id reported retired with less
-    than high confidence stays usable, with a one-time note.
+    than high confidence stays usable (sessions say so once: :func:`note_if_reported_retired`).
     """
     if isinstance(model_id, ModelInfo):
         return model_id
@@ -593,15 +606,7 @@ def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
     if not name:
         raise InvalidRequest(f'The model id is empty; pass e.g. model="{DEFAULT_MODEL}".')
     if name in MODELS:
-        info = MODELS[name]
-        if info.reported_retired:
-            _note_once(
-                "retired:" + name,
-                f"nbbanana: {name} was reported shut down on {info.reported_retired} "
-                f"({info.source('status')}); it stays usable until the service says "
-                "otherwise. nbbanana.models() shows what your endpoint serves.",
-            )
-        return info
+        return MODELS[name]
     if name in RETIRED:
         retired = RETIRED[name]
         raise ModelUnavailable(retired.message(), successor=retired.successor)

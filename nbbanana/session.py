@@ -644,6 +644,7 @@ class Session:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("The prompt is empty: say what to generate, change or ask.")
         info = get_model(model or self.model)
+        models.note_if_reported_retired(info)  # once per process (nbbanana.models)
         aspect_ratio, image_size = _check_options(info, aspect_ratio, image_size)
         want_image = kind != "describe"
         if config is None:

@@ -8,6 +8,7 @@ import warnings
 import pytest
 from google.genai import types
 
+import nbbanana
 from nbbanana import errors, models
 from nbbanana.models import (
     ALIASES,
@@ -61,10 +62,14 @@ def test_reported_retired_model_stays_usable_with_one_note(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     models._warned.discard("retired:gemini-2.5-flash-image")
-    info = get_model("gemini-2.5-flash-image")
-    assert info.id == "gemini-2.5-flash-image"
+    session = nbbanana.connect(offline=True, model="nano-banana")
+    assert session.model == "gemini-2.5-flash-image"
+    capsys.readouterr()
+    result = session.generate("a banana")  # usable, offline too
+    assert result.model == "gemini-2.5-flash-image"
     assert "reported shut down on 2026-10-02" in capsys.readouterr().err
-    get_model("gemini-2.5-flash-image")
+    session.generate("a banana")
+    get_model("gemini-2.5-flash-image")  # a lookup is not a use: no note
     assert capsys.readouterr().err == ""  # once only
 
 
