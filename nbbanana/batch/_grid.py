@@ -181,7 +181,15 @@ def _show_figures_in_ipython() -> None:
         return
     shell = get_ipython()
     if shell is not None and hasattr(shell, "display_formatter"):
-        select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
+        # Keep the formats the notebook chose (%config InlineBackend.figure_formats =
+        # ["jpeg"] keeps a notebook small); PNG only when none was chosen.
+        try:
+            from matplotlib_inline.config import InlineBackend
+
+            formats = set(InlineBackend.instance().figure_formats) or {"png"}
+        except ImportError:
+            formats = {"png"}
+        select_figure_formats(shell, formats)  # type: ignore[no-untyped-call]
 
 
 def _figure(layout: _Layout, report: BatchReport) -> Figure:

@@ -48,8 +48,10 @@ def format_bytes(n: int | None) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def format_usd(usd: float) -> str:
+def format_usd(usd: float | None) -> str:
     """Dollars with enough digits to tell cheap requests apart ($0.0013, $0.039, $1.20)."""
+    if usd is None:
+        return "cost unknown"
     if usd == 0:
         return "$0"
     if usd < 0.01:
@@ -78,7 +80,7 @@ class ImageGauge:
     tokens: int
     #: Bytes of a request carrying just the fitted image (and the prompt).
     request_bytes: int
-    cost_usd: float
+    cost_usd: float | None
     warnings: tuple[str, ...]
 
     def lines(self) -> list[str]:
@@ -122,7 +124,7 @@ class RequestGauge:
     inline: tuple[bool, ...]
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None
     warnings: tuple[str, ...]
 
     @property
