@@ -415,7 +415,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if too_big:
         print(
             f"{len(too_big)} of {len(rows)} do not fit as they are; this fits them:\n"
-            f"  {_fit_command(too_big, args.model, args.endpoint)}",
+            f"  {_fit_command(too_big, args.model, _endpoint(args))}",
             file=sys.stderr if args.json else sys.stdout,
         )
     if not all(r["ok"] for r in rows):
