@@ -322,8 +322,8 @@ class Pipeline:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("The prompt is empty: say what to generate, change or ask.")
         info = self.model_info(options.model)
-        models.note_if_reported_retired(info)  # once per process, on stderr
         options = options.checked(info)
+        models.note_if_reported_retired(info)  # once per process, on stderr; after the checks
         if options.kind != "generate":
             # stacklevel 4: the warning points at the user's call (through Session/Chat).
             check_reference_count(info, len(sources), stacklevel=4)
