@@ -66,8 +66,18 @@ def _add_common(parser: argparse.ArgumentParser, *, aspect_help: str) -> None:
         "-o", "--outdir", default=".", help="where to save (default: current folder)"
     )
     parser.add_argument("--aspect-ratio", help=aspect_help)
-    parser.add_argument("--image-size", help='e.g. "1K", "2K", "4K" (models that support it)')
-    parser.add_argument("--model", help="model id (default: gemini-2.5-flash-image)")
+    parser.add_argument("--image-size", help='"512", "1K", "2K", "4K" (where the model offers it)')
+    parser.add_argument(
+        "--model",
+        help="model id or alias, e.g. nano-banana-pro (default: the first preferred model "
+        "the endpoint serves; `nbbanana models` lists them)",
+    )
+    # -- Gemini 3 features (nbbanana.options) --
+    parser.add_argument("--thinking-level", help='"minimal" or "high" (models that take one)')
+    parser.add_argument("--thoughts", action="store_true",
+                        help="ask for the model's thoughts (printed, not saved as results)")  # fmt: skip
+    parser.add_argument("--grounding", action="store_true",
+                        help="ground the answer with Google Search (sources are printed)")  # fmt: skip
     parser.add_argument("--base-url", help="a Gemini-compatible endpoint: an emulator or a proxy")
     _add_api(parser)
     parser.add_argument(
@@ -81,6 +91,9 @@ def _add_common(parser: argparse.ArgumentParser, *, aspect_help: str) -> None:
     parser.add_argument(
         "--max-cost", type=float, metavar="USD", help="refuse to spend more than USD"
     )
+    parser.add_argument("--price-per-image", type=float, metavar="USD",
+                        help="what one image of this model costs (a gateway's price, or a model "
+                        "nbbanana does not know); else such costs show as unknown")  # fmt: skip
     add_timeout(parser)
 
 
@@ -119,6 +132,8 @@ def _connect(args: argparse.Namespace) -> Any:
         options["endpoint"] = args.endpoint
     if getattr(args, "max_cost", None) is not None:
         options["max_cost_usd"] = args.max_cost
+    if getattr(args, "price_per_image", None) is not None:
+        options["price_per_image"] = args.price_per_image
     if args.offline:
         options["offline"] = True
     return connect(**options)
@@ -139,7 +154,16 @@ def _connect_openai(args: argparse.Namespace) -> Any:
         model=getattr(args, "model", None) or DEFAULT_MODEL,
         endpoint=getattr(args, "endpoint", None),
         max_cost_usd=getattr(args, "max_cost", None),
+        price_per_image=getattr(args, "price_per_image", None),
     )
+
+
+def _features(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "thinking_level": args.thinking_level,
+        "include_thoughts": True if args.thoughts else None,
+        "grounding": args.grounding,
+    }
 
 
 def _report(result: Any, outdir: str) -> None:
@@ -147,6 +171,10 @@ def _report(result: Any, outdir: str) -> None:
     print(result.footer())
     if result.text:
         print(f"model said: {result.text}")
+    for thought in result.thoughts:
+        print(f"thought: {' '.join(thought.split())}")
+    for source in result.sources:
+        print(f"source: {source.title} <{source.url}>")
     for path in paths:
         print(path)
 
@@ -155,7 +183,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     prepare_outdir(args.outdir)
     session = _connect(args)
     result = session.generate(
-        args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
+        args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size, **_features(args)
     )
     _report(result, args.outdir)
     return 0
@@ -170,8 +198,9 @@ def _run_edit(args: argparse.Namespace) -> int:
     if args.region is not None or args.mask is not None:
         return _run_edit_region(session, args)
     result = session.edit(
-        list(args.images), args.prompt, aspect_ratio=args.aspect_ratio, image_size=args.image_size
-    )
+        list(args.images), args.prompt, aspect_ratio=args.aspect_ratio,
+        image_size=args.image_size, **_features(args),
+    )  # fmt: skip
     _report(result, args.outdir)
     return 0
 

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--openai-shape", default="images",
                         choices=("images", "markdown", "hosted", "b64_json", "url"),
                         help="how /v1/chat/completions and /v1/images/* answer")  # fmt: skip
+    parser.add_argument("--models", default=None, metavar="IDS",
+                        help="comma-separated model ids to serve (default: every current id); "
+                        "others answer 404 NOT_FOUND")  # fmt: skip
     parser.set_defaults(handler=run)
 
 
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from .emulator._throttle import parse_bandwidth
 
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] if args.faults else None
+    served = args.models.split(",") if args.models else None
     try:
         bandwidth = parse_bandwidth(args.bandwidth) if args.bandwidth is not None else None
         emulator = Emulator(
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             log=sys.stderr if args.log else None,
             bandwidth_bps=bandwidth,
             openai_shape=args.openai_shape,
+            models=served,
         )
     except ValueError as exc:
         print(f"nbbanana emulator: {exc}", file=sys.stderr)

@@ -403,7 +403,9 @@ def _run_check(args: argparse.Namespace) -> int:
         lines = [
             [r["input"], "yes" if r["fits"] else "no", _size(r["input_bytes"]),
              _size(r["request_bytes"]), f"{r['width']}×{r['height']}", f"{r['pixels']:,}",
-             format_count(r["tokens"]), format_usd(r["cost_usd"]), r["reason"] or ""]
+             format_count(r["tokens"]),
+             "unknown" if r["cost_usd"] is None else format_usd(r["cost_usd"]),
+             r["reason"] or ""]
             if r["ok"]
             else [r["input"], "refused", "-", "-", "-", "-", "-", "-", r["error"]]
             for r in rows

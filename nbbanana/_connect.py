@@ -5,6 +5,7 @@ defaults) under a :class:`~nbbanana.session.Session`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from . import _state, models
 from ._gemini import honour_retry_info
 from .errors import AuthError, InvalidRequest
 from .models import EndpointProfile, get_profile
-from .session import Session
+from .session import GOOGLE_BASE_URL, Session
 
 __all__ = ["DEFAULT_RETRY", "DEFAULT_TIMEOUT_S", "connect"]
 
@@ -49,7 +50,7 @@ _OFFLINE_NOTE = (
 def connect(
     api_key: str | None = None,
     *,
-    model: str = models.DEFAULT_MODEL,
+    model: str | None = None,
     base_url: str | None = None,
     offline: bool | None = None,
     max_cost_usd: float | None = None,
@@ -57,18 +58,27 @@ def connect(
     retry: types.HttpRetryOptions | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     api: str = "gemini",
+    price_per_image: float | None = None,
 ) -> Session:
     """Open a session with Gemini, a Gemini-compatible proxy, or the offline emulator.
 
     * ``api_key`` — else ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``. With none (or
       ``offline=True``) the session uses the in-process emulator and says so once.
+    * ``model`` — an id or alias (``nano-banana-pro`` …). Default: the first of
+      :data:`nbbanana.models.DEFAULT_PREFERENCE` the endpoint serves (with a key, asked
+      once with ``models.list`` and cached for a day; offline, the table's).
     * ``base_url`` — a proxy or a running ``nbbanana emulator``. Without a key, the
       emulator's offline key is sent (a real proxy then answers with an auth error).
     * ``endpoint`` — the endpoint profile whose byte limits requests are fitted to
       (:data:`nbbanana.models.PROFILES`). Default: ``"gemini"`` for Google and the offline
       emulator; for any other ``base_url``, the conservative ``"proxy-20mb"`` (20 MB per
       request, no Files API) — a server that refuses less teaches its real limit.
-    * ``max_cost_usd`` — refuse any call that could take :attr:`Session.spent` past it.
+    * ``max_cost_usd`` — refuse any call that could take :attr:`Session.spent` past it
+      (and any call to a model whose price is unknown).
+    * ``price_per_image`` — USD one output image of the session's model costs, for this
+      session only (a gateway's price, or a model nbbanana's table does not know);
+      without it an unknown price shows as unknown, never as a made-up number.
+      :func:`nbbanana.models.set_price` sets a price for every session instead.
     * ``retry`` — ``types.HttpRetryOptions``; default :data:`DEFAULT_RETRY`.
       ``types.HttpRetryOptions(attempts=1)`` turns retries off.
     * ``timeout`` — seconds per HTTP attempt (``None``: the SDK's default).
@@ -81,8 +91,9 @@ def connect(
             raise InvalidRequest("api='openai' needs base_url=, the gateway's URL ending in /v1.")
         from ._openai import connect_openai  # loads the openai SDK only for gateways
 
-        return connect_openai(base_url, api_key, model=model, endpoint=endpoint,
-                              max_cost_usd=max_cost_usd, retry=retry, timeout=timeout)  # fmt: skip
+        return connect_openai(base_url, api_key, model=model or models.DEFAULT_MODEL,
+                              endpoint=endpoint, max_cost_usd=max_cost_usd, retry=retry,
+                              timeout=timeout, price_per_image=price_per_image)  # fmt: skip
     if api != "gemini":
         raise InvalidRequest(f"api must be 'gemini' or 'openai', not {api!r}.")
     key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
@@ -136,6 +147,8 @@ def connect(
     )
     client = genai.Client(api_key=key, http_options=http_options)
     honour_retry_info(client, retry_options)
+    if model is None:
+        model = _default_model(client, None if offline else base_url or GOOGLE_BASE_URL)
     session = Session(
         client,
         model=model,
@@ -144,7 +157,23 @@ def connect(
         endpoint=profile,
         max_cost_usd=max_cost_usd,
         api_key=key,
+        price_per_image=price_per_image,
     )
     if offline:
         _state.announce_offline(_OFFLINE_NOTE)
     return session
+
+
+def _default_model(client: genai.Client, base_url: str | None) -> str:
+    """The first preferred model the endpoint serves (``models.list``, cached per base
+    URL; :mod:`nbbanana.discovery`); offline, or when the listing fails, the table's."""
+    model = models.DEFAULT_MODEL
+    if base_url is None:
+        return model
+    # Imported here: discovery (and its disk cache) is needed only with a key.
+    from .discovery import discover
+
+    with contextlib.suppress(Exception):  # no listing: the table's default
+        listed = discover(client, base_url.rstrip("/"))
+        model = listed.default_model if listed.available else model
+    return model

@@ -33,14 +33,16 @@ class CostEstimate:
     input_tokens: int
     output_image_tokens: int
     output_text_tokens: int
-    usd: float
+    #: ``None`` when the model's price is unknown (never a made-up number).
+    usd: float | None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_image_tokens + self.output_text_tokens
 
     def __str__(self) -> str:
-        return f"≈ ${self.usd:.4f} ({self.total_tokens:,} tokens on {self.model})"
+        cost = "cost unknown" if self.usd is None else f"${self.usd:.4f}"
+        return f"≈ {cost} ({self.total_tokens:,} tokens on {self.model})"
 
 
 def estimate(

@@ -10,10 +10,13 @@ __all__ = ["format_count", "format_usd"]
 _SMALLEST = 1e-6
 
 
-def format_usd(usd: float) -> str:
-    """``$1,234.50``, ``$0.24``, ``$0.039``, ``$0.0001``: cents from ten cents up, else two
+def format_usd(usd: float | None) -> str:
+    """``cost unknown`` for a price nbbanana does not know (never a made-up figure);
+    ``$1,234.50``, ``$0.24``, ``$0.039``, ``$0.0001``: cents from ten cents up, else two
     significant digits, so a $0.0001 cap never reads as "$0.00" and a float sum like
     0.23597249999999997 reads as "$0.24"."""
+    if usd is None:
+        return "cost unknown"
     if usd < 0:
         return "-" + format_usd(-usd)
     if usd == 0 or not math.isfinite(usd):

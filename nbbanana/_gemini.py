@@ -19,6 +19,7 @@ This is also the one module that leans on the SDK's private parts, so that an up
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import functools
 import io
@@ -26,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import tenacity
@@ -49,6 +50,9 @@ from .errors import (
     scrub_exception,
 )
 
+if TYPE_CHECKING:
+    from .discovery import Catalogue
+
 __all__ = [
     "GeminiBackend",
     "body_bytes",
@@ -67,9 +71,17 @@ class GeminiBackend:
 
     name = "gemini"
 
-    def __init__(self, client: genai.Client, *, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        client: genai.Client,
+        *,
+        secrets: Sequence[str] = (),
+        base_url: str = "https://generativelanguage.googleapis.com",
+    ) -> None:
         self.client = client
         self._secrets = tuple(secrets)
+        #: The key discovery caches this endpoint's model listing under.
+        self.base_url = base_url.rstrip("/")
         # Some relays return the image inside a text part (a data URL or a hosted URL).
         self._fetch = ImageFetcher()
 
@@ -130,7 +142,26 @@ class GeminiBackend:
         return body_bytes(model, contents, config)
 
     def map_error(self, exc: BaseException) -> NbbananaError | None:
-        return error_from_exception(exc, *self._secrets)
+        mapped = error_from_exception(exc, *self._secrets)
+        # A 404 for a model: say what this endpoint serves (and the successor of a
+        # retired id) instead of the service's bare "not found".
+        if isinstance(mapped, InvalidRequest) and mapped.code == 404:
+            found = re.search(r"models/([^\s]+) is not found", mapped.message)
+            if found is not None:
+                # Imported here: discovery is needed only for this error.
+                from .discovery import not_found_error
+
+                with contextlib.suppress(Exception):  # listing failed: keep the plain 404
+                    return not_found_error(found.group(1), self.models(), cause=exc)
+        return mapped
+
+    def models(self, *, refresh: bool = False) -> Catalogue:
+        """The image models this endpoint serves (``models.list``, cached for a day),
+        merged with nbbanana's table."""
+        # Imported here: discovery (and its disk cache) is needed only when asked.
+        from .discovery import discover
+
+        return discover(self.client, self.base_url, refresh=refresh)
 
     def close(self) -> None:
         self.client.close()

@@ -214,7 +214,7 @@ def retry_after_seconds(exc: openai.APIStatusError) -> float | None:
 def gemini_model_id(name: str) -> str | None:
     """The known Gemini model a gateway's model name stands for (``google/`` or other
     vendor prefixes and ``:free``-style suffixes stripped), or ``None``."""
-    bare = name.rsplit("/", 1)[-1].split(":", 1)[0]
+    bare = models.resolve(name.rsplit("/", 1)[-1].split(":", 1)[0])
     return bare if bare in models.MODELS else None
 
 
@@ -581,27 +581,31 @@ def connect_openai(
     retry: types.HttpRetryOptions | None = None,
     timeout: float | None = 300.0,
     openai_api: Endpoint = "chat",
+    price_per_image: float | None = None,
 ) -> Session:
     """A :class:`~nbbanana.session.Session` over an OpenAI-compatible gateway
     (``connect(base_url=..., api="openai")``).
 
     ``model`` as the gateway names it (``google/gemini-2.5-flash-image``); a name that
-    maps to a known Gemini model keeps that model's sizes, tokens and prices. ``endpoint``:
-    the byte limits (default ``"proxy-20mb"``, the usual relay; a 413 teaches the real
-    one). ``max_cost_usd`` needs a model whose prices are known (refused otherwise). ``retry``: its ``attempts`` bound the SDK's ``max_retries``. ``openai_api``:
-    ``"chat"`` or ``"images"`` (see :class:`OpenAIBackend`).
+    maps to a known Gemini model keeps that model's sizes, tokens and prices; any other
+    name gets generic facts and an unknown price (``None``, with a one-time warning),
+    never another model's. ``price_per_image``: what the gateway charges per image, for
+    this session. ``endpoint``: the byte limits (default ``"proxy-20mb"``, the usual
+    relay; a 413 teaches the real one). ``max_cost_usd`` needs a known price (refused
+    otherwise). ``retry``: its ``attempts`` bound the SDK's ``max_retries``.
+    ``openai_api``: ``"chat"`` or ``"images"`` (see :class:`OpenAIBackend`).
     """
     if max_cost_usd is not None and max_cost_usd < 0:
         raise InvalidRequest(f"max_cost_usd must be 0 or more (got {max_cost_usd}).")
     gemini = gemini_model_id(model)
-    if gemini is None and max_cost_usd is not None:
-        # Any estimate would borrow another model's prices: a cap on a made-up figure
-        # protects nobody, so refuse up front and say why.
+    if gemini is None and max_cost_usd is not None and price_per_image is None:
+        # Its price is unknown: a cap on a made-up figure protects nobody, so refuse up
+        # front and say why.
         raise InvalidRequest(
             f"The gateway's model {model!r} is not one nbbanana knows, so it cannot estimate "
-            "what a call costs and cannot enforce max_cost_usd. Use a known model name "
-            f"(one of {', '.join(models.MODELS)}, optionally with a vendor prefix such as "
-            "google/) or connect without max_cost_usd."
+            "what a call costs and cannot enforce max_cost_usd. Pass price_per_image=, use "
+            f"a known model name (one of {', '.join(models.MODELS)}, optionally with a "
+            "vendor prefix such as google/) or connect without max_cost_usd."
         )
     attempts = retry.attempts if retry is not None and retry.attempts is not None else 3
     backend = OpenAIBackend(
@@ -624,5 +628,6 @@ def connect_openai(
             endpoint=models.get_profile(endpoint or "proxy-20mb"),
             max_cost_usd=max_cost_usd,
             api_key=backend._secrets[0],
+            price_per_image=price_per_image,
         ),
     )

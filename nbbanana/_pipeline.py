@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import threading
 import time
-import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -36,7 +35,7 @@ from PIL import Image
 from . import models
 from ._backend import Backend, BackendRequest, UploadRequest
 from ._estimate import CostEstimate, estimate
-from ._options import RequestOptions
+from ._options import RequestOptions, check_reference_count
 from ._types import ImageInput
 from .budget import RequestBudget
 from .errors import (
@@ -47,7 +46,6 @@ from .errors import (
     NbbananaError,
     NoImage,
     RequestTooLarge,
-    TooManyReferenceImages,
     redact,
 )
 from .fit import FittedImage, fit_image
@@ -80,6 +78,9 @@ BLOCKING_FINISH_REASONS = frozenset(
     }
 )
 
+
+#: Where a price set by ``connect(price_per_image=...)`` comes from.
+_SESSION = models.Source("set for this session (price_per_image)", "this session", "user")
 
 # --------------------------------------------------------------------------- values
 
@@ -185,8 +186,24 @@ class Ledger:
             return self._calls
 
     def reserve(self, estimate: CostEstimate) -> float:
-        """Book ``estimate`` against the cap before sending (or refuse)."""
+        """Book ``estimate`` against the cap before sending (or refuse).
+
+        A model whose price is unknown books nothing; with a cap it is refused, since no
+        cap can be kept on a cost nobody knows.
+        """
         with self._lock:
+            if estimate.usd is None:
+                if self.cap_usd is not None:
+                    raise CostLimitExceeded(
+                        f"The price of {estimate.model} is unknown, so max_cost_usd cannot "
+                        "be kept and nothing was sent. Set it with connect(..., "
+                        "price_per_image=...) or nbbanana.models.set_price"
+                        f'("{estimate.model}", per_image=...).',
+                        estimate_usd=0.0,
+                        spent_usd=self._spent,
+                        cap_usd=self.cap_usd,
+                    )
+                return 0.0
             if self.cap_usd is not None:
                 committed = self._spent + self._reserved
                 if committed + estimate.usd > self.cap_usd + 1e-12:
@@ -265,6 +282,18 @@ class Pipeline:
     offline: bool = False
     #: Redacted from every message built from the service's text.
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: This session's own prices (``connect(price_per_image=...)``), by model id; they
+    #: win over the table's, for this session only.
+    prices: dict[str, models.Price] = field(default_factory=dict)
+
+    def model_info(self, model: str | ModelInfo | None) -> ModelInfo:
+        """The facts of ``model`` (id or alias) as this session sees them: the table's,
+        with this session's price where it set one."""
+        info = get_model(model)
+        price = self.prices.get(info.id)
+        if price is None:
+            return info
+        return dataclasses.replace(info, price=price, sources={**info.sources, "price": _SESSION})
 
     # ------------------------------------------------------------ budget
 
@@ -292,10 +321,12 @@ class Pipeline:
         """Validate, load, fit and plan a request; nothing is sent and nothing is booked."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("The prompt is empty: say what to generate, change or ask.")
-        info = get_model(options.model)
+        info = self.model_info(options.model)
         options = options.checked(info)
+        models.note_if_reported_retired(info)  # once per process, on stderr; after the checks
         if options.kind != "generate":
-            _check_reference_count(info, len(sources))
+            # stacklevel 4: the warning points at the user's call (through Session/Chat).
+            check_reference_count(info, len(sources), stacklevel=4)
         inputs = [_load_input(src, info) for src in sources]
         return self._plan(
             options,
@@ -491,7 +522,8 @@ class Pipeline:
         except Exception:
             self.ledger.settle(reserved, 0.0, answered=True)
             raise
-        self.ledger.settle(reserved, result.cost_usd, answered=True)
+        # An unknown price (None) was booked as nothing and is spent as nothing.
+        self.ledger.settle(reserved, result.cost_usd or 0.0, answered=True)
         problem = error_from_response(
             response, want_image=call.options.want_image, secrets=self.secrets
         )
@@ -548,22 +580,6 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def _check_reference_count(info: ModelInfo, count: int) -> None:
-    if count > info.max_reference_images:
-        raise TooManyReferenceImages(
-            f"{count} reference images, but {info.id} accepts at most "
-            f"{info.max_reference_images} per request. Send fewer, or use a model that "
-            "takes more (gemini-3-pro-image-preview takes up to 14)."
-        )
-    if count > info.recommended_reference_images:
-        warnings.warn(
-            f"{count} reference images: {info.id} works best with up to "
-            f"{info.recommended_reference_images}.",
-            UserWarning,
-            stacklevel=4,
-        )
 
 
 def _load_input(source: ImageInput, info: ModelInfo) -> _Input:

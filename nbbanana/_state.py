@@ -69,13 +69,15 @@ def announce_offline(note: str) -> bool:
 def price_overrides() -> dict[str, str]:
     """Models whose price :func:`~nbbanana.models.set_price` changed, with the new price
     in words."""
-    from .models import MODELS  # models imports this module (learned limits)
+    from .models import MODELS, _user_prices  # models imports this module (learned limits)
 
+    prices = {model_id: info.price for model_id, info in MODELS.items() if info.price}
+    prices.update(_user_prices)  # models the table does not know
     return {
-        model_id: f"${info.price.input_per_m:g}/${info.price.output_image_per_m:g}"
-        f"/${info.price.output_text_per_m:g} per 1M in/image/text"
-        for model_id, info in MODELS.items()
-        if info.price.as_of == "user"
+        model_id: f"${price.input_per_m:g}/${price.output_image_per_m:g}"
+        f"/${price.output_text_per_m:g} per 1M in/image/text"
+        for model_id, price in prices.items()
+        if price.as_of == "user"
     }
 
 

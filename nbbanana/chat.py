@@ -23,7 +23,6 @@ from ._options import RequestOptions
 from ._pipeline import as_list
 from .budget import base64_size
 from .errors import InvalidRequest
-from .models import get_model
 from .result import Result, chat_html
 
 if TYPE_CHECKING:
@@ -53,17 +52,26 @@ class Chat:
         model: str | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
         _results: Sequence[Result] = (),
         _turns: Sequence[list[types.Content]] = (),
     ) -> None:
         self.session = session
-        info = get_model(model or session.model)
+        info = session.pipeline.model_info(model or session.model)
+        # Checked now, so a chat a model cannot hold fails before its first turn.
         self._options = RequestOptions(
-            kind="chat", model=info.id, aspect_ratio=aspect_ratio, image_size=image_size
-        ).checked(info)
+            kind="chat", model=info.id, aspect_ratio=aspect_ratio, image_size=image_size,
+            thinking_level=thinking_level, include_thoughts=include_thoughts,
+            grounding=grounding,
+        ).checked(info)  # fmt: skip
         self.model = info.id
         self.aspect_ratio = self._options.aspect_ratio
         self.image_size = self._options.image_size
+        self.thinking_level = self._options.thinking_level
+        self.include_thoughts = self._options.include_thoughts
+        self.grounding = self._options.grounding
         self._results: list[Result] = list(_results)
         #: The contents (user turn + model answer) of each turn, in order.
         self._turns: list[list[types.Content]] = [list(t) for t in _turns]
@@ -157,6 +165,9 @@ class Chat:
                 model=self.model,
                 aspect_ratio=self.aspect_ratio,
                 image_size=self.image_size,
+                thinking_level=self.thinking_level,
+                include_thoughts=self.include_thoughts,
+                grounding=self.grounding,
                 _results=self._results[:turn],
                 _turns=self._turns[:turn],
             )

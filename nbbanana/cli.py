@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "nbbanana._cli_batch",
     "nbbanana._cli_client",
     "nbbanana.relay._cli",
+    "nbbanana._cli_models",
 )
 
 

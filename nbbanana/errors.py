@@ -32,6 +32,7 @@ __all__ = [
     "EmptyImageError",
     "ImageError",
     "InvalidRequest",
+    "ModelUnavailable",
     "NbbananaError",
     "NoImage",
     "RateLimited",
@@ -254,6 +255,15 @@ class RequestTooLarge(APIError):
 
 class InvalidRequest(APIError):
     """400 INVALID_ARGUMENT / 404 NOT_FOUND: the request itself is wrong."""
+
+
+class ModelUnavailable(InvalidRequest):
+    """The model id is retired, or the service does not serve it (404 NOT_FOUND)."""
+
+    def __init__(self, message: str, *, successor: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: The id to use instead, when one is known.
+        self.successor = successor
 
 
 class TooManyReferenceImages(InvalidRequest):

@@ -181,7 +181,7 @@ class ImageCheck:
     width: int
     height: int
     tokens: int
-    cost_usd: float
+    cost_usd: float | None  # None: the model's price is unknown
 
     @property
     def pixels(self) -> int:

@@ -2,10 +2,13 @@
 
 A :class:`Result` is built from the SDK's ``GenerateContentResponse`` and keeps
 everything a notebook user wants to look at or keep: the generated images (as PIL
-images, thought/interim images excluded), the text, the model's thoughts, the finish
-reason, token usage and its cost, the latency, and the provenance — the model, the
-parameters, the prompt, a reference to each input (:class:`InputRef`) and the result it
-was derived from (``parent``).
+images, all of them: a model may answer with several), the text, the model's thoughts
+(text and interim "thought images", kept apart: they are never the answer), the Google
+Search sources of a grounded answer with the search suggestions Google's terms require
+to be shown, the finish reason, token usage and its cost (``None`` when the price is
+unknown), the latency, and the provenance — the model, the parameters, the prompt, a
+reference to each input (:class:`InputRef`) and the result it was derived from
+(``parent``).
 
 It displays itself in Jupyter (inputs and outputs side by side, small JPEG thumbnails
 so notebooks stay small) and saves itself as PNG files with the provenance embedded as
@@ -36,7 +39,7 @@ from ._format import format_usd
 from ._version import __version__
 from .models import ModelInfo
 
-__all__ = ["InputRef", "Result", "Usage"]
+__all__ = ["GroundingSource", "InputRef", "Result", "Usage"]
 
 #: Long side of the thumbnails in the notebook display (px). Large enough to judge an
 #: edit, small enough that a notebook with dozens of results stays a few MB.
@@ -87,8 +90,9 @@ class Usage:
             total_tokens=meta.total_token_count or (prompt + output + thoughts),
         )
 
-    def cost_usd(self, model: ModelInfo) -> float:
-        """What these tokens cost at ``model``'s prices (thoughts are billed as text output)."""
+    def cost_usd(self, model: ModelInfo) -> float | None:
+        """What these tokens cost at ``model``'s prices (thoughts are billed as text output);
+        ``None`` when the model's price is unknown."""
         return model.cost_usd(
             input_tokens=self.prompt_tokens,
             output_image_tokens=self.output_image_tokens,
@@ -127,6 +131,17 @@ class InputRef:
         }
 
 
+@dataclass(frozen=True)
+class GroundingSource:
+    """A web page a grounded answer drew on (from ``groundingMetadata.groundingChunks``)."""
+
+    title: str
+    url: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"title": self.title, "url": self.url}
+
+
 def _new_result_id() -> str:
     """A sortable, unique id: UTC time plus 48 random bits (also the file-name stem)."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -142,7 +157,8 @@ class Result:
     thoughts: list[str]
     finish_reason: str | None
     usage: Usage
-    cost_usd: float
+    #: ``None`` when the model's price is unknown (never a guessed number).
+    cost_usd: float | None
     latency_s: float
     model: str
     params: dict[str, Any]
@@ -157,6 +173,16 @@ class Result:
     #: The encoded bytes and MIME type of each image as the server sent them, so a
     #: result can be the input of the next edit without re-encoding.
     image_data: list[tuple[bytes, str]] = field(default_factory=list, repr=False)
+    #: Interim images from the model's thinking: shown collapsed, never saved as results.
+    thought_images: list[Image.Image] = field(default_factory=list, repr=False)
+    #: Web pages a grounded answer drew on (Google Search grounding).
+    sources: list[GroundingSource] = field(default_factory=list)
+    #: The queries the model searched for (grounding).
+    search_queries: list[str] = field(default_factory=list)
+    #: Google's search-suggestions HTML (``searchEntryPoint.renderedContent``). Google's
+    #: terms for grounding require showing it, unchanged, with the answer: the notebook
+    #: display does.
+    search_suggestions_html: str | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ construction
 
@@ -176,9 +202,13 @@ class Result:
         """Collect the answer's parts. Thought parts (text and interim images) go to
         ``thoughts`` and are never results."""
         image_data: list[tuple[bytes, str]] = []
+        thought_data: list[bytes] = []
         texts: list[str] = []
         thoughts: list[str] = []
         finish_reason: str | None = None
+        sources: list[GroundingSource] = []
+        queries: list[str] = []
+        suggestions: str | None = None
         candidates = response.candidates or []
         if candidates:
             candidate = candidates[0]
@@ -186,11 +216,14 @@ class Result:
                 finish_reason = str(
                     getattr(candidate.finish_reason, "value", candidate.finish_reason)
                 )
+            sources, queries, suggestions = _grounding(candidate.grounding_metadata)
             parts = candidate.content.parts if candidate.content and candidate.content.parts else []
             for part in parts:
                 if part.thought:
                     if part.text:
                         thoughts.append(part.text)
+                    elif part.inline_data is not None and part.inline_data.data:
+                        thought_data.append(part.inline_data.data)
                     continue
                 if part.inline_data is not None and part.inline_data.data:
                     image_data.append(
@@ -217,6 +250,10 @@ class Result:
             response_id=response.response_id,
             model_version=response.model_version,
             image_data=image_data,
+            thought_images=[_decode(data) for data in thought_data],
+            sources=sources,
+            search_queries=queries,
+            search_suggestions_html=suggestions,
         )
 
     # ------------------------------------------------------------ accessors
@@ -226,12 +263,17 @@ class Result:
         """The first generated image, or ``None`` when the answer held none."""
         return self.images[0] if self.images else None
 
+    @property
+    def cost_text(self) -> str:
+        """The cost as shown: ``$0.0390``, or ``cost unknown`` when the price is unknown."""
+        return "cost unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
+
     def __repr__(self) -> str:
         sizes = ", ".join(f"{im.width}×{im.height}" for im in self.images) or "no image"
         source = " offline" if self.offline else ""
         return (
             f"<Result {self.id}{source} {self.model}: {sizes}; "
-            f"{self.usage.total_tokens} tokens, ${self.cost_usd:.4f}, {self.latency_s:.2f} s>"
+            f"{self.usage.total_tokens} tokens, {self.cost_text}, {self.latency_s:.2f} s>"
         )
 
     def provenance(self) -> dict[str, Any]:
@@ -249,6 +291,9 @@ class Result:
             "parent": self.parent.id if self.parent is not None else None,
             "text": self.text,
             "thoughts": self.thoughts,
+            "thought_images": len(self.thought_images),
+            "sources": [s.to_json() for s in self.sources],
+            "search_queries": self.search_queries,
             "finish_reason": self.finish_reason,
             "usage": {
                 "prompt_tokens": self.usage.prompt_tokens,
@@ -265,7 +310,8 @@ class Result:
     # ------------------------------------------------------------ saving
 
     def save(self, directory: str | os.PathLike[str] = ".") -> list[Path]:
-        """Write each image as ``<id>.png`` (``<id>-2.png``, … for more) and ``<id>.json``.
+        """Write each final image as ``<id>.png`` (``<id>-2.png``, … for more) and
+        ``<id>.json``. Thought images are drafts, not answers: they are not written.
 
         The PNGs carry the prompt, model, parameters, input hashes and parent id as PNG
         text chunks, so a file keeps its provenance wherever it is copied. Each file is
@@ -315,7 +361,7 @@ class Result:
             self.model,
             sizes,
             f"{self.usage.total_tokens:,} tokens",
-            f"${self.cost_usd:.4f}",
+            self.cost_text,
             f"{self.latency_s:.1f} s",
         ]
         if self.offline:
@@ -336,6 +382,12 @@ class Result:
             )
         if self.text:
             lines.append(f"text: {self.text}")
+        if self.thoughts or self.thought_images:
+            lines.append(
+                f"thoughts: {len(self.thoughts)} text, {len(self.thought_images)} image(s) "
+                "(Result.thoughts, Result.thought_images)"
+            )
+        lines += [f"source: {s.title} <{s.url}>" for s in self.sources]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -361,6 +413,7 @@ class Result:
         if not self.images:
             cells.append('<div style="align-self:center;font-style:italic">(no image)</div>')
         text = f'<div style="margin-top:.3em">{html.escape(self.text)}</div>' if self.text else ""
+        text += self._thoughts_html() + self._grounding_html()
         return (
             '<div class="nbbanana-result" style="font-family:sans-serif">'
             f'<div style="margin-bottom:.3em"><b>Prompt:</b> {html.escape(self.prompt)}</div>'
@@ -372,8 +425,60 @@ class Result:
             "</div>"
         )
 
+    def _thoughts_html(self) -> str:
+        """The model's thoughts, collapsed: a draft is never shown as the answer."""
+        if not self.thoughts and not self.thought_images:
+            return ""
+        texts = "".join(
+            f'<div style="white-space:pre-wrap;margin:.2em 0">{html.escape(t)}</div>'
+            for t in self.thoughts
+        )
+        drafts = "".join(
+            _figure(im, f"thought image {i + 1}", side=INPUT_THUMBNAIL_SIDE // 2)
+            for i, im in enumerate(self.thought_images)
+        )
+        count = len(self.thoughts) + len(self.thought_images)
+        return (
+            '<details class="nbbanana-thoughts" style="margin-top:.3em;color:#555">'
+            f"<summary>Thoughts ({count})</summary>{texts}"
+            f'<div style="display:flex;gap:6px">{drafts}</div></details>'
+        )
+
+    def _grounding_html(self) -> str:
+        """Sources as links, then Google's search suggestions exactly as sent."""
+        if not self.sources and not self.search_suggestions_html:
+            return ""
+        items = "".join(
+            f'<li><a href="{html.escape(s.url)}" target="_blank" rel="noopener">'
+            f"{html.escape(s.title)}</a></li>"
+            for s in self.sources
+        )
+        listing = (
+            f'<div style="margin-top:.3em"><b>Sources</b><ul style="margin:.2em 0">{items}</ul></div>'
+            if items
+            else ""
+        )
+        # Google's grounding terms: show the rendered suggestions unmodified.
+        return listing + (self.search_suggestions_html or "")
+
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _grounding(
+    meta: types.GroundingMetadata | None,
+) -> tuple[list[GroundingSource], list[str], str | None]:
+    """Sources, search queries and the suggestions' HTML of a grounded answer."""
+    if meta is None:
+        return [], [], None
+    sources = []
+    for chunk in meta.grounding_chunks or []:
+        web = chunk.web
+        if web is not None and web.uri:
+            sources.append(GroundingSource(title=web.title or web.domain or web.uri, url=web.uri))
+    entry = meta.search_entry_point
+    rendered = entry.rendered_content if entry is not None else None
+    return sources, list(meta.web_search_queries or []), rendered or None
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -462,7 +567,8 @@ def chat_html(model: str, results: Sequence[Result]) -> str:
             f'<figcaption style="font-size:.85em"><b>{turn}</b> · {html.escape(prompt)}'
             "</figcaption></figure>"
         )
-    cost = sum(result.cost_usd for result in results)
+    costs = [result.cost_usd for result in results]
+    cost = None if None in costs else sum(c for c in costs if c is not None)
     noun = "turn" if len(results) == 1 else "turns"
     summary = f"Chat with {model}: {len(results)} {noun}, {format_usd(cost)}"
     body = (

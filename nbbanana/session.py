@@ -29,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google import genai
 
-from . import _state
+from . import _state, models
 from ._backend import Backend
 from ._estimate import CostEstimate, estimate
 from ._gemini import GeminiBackend
@@ -46,6 +46,10 @@ from .chat import Chat
 from .errors import InvalidRequest
 from .models import EndpointProfile, get_model
 from .result import Result
+
+if TYPE_CHECKING:
+    from .discovery import Catalogue
+    from .region import MaskSource
 
 __all__ = ["GOOGLE_BASE_URL", "CostEstimate", "Session"]
 
@@ -96,24 +100,33 @@ class Session:
         endpoint: EndpointProfile,
         max_cost_usd: float | None,
         api_key: str,
+        price_per_image: float | None = None,
     ) -> None:
         self._secret = _Secret(api_key)
+        limit_key = (base_url or GOOGLE_BASE_URL).rstrip("/")
         if isinstance(client, genai.Client):
-            backend: Backend = GeminiBackend(client, secrets=(api_key,))
+            backend: Backend = GeminiBackend(client, secrets=(api_key,), base_url=limit_key)
         else:
             backend = client
         self.backend = backend
-        self.model = get_model(model).id
+        info = get_model(model)
+        self.model = info.id
         self.base_url = base_url
         self.offline = offline
+        # ``price_per_image``: this session's price for its model (a gateway's, or one
+        # the table does not know); other sessions and nbbanana.models stay as they are.
+        prices: dict[str, models.Price] = {}
+        if price_per_image is not None:
+            prices[info.id] = models.price_per_image(info, price_per_image)
         #: The request pipeline every call of this session (and its chats) goes through.
         self.pipeline = Pipeline(
             backend,
             endpoint=endpoint,
-            limit_key=(base_url or GOOGLE_BASE_URL).rstrip("/"),
+            limit_key=limit_key,
             ledger=Ledger(max_cost_usd),
             offline=offline,
             secrets=(api_key,),
+            prices=prices,
         )
 
     @property
@@ -175,7 +188,10 @@ class Session:
         if learned is not None:
             state += f", learned limit {learned:,} bytes"
         price = _state.price_overrides().get(self.model)
-        if price is not None:
+        if self.model in self.pipeline.prices:
+            usd = self.pipeline.model_info(self.model).price_per_image()
+            state += f", price set to ${usd:g} per image for this session"
+        elif price is not None:
             state += f", price set to {price}"
         return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}{state}>"
 
@@ -190,6 +206,16 @@ class Session:
             f"<b>nbbanana session</b> · {html.escape(self.model)} via {html.escape(where)}"
             f"<div>{html.escape(spend.text())} · {calls}</div></div>"
         )
+
+    def models(self, *, refresh: bool = False) -> Catalogue:
+        """The image models this endpoint serves (``models.list``, cached for a day),
+        merged with nbbanana's table; see :func:`nbbanana.models.list_models`."""
+        if not isinstance(self.backend, GeminiBackend):
+            raise InvalidRequest(
+                f"This session's backend is {self.backend.name!r}, which nbbanana cannot "
+                "ask for its models; see the gateway's own model list."
+            )
+        return self.backend.models(refresh=refresh)
 
     def close(self) -> None:
         """Close the HTTP connections (the session cannot be used afterwards)."""
@@ -217,7 +243,7 @@ class Session:
         Images may be fitted images, results, or any input :meth:`edit` takes (those are
         measured at the size fitting would give them, without encoding).
         """
-        info = get_model(model or self.model)
+        info = self.pipeline.model_info(model or self.model)
         tokens = []
         for item in as_list(images) if images is not None else []:
             w, h = estimated_sent_size(item, info)
@@ -233,9 +259,22 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
-        """Generate an image from ``prompt`` alone (square unless ``aspect_ratio``)."""
-        options = self._options("generate", model, aspect_ratio, image_size)
+        """Generate an image from ``prompt`` alone (square unless ``aspect_ratio``).
+
+        Gemini 3 models: ``image_size`` "512"/"1K"/"2K"/"4K" where offered,
+        ``thinking_level`` and ``include_thoughts`` (thoughts go to ``Result.thoughts``
+        and ``Result.thought_images``), ``grounding=True`` for Google Search grounding
+        (``Result.sources``). A prompt may ask for several images ("three variations of …").
+        Options a model does not take are refused before sending.
+        """
+        options = self._options(
+            "generate", model, aspect_ratio, image_size, thinking_level, include_thoughts,
+            grounding,
+        )  # fmt: skip
         return self.pipeline.run(self.pipeline.prepare(options, prompt)).result
 
     def edit(
@@ -243,9 +282,14 @@ class Session:
         images: ImageInput | Sequence[ImageInput],
         prompt: str,
         *,
+        region: object = None,
+        mask: MaskSource | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """Edit or combine reference images according to ``prompt``.
 
@@ -253,12 +297,29 @@ class Session:
         PIL image, a numpy array, an ipywidgets FileUpload item, a
         :class:`~nbbanana.fit.FittedImage` (sent as is), or a previous :class:`Result`
         (its first image; the new result records it as ``parent``). Without
-        ``aspect_ratio`` the model keeps the input's ratio.
+        ``aspect_ratio`` the model keeps the input's ratio. The Gemini 3 options are
+        those of :meth:`generate`.
+
+        ``region`` (a box ``(left, top, right, bottom)`` in pixels) or ``mask`` edits only
+        that part of one image at full resolution: see :func:`nbbanana.region.edit_region`
+        (which takes the margin, feather and confidence options too); the result is a
+        :class:`~nbbanana.region.RegionResult`.
         """
         sources = as_list(images)
         if not sources:
             raise InvalidRequest("edit() needs at least one image; use generate() for none.")
-        options = self._options("edit", model, aspect_ratio, image_size)
+        if region is not None or mask is not None:
+            # Imported here: the regional machinery loads only for regional edits.
+            from .region import edit_region
+
+            image = _one_image(sources, thinking_level, include_thoughts, grounding)
+            return edit_region(
+                self, image, prompt, region=region, mask=mask, aspect_ratio=aspect_ratio,
+                image_size=image_size, model=model,
+            )  # fmt: skip
+        options = self._options(
+            "edit", model, aspect_ratio, image_size, thinking_level, include_thoughts, grounding
+        )
         return self.pipeline.run(self.pipeline.prepare(options, prompt, sources)).result
 
     def describe(
@@ -278,9 +339,17 @@ class Session:
         model: str | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Chat:
-        """A multi-turn editing conversation (see :class:`~nbbanana.chat.Chat`)."""
-        return Chat(self, model=model, aspect_ratio=aspect_ratio, image_size=image_size)
+        """A multi-turn editing conversation (see :class:`~nbbanana.chat.Chat`); every
+        turn uses these options (those of :meth:`generate`)."""
+        return Chat(
+            self, model=model, aspect_ratio=aspect_ratio, image_size=image_size,
+            thinking_level=thinking_level, include_thoughts=include_thoughts,
+            grounding=grounding,
+        )  # fmt: skip
 
     async def generate_async(
         self,
@@ -289,9 +358,15 @@ class Session:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """:meth:`generate` for ``asyncio`` (via ``client.aio``)."""
-        options = self._options("generate", model, aspect_ratio, image_size)
+        options = self._options(
+            "generate", model, aspect_ratio, image_size, thinking_level, include_thoughts,
+            grounding,
+        )  # fmt: skip
         call = await asyncio.to_thread(self.pipeline.prepare, options, prompt)
         return (await self.pipeline.arun(call)).result
 
@@ -300,9 +375,14 @@ class Session:
         images: ImageInput | Sequence[ImageInput],
         prompt: str,
         *,
+        region: object = None,
+        mask: MaskSource | None = None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         model: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> Result:
         """:meth:`edit` for ``asyncio``: fitting runs in a worker thread, the request
         and any uploads through ``client.aio``, so many edits can run concurrently."""
@@ -311,7 +391,18 @@ class Session:
             raise InvalidRequest(
                 "edit_async() needs at least one image; use generate_async() for none."
             )
-        options = self._options("edit", model, aspect_ratio, image_size)
+        if region is not None or mask is not None:
+            # Imported here: the regional machinery loads only for regional edits.
+            from .region import aedit_region
+
+            image = _one_image(sources, thinking_level, include_thoughts, grounding)
+            return await aedit_region(
+                self, image, prompt, region=region, mask=mask, aspect_ratio=aspect_ratio,
+                image_size=image_size, model=model,
+            )  # fmt: skip
+        options = self._options(
+            "edit", model, aspect_ratio, image_size, thinking_level, include_thoughts, grounding
+        )
         call = await asyncio.to_thread(self.pipeline.prepare, options, prompt, sources)
         return (await self.pipeline.arun(call)).result
 
@@ -333,15 +424,41 @@ class Session:
         model: str | None,
         aspect_ratio: str | None = None,
         image_size: str | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
+        grounding: bool = False,
     ) -> RequestOptions:
         return RequestOptions(
             kind=kind,
             model=model or self.model,
             aspect_ratio=aspect_ratio,
             image_size=image_size,
+            thinking_level=thinking_level,
+            include_thoughts=include_thoughts,
+            grounding=grounding,
         )
 
     # The first names of the async methods, kept so that existing code keeps working.
     agenerate = generate_async
     aedit = edit_async
     adescribe = describe_async
+
+
+def _one_image(
+    sources: list[ImageInput],
+    thinking_level: str | None,
+    include_thoughts: bool | None,
+    grounding: bool,
+) -> ImageInput:
+    """The one image a regional edit takes (it cuts the region from it)."""
+    if len(sources) != 1:
+        raise InvalidRequest(
+            f"A regional edit (region= or mask=) changes one image; got {len(sources)}. "
+            "Pass one image, or drop region=/mask= to combine several."
+        )
+    if thinking_level is not None or include_thoughts is not None or grounding:
+        raise InvalidRequest(
+            "A regional edit (region= or mask=) takes aspect_ratio, image_size and model; "
+            "drop thinking_level, include_thoughts and grounding, or the region."
+        )
+    return sources[0]

@@ -65,7 +65,10 @@ def session_for(
     retry: types.HttpRetryOptions | None = None,
     **options: Any,
 ) -> Session:
-    """A session made by :func:`nbbanana.connect` against ``base_url``."""
+    """A session made by :func:`nbbanana.connect` against ``base_url``, on
+    gemini-2.5-flash-image unless ``model=`` says otherwise (the tests of fitting,
+    references and sizes rely on its facts; the default model has its own tests)."""
+    options.setdefault("model", "gemini-2.5-flash-image")
     return connect(key, base_url=base_url, endpoint=endpoint, retry=retry or FAST_RETRY, **options)
 
 

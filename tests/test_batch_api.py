@@ -49,7 +49,10 @@ def _check_outputs(out: Path, ids: list[str], job: BatchJob) -> None:
         interactive = info.cost_usd(
             input_tokens=usage["prompt_tokens"],
             output_image_tokens=usage["output_image_tokens"],
-            output_text_tokens=usage["output_tokens"] - usage["output_image_tokens"],
+            # Thoughts are billed as text output (a thinking default model has them).
+            output_text_tokens=usage["output_tokens"]
+            - usage["output_image_tokens"]
+            + usage["thought_tokens"],
         )
         assert state.done[item_id]["cost_usd"] == pytest.approx(interactive / 2)  # half price
         assert state.done[item_id]["batch_job"] == job.name
@@ -91,7 +94,7 @@ def test_round_trip(tmp_path: Path, emu: Emulator, session: Session, transport: 
 def test_results_before_success_and_one_model_per_job(tmp_path: Path, session: Session) -> None:
     with pytest.raises(BatchError, match="one model"):
         submit_batch(
-            [{"prompt": "a"}, {"prompt": "b", "model": "gemini-3-pro-image-preview"}],
+            [{"prompt": "a"}, {"prompt": "b", "model": "gemini-3-pro-image"}],
             session=session,
         )
     job = submit_batch([{"prompt": "a"}], session=session)

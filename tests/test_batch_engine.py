@@ -118,9 +118,10 @@ def test_manifest_problems_stop_everything_before_sending(tmp_path: Path, emu: E
     with pytest.raises(ManifestError, match="line 2: image not found"):
         run_batch(manifest, tmp_path / "out", session=_session(emu), progress=False)
     # An image size the session's default model does not have is caught up front too.
-    with pytest.raises(ManifestError, match=r"line 1: .*no image_size option"):
-        run_batch([{"prompt": "x", "image_size": "2K"}], tmp_path / "o2", session=_session(emu))
-    assert emu.requests == []
+    with pytest.raises(ManifestError, match=r"line 1: .*image_size='512'"):
+        run_batch([{"prompt": "x", "image_size": "512"}], tmp_path / "o2", session=_session(emu))
+    # Nothing was sent: connecting listed the models (GET /models), no request was posted.
+    assert [r for r in emu.requests if r.method != "GET"] == []
 
 
 def test_failed_items_recorded_and_retried_alone(tmp_path: Path, emu: Emulator) -> None:

@@ -90,3 +90,25 @@ def test_grid_figure_displays_as_png_in_a_fresh_ipython_shell() -> None:
         assert raw.startswith(b"\x89PNG")
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_grid_figure_keeps_the_notebooks_figure_format() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+    from matplotlib_inline.config import InlineBackend
+
+    from nbbanana.batch._grid import _show_figures_in_ipython
+
+    shell = InteractiveShell.instance()
+    backend = InlineBackend.instance()
+    saved = backend.figure_formats
+    try:
+        backend.figure_formats = {"jpeg"}  # what %config InlineBackend.figure_formats does
+        bare = Figure()
+        bare.subplots()
+        _show_figures_in_ipython()
+        data, _ = shell.display_formatter.format(bare)
+        assert "image/jpeg" in data and "image/png" not in data
+    finally:
+        backend.figure_formats = saved
+        InteractiveShell.clear_instance()

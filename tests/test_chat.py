@@ -55,10 +55,10 @@ def test_turns_build_on_each_other(emulator: Emulator) -> None:
 
 
 def test_thought_signatures_are_sent_back(emulator: Emulator) -> None:
-    session, wire = recorded_session(emulator.base_url, model="gemini-3-pro-image-preview")
-    chat = session.chat()
+    session, wire = recorded_session(emulator.base_url, model="gemini-3-pro-image")
+    chat = session.chat(include_thoughts=True)
     first = chat.send("a lighthouse at dusk")
-    assert first.thoughts  # a thinking model
+    assert first.thoughts and first.thought_images  # a thinking model, thoughts asked for
     chat.send("add fog")
     answer = wire.generate_bodies()[1]["contents"][1]
     assert answer["role"] == "model"
@@ -126,7 +126,7 @@ def test_asend_keeps_turns_in_order(emulator: Emulator) -> None:
 
 
 def test_history_size_is_never_underestimated(emulator: Emulator) -> None:
-    session, _ = recorded_session(emulator.base_url, model="gemini-3-pro-image-preview")
+    session, _ = recorded_session(emulator.base_url, model="gemini-3-pro-image")
     chat = session.chat()
     chat.send("a red kite")
     chat.send("now blue", images=sample_path("chart.png"))

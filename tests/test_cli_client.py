@@ -40,9 +40,9 @@ def test_generate_saves_and_prints_paths(
     assert status == 0
     out = capsys.readouterr().out
     png, sidecar = _saved(out)
-    assert Image.open(png).size == (1344, 768)
+    assert Image.open(png).size == (1376, 768)  # the default model's 16:9 at 1K
     assert json.loads(Path(sidecar).read_text())["prompt"] == "a yellow kite"
-    assert "1344×768" in out and "$" in out
+    assert "1376×768" in out and "$" in out
 
 
 def test_edit_with_several_images(
@@ -119,7 +119,7 @@ def test_demo_fits_the_samples_and_saves_an_offline_edit(
     assert "offline emulator" in out
     saved = out.split("Saved the edited image to ")[1].splitlines()[0]
     image = Image.open(saved)
-    assert image.size == (1248, 832)  # coffee.jpg is 3:2
+    assert image.size == (1264, 848)  # coffee.jpg is 3:2 (the default model's 3:2 at 1K)
     assert image.text["nbbanana:offline"] == "true"  # type: ignore[attr-defined]
 
 

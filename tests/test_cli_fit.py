@@ -147,7 +147,10 @@ def test_check_json(
 ) -> None:
     gif = tmp_path / "anim.gif"
     gif.write_bytes(encode(photo_like(40, 30).convert("P"), "GIF"))
-    status = main(["check", str(inputs["a"]), str(gif), str(inputs["corrupt"]), "--json"])
+    status = main(
+        ["check", str(inputs["a"]), str(gif), str(inputs["corrupt"]), "--json",
+         "--model", "gemini-2.5-flash-image"]
+    )  # fmt: skip
     assert status == 2
     ok, not_accepted, refused = _json_lines(capsys.readouterr().out)
     size = inputs["a"].stat().st_size
@@ -162,7 +165,7 @@ def test_check_json(
 
 
 def test_check_table(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(inputs["a"]), "--model", "gemini-3-pro-image-preview"]) == 0
+    assert main(["check", str(inputs["a"]), "--model", "gemini-3-pro-image"]) == 0
     text = capsys.readouterr().out
     assert "fits inline" in text and "1,120" in text and "yes" in text
 

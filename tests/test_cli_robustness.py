@@ -345,7 +345,7 @@ def test_token_counts_have_thousands_separators(
 ) -> None:
     big = tmp_path / "big.png"
     Image.new("RGB", (1600, 1200), "navy").save(big)
-    model = "gemini-3-pro-image-preview"  # an image this size is over a thousand tokens
+    model = "gemini-3-pro-image"  # an image this size is over a thousand tokens
     cli.main(["check", str(big), "--model", model])
     cli.main(["fit", str(big), "--model", model, "-o", str(tmp_path / "out")])
     out = capsys.readouterr().out

@@ -18,7 +18,7 @@ from nbbanana.emulator import Emulator
 from nbbanana.models import MODELS, get_model
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 
 
 def config(**image: str) -> types.GenerateContentConfig:
@@ -91,7 +91,8 @@ def test_edit_with_explicit_ratio_and_pro_sizes(sdk_client: genai.Client) -> Non
 
 
 def test_thinking_model_returns_thoughts_and_signatures(sdk_client: genai.Client) -> None:
-    response = sdk_client.models.generate_content(model=PRO, contents="a banana")
+    asked = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(include_thoughts=True))
+    response = sdk_client.models.generate_content(model=PRO, contents="a banana", config=asked)
     parts = response.candidates[0].content.parts
     thoughts = [p for p in parts if p.thought]
     assert any(p.text for p in thoughts), "a thought text part"
@@ -99,6 +100,14 @@ def test_thinking_model_returns_thoughts_and_signatures(sdk_client: genai.Client
     final_image = [p for p in parts if p.inline_data and not p.thought]
     assert final_image[0].thought_signature
     assert png_size(final_image[0].inline_data.data) == (1024, 1024)
+
+
+def test_thoughts_come_only_when_asked(sdk_client: genai.Client) -> None:
+    response = sdk_client.models.generate_content(model=PRO, contents="a banana")
+    parts = response.candidates[0].content.parts
+    assert not any(p.thought for p in parts)
+    assert next(p for p in parts if p.inline_data).thought_signature
+    assert response.usage_metadata.thoughts_token_count  # it thought all the same
 
 
 def test_non_thinking_model_has_no_thoughts(sdk_client: genai.Client) -> None:
@@ -170,7 +179,10 @@ def test_history_image_without_signature_is_refused(emulator: Emulator) -> None:
 
 
 def test_streaming_sends_sse_events(sdk_client: genai.Client) -> None:
-    chunks = list(sdk_client.models.generate_content_stream(model=PRO, contents="a boat"))
+    asked = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(include_thoughts=True))
+    chunks = list(
+        sdk_client.models.generate_content_stream(model=PRO, contents="a boat", config=asked)
+    )
     assert len(chunks) >= 3
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert all(c.candidates[0].finish_reason is None for c in chunks[:-1])

@@ -43,5 +43,5 @@ def test_every_ratio(client: genai.Client, model: str, ratio: str) -> None:
 def test_every_image_size(client: genai.Client, model: str, size: str, ratio: str) -> None:
     expected = MODELS[model].output_size(ratio, size)
     assert request(client, model, ratio, size) == expected
-    if size == "4K" and ratio == "16:9" and model == "gemini-3-pro-image-preview":
+    if size == "4K" and ratio == "16:9" and model == "gemini-3-pro-image":
         assert expected == (5504, 3072)  # the guide's number, checked independently

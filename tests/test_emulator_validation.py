@@ -17,7 +17,7 @@ from nbbanana.emulator import Emulator
 from nbbanana.models import get_model, parse_limit_from_message
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 
 
 def refused(
@@ -57,7 +57,7 @@ def test_bad_aspect_ratio(sdk_client: genai.Client) -> None:
 
 
 def test_extra_ratio_of_one_model_is_refused_by_another(sdk_client: genai.Client) -> None:
-    assert "1:4" in get_model("gemini-3.1-flash-image-preview").aspect_ratios
+    assert "1:4" in get_model("gemini-3.1-flash-image").aspect_ratios
     assert refused(sdk_client, "x", aspect_ratio="1:4").code == 400
 
 

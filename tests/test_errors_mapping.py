@@ -300,5 +300,10 @@ def test_unknown_model_is_invalid_request(emulator: Emulator) -> None:
         pytest.warns(UserWarning, match="does not know the model"),
         pytest.raises(errors.InvalidRequest, match="model") as info,
     ):
-        session.generate("x", model="gemini-0-imaginary-image")
+        # An id of this test's own: the warning comes once per process and id.
+        session.generate("x", model="gemini-0-mapping-test-image")
     assert info.value.code == 404
+    # The Gemini backend's 404 hook: the models this endpoint serves, and what to pass.
+    assert isinstance(info.value, errors.ModelUnavailable)
+    assert "Image models served there: " in info.value.message
+    assert info.value.successor in info.value.message

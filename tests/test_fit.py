@@ -49,9 +49,9 @@ def test_default_fit_uses_the_model_resolution_and_max_the_cap_quality() -> None
 
 
 def test_a_pro_model_gets_its_larger_default(photo_jpeg: bytes) -> None:
-    fitted = fit_image(photo_jpeg, model="gemini-3-pro-image-preview")
+    fitted = fit_image(photo_jpeg, model="gemini-3-pro-image")
     assert fitted.width == 2400  # below the model's 3072 px
-    assert fitted.tokens == models.get_model("gemini-3-pro-image-preview").fixed_input_tokens
+    assert fitted.tokens == models.get_model("gemini-3-pro-image").fixed_input_tokens
 
 
 def test_max_side_int_and_keep(photo_jpeg: bytes) -> None:
@@ -206,7 +206,7 @@ def test_bad_arguments_are_refused(kwargs: dict[str, object], message: str) -> N
 
 
 def test_check_image_as_is() -> None:
-    check = check_image(sample_path("coffee.jpg"))
+    check = check_image(sample_path("coffee.jpg"), model="gemini-2.5-flash-image")
     assert check.fits_inline and check.reason == ""
     assert (check.width, check.height, check.pixels) == (600, 400, 240_000)
     assert check.mime == "image/jpeg" and check.input_bytes == 64474

@@ -151,7 +151,7 @@ def test_multi_turn_sends_earlier_results_as_assistant_images(relay: Emulator) -
     history = [_edit().contents[0], first.candidates[0].content]
     assert history[1] is not None
     request = Request(
-        "gemini-3-pro-image-preview",
+        "gemini-3-pro-image",
         [*history, _user("now square")],  # type: ignore[list-item]
         types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio="1:1")),
     )

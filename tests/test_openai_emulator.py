@@ -245,7 +245,7 @@ def test_multi_turn_edits_the_previous_answer(client: openai.OpenAI) -> None:
         {"role": "user", "content": "now make it square"},
     ]
     answer = client.chat.completions.create(
-        model="gemini-3-pro-image-preview",  # thinking: the gateway keeps the signatures
+        model="gemini-3-pro-image",  # thinking: the gateway keeps the signatures
         messages=messages,  # type: ignore[arg-type]
         extra_body={"modalities": ["image", "text"], "image_config": {"aspect_ratio": "1:1"}},
     )

@@ -94,7 +94,9 @@ def relay(request: pytest.FixtureRequest) -> Iterator[TextRelay]:
 
 
 def test_an_image_in_a_text_part_is_an_image(relay: TextRelay) -> None:
-    session = nbbanana.connect("relay-key", base_url=relay.base_url, endpoint="proxy-20mb")
+    session = nbbanana.connect(
+        "relay-key", base_url=relay.base_url, endpoint="proxy-20mb", model="gemini-2.5-flash-image"
+    )
     result = session.generate("a lighthouse", aspect_ratio="16:9")
     assert result.image is not None and result.image.size == (1344, 768)
     assert "![image]" not in result.text

@@ -23,6 +23,7 @@ from nbbanana.batch import BatchError, load_manifest, run_batch, submit_batch
 from nbbanana.batch._manifest import ManifestError
 from nbbanana.emulator import Emulator
 from nbbanana.emulator._transform import KnownTransform, known_transform
+from nbbanana.errors import InvalidRequest
 from nbbanana.region import Box, RegionResult, RegistrationError, aedit_region, edit_region
 from nbbanana.result import Result
 
@@ -311,3 +312,32 @@ def test_batch_runs_regional_items_locally(
     assert Image.open(png).size == (2000, 1500)
     with pytest.raises(BatchError, match="run_batch"):
         submit_batch(items, session=session)
+
+
+# --------------------------------------------------------------------------- Session.edit(region=)
+
+
+def test_session_edit_with_a_region_or_mask_is_a_regional_edit(
+    emu: Emulator, session: Session, photo: Image.Image
+) -> None:
+    emu.inject("transform", scale=1.0)
+    result = session.edit(photo, "make it violet", region=BOX)
+    assert isinstance(result, RegionResult) and result.image is not None
+    assert result.image.size == photo.size and tuple(result.region["box"]) == BOX
+    emu.inject("transform", scale=1.0)
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, BOX)
+    result = asyncio.run(session.edit_async([photo], "make it cyan", mask=mask))
+    assert isinstance(result, RegionResult) and result.image is not None
+    assert result.image.size == photo.size
+
+
+def test_session_edit_region_refuses_what_a_regional_edit_cannot_do(
+    emu: Emulator, session: Session, photo: Image.Image
+) -> None:
+    before = len(emu.requests)
+    with pytest.raises(InvalidRequest, match="changes one image; got 2"):
+        session.edit([photo, photo], "x", region=BOX)
+    with pytest.raises(InvalidRequest, match="drop thinking_level"):
+        session.edit(photo, "x", region=BOX, grounding=True)
+    assert len(emu.requests) == before

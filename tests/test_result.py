@@ -126,8 +126,12 @@ def test_mimebundle_shows_inputs_outputs_prompt_and_footer() -> None:
     page = bundle["text/html"]
     assert "Make it &lt;b&gt;red&lt;/b&gt; &amp; &quot;shiny&quot;" in page  # escaped
     assert "<b>red</b>" not in page
-    uris = re.findall(r'src="data:(image/(?:jpeg|png));base64,([^"]+)"', page)
+    shown, thoughts = page.split('<details class="nbbanana-thoughts"')
+    uris = re.findall(r'src="data:(image/(?:jpeg|png));base64,([^"]+)"', shown)
     assert len(uris) == 2  # one input thumbnail, one output
+    # The interim thought image is shown collapsed, with the thought text.
+    assert len(re.findall(r'src="data:image/', thoughts)) == 1
+    assert "thinking about it" in thoughts and "<summary>Thoughts (2)</summary>" in thoughts
     for _, payload in uris:
         thumb = Image.open(io.BytesIO(base64.b64decode(payload)))
         assert max(thumb.size) <= 384

@@ -68,10 +68,10 @@ def test_generate_returns_an_image_of_the_documented_size(session: nbbanana.Sess
 
 
 def test_generate_with_image_size_on_a_model_that_has_it(session: nbbanana.Session) -> None:
-    result = session.generate("a banana", model="gemini-3-pro-image-preview", image_size="2k")
+    result = session.generate("a banana", model="gemini-3-pro-image", image_size="2k")
     assert result.image is not None and result.image.size == (2048, 2048)
     assert result.params["image_size"] == "2K"
-    assert result.model == "gemini-3-pro-image-preview"
+    assert result.model == "gemini-3-pro-image"
 
 
 def test_bad_options_are_refused_before_sending(
@@ -193,7 +193,7 @@ def test_too_many_references_are_refused_before_sending(
 def test_more_references_than_recommended_warns(session: nbbanana.Session) -> None:
     small = Image.new("RGB", (64, 64), (200, 100, 0))
     with pytest.warns(UserWarning, match="works best with up to 11"):
-        result = session.edit([small] * 12, "a collage", model="gemini-3-pro-image-preview")
+        result = session.edit([small] * 12, "a collage", model="gemini-3-pro-image")
     assert len(result.inputs) == 12
 
 
@@ -308,7 +308,7 @@ def test_estimate_uses_the_model_tables(session: nbbanana.Session) -> None:
     assert with_image.input_tokens - estimate.input_tokens == info.input_image_tokens(
         fitted.width, fitted.height
     )
-    pro = session.estimate("a banana", model="gemini-3-pro-image-preview", image_size="4K")
+    pro = session.estimate("a banana", model="gemini-3-pro-image", image_size="4K")
     assert pro.output_image_tokens == 2000 and pro.usd > 0.24
     assert "$" in str(pro)
     # Sources are measured at the size they would be sent at.

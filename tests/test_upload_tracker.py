@@ -15,7 +15,7 @@ from _imagegen import jpeg_bytes, photo_like
 from nbbanana.widgets._uploader import FitOutcome, UploadRefused, UploadTracker
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 
 Job = tuple[Callable[[], FitOutcome], Callable[[FitOutcome], None]]
 

@@ -53,7 +53,7 @@ def test_show_puts_previews_and_real_sizes_in_the_view(result: Result) -> None:
     before = Image.new("RGB", (3000, 2000), "orange")
     view.show(result, before)
     canvas = view.canvas
-    assert canvas.after_size == [1248, 832] == list(result.image.size)  # type: ignore[union-attr]
+    assert canvas.after_size == [1264, 848] == list(result.image.size)  # type: ignore[union-attr]
     assert canvas.before_size == [3000, 2000]
     assert canvas.can_slide  # both 3:2
     assert canvas.before.startswith("data:image/jpeg;base64,")

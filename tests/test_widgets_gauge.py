@@ -22,7 +22,7 @@ from nbbanana.widgets._gauge import (
 )
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 
 
 @pytest.mark.parametrize(

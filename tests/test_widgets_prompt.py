@@ -28,8 +28,8 @@ from nbbanana.widgets._prompt import (
 )
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
-FLASH_31 = "gemini-3.1-flash-image-preview"
+PRO = "gemini-3-pro-image"
+FLASH_31 = "gemini-3.1-flash-image"
 KEY = "AIzaSyD-nbbanana-test-key-0123456789abc"
 
 

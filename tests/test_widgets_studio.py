@@ -42,7 +42,9 @@ def upload() -> bytes:
 
 
 def _studio(emulator: Emulator) -> Studio:
-    session = nbbanana.connect(api_key=KEY, base_url=emulator.base_url, endpoint="gemini")
+    session = nbbanana.connect(
+        api_key=KEY, base_url=emulator.base_url, endpoint="gemini", model=FLASH
+    )
     return Studio(session)
 
 
@@ -214,8 +216,8 @@ def test_changing_the_model_continues_from_the_latest_image(
     box.prompt.value = "Make the sky violet"
     box.run.click()
     (first,) = app.state.turns
-    box.model.value = "gemini-3-pro-image-preview"
-    assert app.uploader.model == "gemini-3-pro-image-preview"  # the gauge follows
+    box.model.value = "gemini-3-pro-image"
+    assert app.uploader.model == "gemini-3-pro-image"  # the gauge follows
     box.image_size.value = "2K"
     box.aspect_ratio.value = "16:9"
     box.prompt.value = "Now in widescreen"
@@ -223,7 +225,7 @@ def test_changing_the_model_continues_from_the_latest_image(
     assert box.error.value == ""
     stem, second = app.state.turns  # a new chat on the new model, in the same tree ...
     assert stem is first
-    assert second.model == "gemini-3-pro-image-preview"
+    assert second.model == "gemini-3-pro-image"
     assert second.image is not None and second.image.size == (2752, 1536)
     assert app.compare.canvas.before_size == list(first.image.size)  # ... from the last image
     assert [ref.source_sha256 for ref in second.inputs] != [

@@ -26,7 +26,7 @@ from nbbanana.widgets._uploader import (
 )
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 
 
 # --------------------------------------------------------------------------- assembler

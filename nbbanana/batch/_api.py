@@ -394,7 +394,7 @@ class BatchJob:
                     model=info.id, batch_job=self.name,
                 )  # fmt: skip
                 report.done += 1
-                report.spent_usd += cost
+                report.spent_usd += cost or 0.0  # None: price unknown
                 report.outputs[item.id] = [report.outdir / f for f in files]
                 return
         journal.append(

@@ -352,7 +352,14 @@ def _check_defaults(job: Sequence[BatchItem], default_model: str) -> None:
         (item.line, msg)
         for item in job
         if item.model is None
-        for msg in check_params(default_model, item.aspect_ratio, item.image_size)
+        for msg in check_params(
+            default_model,
+            item.aspect_ratio,
+            item.image_size,
+            thinking_level=item.thinking_level,
+            include_thoughts=item.include_thoughts,
+            grounding=item.grounding,
+        )
     ]
     if problems:
         raise ManifestError("items", problems)
@@ -602,7 +609,7 @@ class _Engine:
             )
         except Exception:  # an estimate must never fail the item
             return 0.0
-        return float(estimate.usd)
+        return estimate.usd or 0.0  # None: the price is unknown
 
     async def _request(
         self, item: BatchItem, images: list[Path | FittedImage], model: str
@@ -613,13 +620,20 @@ class _Engine:
             options["aspect_ratio"] = item.aspect_ratio
         if item.image_size is not None:
             options["image_size"] = item.image_size
+        features: dict[str, Any] = {}
+        if item.thinking_level is not None:
+            features["thinking_level"] = item.thinking_level
+        if item.include_thoughts is not None:
+            features["include_thoughts"] = item.include_thoughts
+        if item.grounding:
+            features["grounding"] = True
         if item.extra.get("region") or item.extra.get("mask"):
             from ..region import aedit_region
 
             return await aedit_region(self.session, images[0], item.prompt, **item.extra, **options)
         if images:
-            return await self.session.edit_async(images, item.prompt, **options)
-        return await self.session.generate_async(item.prompt, **options)
+            return await self.session.edit_async(images, item.prompt, **options, **features)
+        return await self.session.generate_async(item.prompt, **options, **features)
 
     def _tick(self) -> None:
         self.report.spent_usd = max(0.0, self.session.spent - self._spent_before)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._options import RequestOptions
 from ..errors import NbbananaError
 from ..models import get_model
 
@@ -35,6 +36,9 @@ FIELDS: tuple[str, ...] = (
     "model",
     "aspect_ratio",
     "image_size",
+    "thinking_level",  # "minimal" / "high" on models that take one
+    "include_thoughts",  # true: the model's thoughts come back (not saved as results)
+    "grounding",  # true: Google Search grounding
     "region",  # regional edit: a box "L,T,R,B" (or [L, T, R, B]) of the one image
     "mask",  # regional edit: a mask image path (non-zero = edit here)
 )
@@ -94,6 +98,9 @@ class BatchItem:
     model: str | None = None
     aspect_ratio: str | None = None
     image_size: str | None = None
+    thinking_level: str | None = None
+    include_thoughts: bool | None = None
+    grounding: bool = False
     line: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -113,10 +120,12 @@ class BatchItem:
     def params(self) -> dict[str, Any]:
         """The request parameters that were set (for journals and grids)."""
         out: dict[str, Any] = {}
-        for key in ("model", "aspect_ratio", "image_size"):
+        for key in ("model", "aspect_ratio", "image_size", "thinking_level", "include_thoughts"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.grounding:
+            out["grounding"] = True
         out.update(self.extra)  # region / mask of a regional edit
         return out
 
@@ -404,8 +413,22 @@ def _parse_record(
             if value is None:
                 problems.append(f"{key!r} must be a string")
         params[key] = value or None
+    level = record.get("thinking_level")
+    if level is not None and not isinstance(level, str):
+        problems.append("'thinking_level' must be a string")
+        level = None
+    flags = {
+        key: _flag(record.get(key), key, problems) for key in ("include_thoughts", "grounding")
+    }
     problems.extend(
-        check_params(params["model"] or default_model, params["aspect_ratio"], params["image_size"])
+        check_params(
+            params["model"] or default_model,
+            params["aspect_ratio"],
+            params["image_size"],
+            thinking_level=level or None,
+            include_thoughts=flags["include_thoughts"],
+            grounding=bool(flags["grounding"]),
+        )
     )
     extra = _region_keys(record, images, base, problems)
     if problems:
@@ -419,6 +442,9 @@ def _parse_record(
             model=params["model"],
             aspect_ratio=params["aspect_ratio"],
             image_size=params["image_size"],
+            thinking_level=level or None,
+            include_thoughts=flags["include_thoughts"],
+            grounding=bool(flags["grounding"]),
             line=line_no,
             extra=extra,
         ),
@@ -461,16 +487,50 @@ def _region_keys(
     return {"mask": str(path)}
 
 
-def check_params(model: str | None, aspect_ratio: str | None, image_size: str | None) -> list[str]:
-    """Problems with a model / aspect ratio / image size combination, in plain words.
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0", ""}
+
+
+def _flag(value: Any, key: str, problems: list[str]) -> bool | None:
+    """A yes/no manifest value: JSON ``true``/``false``, or a CSV cell ``true``/``yes``/``1``
+    (``false``/``no``/``0``/empty); ``None`` when absent."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE if text else None
+    problems.append(f"{key!r} must be true or false, got {value!r}")
+    return None
+
+
+def check_params(
+    model: str | None,
+    aspect_ratio: str | None,
+    image_size: str | None,
+    *,
+    thinking_level: str | None = None,
+    include_thoughts: bool | None = None,
+    grounding: bool = False,
+) -> list[str]:
+    """Problems with a model / aspect ratio / image size / thinking / grounding
+    combination, in plain words (the checks every request goes through, then the size
+    and ratio pairs the model's table lists).
 
     An unknown model is not a problem (new ids appear often and the server decides).
     """
-    if aspect_ratio is None and image_size is None:
-        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        info = get_model(model)
+        try:
+            info = get_model(model)
+            RequestOptions(
+                kind="generate", aspect_ratio=aspect_ratio, image_size=image_size,
+                thinking_level=thinking_level, include_thoughts=include_thoughts,
+                grounding=grounding,
+            ).checked(info)  # fmt: skip
+        except NbbananaError as exc:
+            return [exc.message.rstrip(".")]
+    if aspect_ratio is None and image_size is None:
+        return []
     # The model's tables give the allowed values; said as a plain list, as a person
     # would write them in the manifest (not as a Python list).
     size_key = image_size if image_size is not None else info.default_image_size

@@ -16,6 +16,21 @@ without an aspect ratio a generation is square and an edit takes the supported r
 closest to its first input. Token counts use the documented rules: input images by
 ``ModelInfo.input_image_tokens``, text as ⌈characters / 4⌉ per part, output images by
 ``ModelInfo.output_image_tokens``, thoughts like text.
+
+Gemini 3 features, as the emulator answers them:
+
+* **thoughts** — a thinking model always thinks (``thoughtsTokenCount``), and returns
+  thought parts (a text and an interim "thought image") only when the request asks with
+  ``thinkingConfig.includeThoughts``; a ``thinkingLevel`` the model does not take is
+  refused (emulator wording);
+* **grounding** — with the ``googleSearch`` tool in the request, the candidate carries
+  ``groundingMetadata``: search queries, sources that are clearly fake
+  (``https://example.invalid/…``, titled "offline emulator"), and a
+  ``searchEntryPoint.renderedContent`` snippet;
+* **several images** — the API has no image-count parameter for these models
+  (``candidateCount`` is not how they give several images; the emulator ignores it): a
+  prompt asks, e.g. "three variations of …", "4 images of …". The emulator answers
+  with that many images (up to :data:`MAX_IMAGES`), each its own part.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import html
 import io
 import math
 import re
@@ -39,6 +55,7 @@ from ._files import FileStore
 from ._status import bad_request, field_violation
 
 __all__ = [
+    "MAX_IMAGES",
     "SUPPORTED_IMAGE_MIME_TYPES",
     "GenerateRequest",
     "count_tokens",
@@ -51,6 +68,27 @@ __all__ = [
 SUPPORTED_IMAGE_MIME_TYPES: tuple[str, ...] = (
     "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif",
 )  # fmt: skip
+
+#: Most images the emulator puts in one answer when a prompt asks for several.
+MAX_IMAGES = 4
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "several": 3, "a few": 3}
+_COUNT_RE = re.compile(
+    r"\b(\d+|two|three|four|five|six|several|a few)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:images|pictures|variations|versions|variants|panels|options)\b",
+    re.IGNORECASE,
+)
+
+
+def images_asked(prompt: str) -> int:
+    """How many images a prompt asks for ("three variations of a logo" → 3), 1 to
+    :data:`MAX_IMAGES`."""
+    match = _COUNT_RE.search(prompt)
+    if match is None:
+        return 1
+    word = match.group(1).lower()
+    count = int(word) if word.isdigit() else _NUMBERS[word]
+    return max(1, min(MAX_IMAGES, count))
+
 
 _UNPROCESSABLE = (
     "Unable to process input image. Please retry or report in "
@@ -107,6 +145,9 @@ class GenerateRequest:
     aspect_ratio: str | None = None
     image_size: str | None = None
     modalities: tuple[str, ...] = ()
+    include_thoughts: bool = False
+    thinking_level: str | None = None
+    grounding: bool = False
 
     @property
     def user_images(self) -> list[InputImage]:
@@ -214,8 +255,17 @@ def parse_request(
     image_config = field_of(config, "imageConfig") or {}
     request.aspect_ratio = field_of(image_config, "aspectRatio")
     request.image_size = field_of(image_config, "imageSize")
+    thinking = field_of(config, "thinkingConfig") or {}
+    request.include_thoughts = bool(field_of(thinking, "includeThoughts"))
+    level = field_of(thinking, "thinkingLevel")
+    request.thinking_level = str(level).upper() if level else None
+    tools = field_of(body, "tools") or []
+    request.grounding = any(
+        isinstance(t, Mapping) and field_of(t, "googleSearch") is not None for t in tools
+    )
     if check_config:
         _check_image_config(request)
+        _check_features(request)
     return request
 
 
@@ -318,6 +368,26 @@ def _check_image_config(request: GenerateRequest) -> None:
         )
 
 
+def _check_features(request: GenerateRequest) -> None:
+    """Thinking levels and grounding the model does not offer (emulator wording)."""
+    model = request.model
+    level = request.thinking_level
+    unspecified = level is None or level == "THINKING_LEVEL_UNSPECIFIED"
+    if not unspecified and level not in model.thinking_levels:
+        detail = (
+            f"thinking_level must be one of {_one_of(model.thinking_levels)}."
+            if model.thinking_levels
+            else f"thinking_level is not supported by models/{model.id}."
+        )
+        raise field_violation(
+            "generation_config.thinking_config.thinking_level",
+            f"* GenerateContentRequest.generation_config.thinking_config.thinking_level: "
+            f"{detail}\n",
+        )
+    if request.grounding and not model.grounding and model.known:
+        raise bad_request(f"Search Grounding is not supported for models/{model.id}.")
+
+
 # ------------------------------------------------------------------- responses
 
 
@@ -398,28 +468,32 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
     thoughts = ""
     text = ""
     image_tokens = 0
-    image: Image.Image | None = None
+    images: list[Image.Image] = []
     if wants_image:
         ratio = request.aspect_ratio
         if ratio is None:
             ratio = closest_ratio(model, sources[0].width, sources[0].height) if sources else "1:1"
         size = model.output_size(ratio, request.image_size)
-        if sources and fault is not None and fault.name == "transform":  # known-transform mode
-            image = _transform.edit(
-                sources[0].decode(),
-                request.prompt,
-                size,
-                seed,
-                fault.params,
-                envelope["responseId"],
-            )
-        elif sources:
-            image = _synth.edit([s.decode() for s in sources], request.prompt, size, seed)
-        else:
-            image = _synth.generate(request.prompt, size, seed)
-        image_tokens = model.output_image_tokens(request.image_size)
+        count = images_asked(request.prompt)
+        decoded = [s.decode() for s in sources]
+        for n in range(count):
+            seed_n = seed if n == 0 else _synth.seed_for(seed, n)
+            if sources and fault is not None and fault.name == "transform":
+                # known-transform mode: the first source, moved as the fault says
+                images.append(
+                    _transform.edit(
+                        decoded[0], request.prompt, size, seed_n, fault.params,
+                        envelope["responseId"],
+                    )
+                )  # fmt: skip
+            elif sources:
+                images.append(_synth.edit(decoded, request.prompt, size, seed_n))
+            else:
+                images.append(_synth.generate(request.prompt, size, seed_n))
+        image_tokens = model.output_image_tokens(request.image_size) * count
         what = "edited" if sources else "generated"
-        text = f"Here is the {what} image ({size[0]}×{size[1]}, {ratio}) from the offline emulator."
+        noun = f"{count} {what} images" if count > 1 else f"the {what} image"
+        text = f"Here is {noun} ({size[0]}×{size[1]}, {ratio}) from the offline emulator."
         if fault is not None and fault.name == "text_only":
             text = ""
     if fault is not None and fault.name == "text_only":
@@ -430,21 +504,23 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
     elif not wants_image:
         text = _synth.describe([s.decode() for s in sources], request.prompt)
     if model.thinking:
+        # The model always thinks (and is billed for it); the parts come only when asked.
         thoughts = (
             f"**Planning the {'edit' if sources else 'image'}**\n\nThe offline emulator "
             f"considers the request \u201c{request.prompt[:120]}\u201d and plans the composition."
         )
-        parts.append({"text": thoughts, "thought": True})
-        if image is not None:
-            draft = _synth.encode_png(_synth.interim(image))
-            parts.append(
-                {"inlineData": {"mimeType": "image/png", "data": _b64(draft)}, "thought": True}
-            )
+        if request.include_thoughts:
+            parts.append({"text": thoughts, "thought": True})
+            if images:
+                draft = _synth.encode_png(_synth.interim(images[0]))
+                parts.append(
+                    {"inlineData": {"mimeType": "image/png", "data": _b64(draft)}, "thought": True}
+                )
     if text and (wants_text or not wants_image):
         parts.append({"text": text})
     else:
         text = ""
-    if image is not None:
+    for image in images:
         parts.append(
             {"inlineData": {"mimeType": "image/png", "data": _b64(_synth.encode_png(image))}}
         )
@@ -453,12 +529,50 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
         for n, i in enumerate(signed):
             if n == 0 or "inlineData" in parts[i]:
                 parts[i]["thoughtSignature"] = _signature(request.key, i)
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": parts},
+        "finishReason": "STOP",
+        "index": 0,
+    }
+    if request.grounding:
+        candidate["groundingMetadata"] = _grounding_metadata(request.prompt)
     return {
-        "candidates": [
-            {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
-        ],
+        "candidates": [candidate],
         "usageMetadata": _usage(request, image_tokens=image_tokens, text=text, thoughts=thoughts),
         **envelope,
+    }
+
+
+#: Titles and addresses of the emulator's grounding sources: clearly not real pages
+#: (``.invalid`` is a reserved top-level domain that never resolves).
+FAKE_SOURCE_URL = "https://example.invalid/offline-emulator/source-{n}"
+
+
+def _grounding_metadata(prompt: str) -> dict[str, Any]:
+    """Search queries, two fake sources and a suggestions snippet, shaped like the
+    service's ``groundingMetadata``."""
+    query = " ".join(prompt.split()[:8]) or "image"
+    chunks = [
+        {"web": {"uri": FAKE_SOURCE_URL.format(n=n), "title": f"offline emulator source {n}"}}
+        for n in (1, 2)
+    ]
+    rendered = (
+        "<style>.nbbanana-emulator-chip{display:inline-block;border:1px solid #ccc;"
+        "border-radius:16px;padding:2px 10px;margin:2px;font:12px sans-serif}</style>"
+        '<div class="nbbanana-emulator-search">Search suggestions (offline emulator): '
+        f'<a class="nbbanana-emulator-chip" href="https://example.invalid/search">{html.escape(query)}</a>'
+        "</div>"
+    )
+    return {
+        "webSearchQueries": [query],
+        "groundingChunks": chunks,
+        "groundingSupports": [
+            {
+                "segment": {"startIndex": 0, "endIndex": 0, "text": ""},
+                "groundingChunkIndices": [0, 1],
+            }
+        ],
+        "searchEntryPoint": {"renderedContent": rendered},
     }
 
 

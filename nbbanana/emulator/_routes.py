@@ -19,17 +19,21 @@ Developer API unless told otherwise):
 ``POST /emulator/faults``                  control: queue faults (not part of the API)
 ``POST chat/completions``, ``images/…``    OpenAI-compatible (see :mod:`._openai`)
 =========================================  ===========================================
+
+The models served are the emulator's catalogue (:func:`catalogue`): by default every
+usable id of :data:`nbbanana.models.MODELS`; retired ids (:data:`~nbbanana.models.RETIRED`)
+and ids left out of the catalogue answer 404 NOT_FOUND with the service's wording.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..models import MODELS, EndpointProfile, ModelInfo
+from ..models import MODELS, RETIRED, EndpointProfile, ModelInfo, generic_model
 from . import _generate, _json
 from ._batches import BatchStore
 from ._faults import Fault, FaultPlan
@@ -39,20 +43,41 @@ from ._status import ApiError, bad_request, model_not_found, not_found
 if TYPE_CHECKING:
     from ._openai import OpenAIApi
 
-__all__ = ["Api", "Call", "Reply", "Route", "classify"]
+__all__ = ["Api", "Call", "Reply", "Route", "catalogue", "classify"]
 
 Kind = Literal["generate", "api", "upload_start", "upload_chunk", "control", "unknown"]
 
 _VERSIONED = re.compile(r"^/(?:(?P<prefix>upload|download)/)?(?P<version>v1|v1beta)/(?P<rest>.*)$")
 _MODEL_CALL = re.compile(r"^models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
 
-#: Token limits shown by ``models.get`` (emulator-only display values; unconfirmed).
+#: Token limits shown by ``models.get``: the Lite model's from public reports, the
+#: others emulator-only display values (unconfirmed).
 _TOKEN_LIMITS: Mapping[str, tuple[int, int]] = {
     "gemini-2.5-flash-image": (32_768, 32_768),
-    "gemini-3-pro-image-preview": (65_536, 32_768),
+    "gemini-3-pro-image": (65_536, 32_768),
+    "gemini-3.1-flash-lite-image": (65_536, 4_096),
 }
 _METHODS = ("generateContent", "countTokens", "batchGenerateContent")
 _OPENAI_PATHS = ("chat/completions", "images/generations", "images/edits")
+
+
+def catalogue(model_ids: Iterable[str] | None = None) -> dict[str, ModelInfo]:
+    """The models an emulator serves: ``model_ids`` (default: all of
+    :data:`~nbbanana.models.MODELS`). An id the table does not know is served with
+    generic facts (a "new" model, for discovery tests); a retired id cannot be served."""
+    if model_ids is None:
+        return dict(MODELS)
+    served: dict[str, ModelInfo] = {}
+    for raw in model_ids:
+        name = raw.strip().removeprefix("models/")
+        if not name:
+            continue
+        if name in RETIRED:
+            raise ValueError(f"{name} is retired ({RETIRED[name].message()}); it cannot be served.")
+        served[name] = MODELS.get(name) or generic_model(name)
+    if not served:
+        raise ValueError("The emulator needs at least one model to serve.")
+    return served
 
 
 @dataclass(frozen=True)
@@ -140,7 +165,9 @@ class Api:
         batches: BatchStore,
         faults: FaultPlan,
         seed: int,
+        models: Mapping[str, ModelInfo] | None = None,
     ) -> None:
+        self.models = dict(models) if models is not None else catalogue()
         self.profile = profile
         self.files = files
         self.batches = batches
@@ -204,10 +231,9 @@ class Api:
             "batchGenerateContent": self._batch_create,
         }
 
-    @staticmethod
-    def _model(name: str, version: str, method: str) -> ModelInfo:
-        info = MODELS.get(name)
-        if info is None:
+    def _model(self, name: str, version: str, method: str) -> ModelInfo:
+        info = self.models.get(name)
+        if info is None:  # retired or not served: the service's 404
             raise model_not_found(name, version, method)
         return info
 
@@ -254,7 +280,7 @@ class Api:
     def _list_models(self, call: Call) -> Reply:
         size = max(1, min(_int(call.query.get("pageSize"), 50), 1000))
         start = _int(call.query.get("pageToken"), 0)
-        infos = list(MODELS.values())
+        infos = list(self.models.values())
         out: dict[str, Any] = {
             "models": [self._model_resource(m) for m in infos[start : start + size]]
         }
@@ -265,7 +291,7 @@ class Api:
     @staticmethod
     def _model_resource(info: ModelInfo) -> dict[str, Any]:
         limit_in, limit_out = _TOKEN_LIMITS.get(info.id, (65_536, 32_768))
-        return {
+        resource: dict[str, Any] = {
             "name": f"models/{info.id}",
             "version": "emulator",
             "displayName": info.name,
@@ -279,6 +305,9 @@ class Api:
             "maxTemperature": 2.0,
             "thinking": info.thinking,
         }
+        if not info.known:  # a model nbbanana's table does not know: no emulator claims
+            resource["description"] = f"{info.id} (offline emulator, generic facts)."
+        return resource
 
     # ------------------------------------------------------------------- files
 

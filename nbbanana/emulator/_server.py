@@ -44,7 +44,7 @@ from ._batches import BatchStore
 from ._faults import Fault, FaultPlan, parse_fault
 from ._files import MAX_FILE_BYTES, FileStore
 from ._openai import OpenAIApi, error_reply, handles
-from ._routes import Api, Call, Reply, Route, classify
+from ._routes import Api, Call, Reply, Route, catalogue, classify
 from ._status import STATUS_NAMES, ApiError, bad_request, invalid_api_key, missing_api_key
 from ._throttle import Uplink
 
@@ -101,6 +101,9 @@ class Emulator:
     ``bandwidth_bps``: uplink speed in bits per second; requests are read no faster
     (one link shared by all connections, see ``_throttle``); ``None``: loopback speed.
     ``openai_shape``: how the OpenAI-compatible paths answer (see ``_openai``).
+    ``models``: the model ids to serve (default: every usable id of
+    :data:`nbbanana.models.MODELS`); others answer 404, so tests can make a model
+    disappear. Ids the table does not know are served with generic facts.
     """
 
     def __init__(
@@ -121,7 +124,9 @@ class Emulator:
         log: TextIO | None = None,
         bandwidth_bps: float | None = None,
         openai_shape: str = "images",
+        models: Iterable[str] | None = None,
     ) -> None:
+        self.models = catalogue(models)
         self.host = host
         self.port = port
         self.latency = latency
@@ -152,6 +157,7 @@ class Emulator:
             batches=self._batches,
             faults=self._faults,
             seed=seed,
+            models=self.models,
         )
         self._api.openai = OpenAIApi(parse=self._api.parse, seed=seed, shape=openai_shape)
         self._server: _Server | None = None

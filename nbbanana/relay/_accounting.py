@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import math
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..models import ModelInfo, get_model
+from ..models import MODELS, ModelInfo, get_model
 from ._ledger import micros
 
 __all__ = ["Estimate", "estimate", "settle_usage", "skim"]
@@ -88,8 +89,17 @@ class Estimate:
 
 def model_info(model_id: str) -> ModelInfo:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an unknown model borrows a family's facts: fine here
-        return get_model(model_id)
+        warnings.simplefilter("ignore")  # an unknown model gets generic facts: fine here
+        info = get_model(model_id)
+    if info.price is None:
+        # The relay must keep every cap, so a model whose price nobody knows is booked
+        # and settled at the dearest known prices: an upper bound, never an undercharge.
+        dearest = max(
+            (m.price for m in MODELS.values() if m.price is not None),
+            key=lambda p: p.output_image_per_m,
+        )
+        info = dataclasses.replace(info, price=dearest)
+    return info
 
 
 def _field(obj: Mapping[str, Any], camel: str) -> Any:
@@ -177,6 +187,7 @@ def estimate(model_id: str, method: str, body: Mapping[str, Any]) -> Estimate:
         output_image_tokens=out_image * candidates,
         output_text_tokens=out_text * candidates,
     )
+    assert usd is not None  # model_info always has a price
     return Estimate(
         info.id, input_tokens, (out_image + out_text) * candidates, math.ceil(usd * 1e6), prompt
     )
@@ -211,4 +222,5 @@ def settle_usage(
         output_image_tokens=image,
         output_text_tokens=output - image + thoughts,
     )
+    assert usd is not None  # model_info always has a price
     return Settled(prompt, output + thoughts, micros(usd))

@@ -72,7 +72,7 @@ class ImageGauge:
     tokens: int
     #: Bytes of a request carrying just the fitted image (and the prompt).
     request_bytes: int
-    cost_usd: float
+    cost_usd: float | None
     warnings: tuple[str, ...]
     #: Why an image that would have fitted unchanged was still made smaller ("" when
     #: it was not, or when it had to be).
@@ -122,7 +122,7 @@ class RequestGauge:
     inline: tuple[bool, ...]
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None
     warnings: tuple[str, ...]
 
     @property
@@ -243,7 +243,7 @@ class TurnGauge:
     limit: int | None
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None
 
     @property
     def fraction(self) -> float:

@@ -26,7 +26,7 @@ from _browser import ARTIFACTS, in_browser, require_browser
 from _imagegen import jpeg_bytes, photo_like
 from PIL import Image
 
-from nbbanana.models import get_model
+from nbbanana.models import DEFAULT_MODEL, get_model
 from nbbanana.widgets._prompt import aspect_ratio_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
 README_SCREENSHOT = HERE.parents[1] / "docs" / "studio.png"
 README_SCREENSHOT_MAX_BYTES = 300_000
-MODEL = "gemini-2.5-flash-image"
+MODEL = DEFAULT_MODEL  # what nbbanana.studio() uses offline
 ASPECT = "3:2"
 
 sync_api = require_browser()

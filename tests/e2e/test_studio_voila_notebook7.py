@@ -25,12 +25,12 @@ import pytest
 from _browser import ARTIFACTS, in_browser, require_browser
 from _imagegen import jpeg_bytes, photo_like
 
-from nbbanana.models import get_model
+from nbbanana.models import DEFAULT_MODEL, get_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
-MODEL = "gemini-2.5-flash-image"
+MODEL = DEFAULT_MODEL  # what nbbanana.studio() uses offline
 PHOTO_SIZE = (4000, 3000)
 
 sync_api = require_browser()
