@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._format import format_usd
 from .models import ModelInfo, text_tokens
 
 __all__ = ["CostEstimate", "estimate"]
@@ -41,7 +42,7 @@ class CostEstimate:
         return self.input_tokens + self.output_image_tokens + self.output_text_tokens
 
     def __str__(self) -> str:
-        cost = "cost unknown" if self.usd is None else f"${self.usd:.4f}"
+        cost = format_usd(self.usd)
         return f"≈ {cost} ({self.total_tokens:,} tokens on {self.model})"
 
 

@@ -35,6 +35,7 @@ from PIL import Image
 from . import models
 from ._backend import Backend, BackendRequest, UploadRequest
 from ._estimate import CostEstimate, estimate
+from ._format import format_usd
 from ._options import RequestOptions, check_reference_count
 from ._types import ImageInput
 from .budget import RequestBudget
@@ -208,10 +209,10 @@ class Ledger:
                 committed = self._spent + self._reserved
                 if committed + estimate.usd > self.cap_usd + 1e-12:
                     raise CostLimitExceeded(
-                        f"This call would cost about ${estimate.usd:.4f}; the session has "
-                        f"used ${self._spent:.4f}"
-                        + (f" (+${self._reserved:.4f} in flight)" if self._reserved else "")
-                        + f" of its ${self.cap_usd:.2f} cap (max_cost_usd), so nothing "
+                        f"This call would cost about {format_usd(estimate.usd)}; the session has "
+                        f"used {format_usd(self._spent)}"
+                        + (f" (+{format_usd(self._reserved)} in flight)" if self._reserved else "")
+                        + f" of its {format_usd(self.cap_usd)} cap (max_cost_usd), so nothing "
                         "was sent.",
                         estimate_usd=estimate.usd,
                         spent_usd=self._spent,

@@ -36,6 +36,7 @@ from google import genai
 from . import _state, models
 from ._backend import Backend
 from ._estimate import CostEstimate, estimate
+from ._format import format_usd
 from ._gemini import GeminiBackend
 from ._options import RequestOptions
 from ._pipeline import Ledger, Pipeline, as_list, estimated_sent_size
@@ -182,7 +183,7 @@ class Session:
 
     def __repr__(self) -> str:
         where = "offline emulator" if self.offline else (self.base_url or GOOGLE_BASE_URL)
-        cap = f" of ${self.max_cost_usd:.2f}" if self.max_cost_usd is not None else ""
+        cap = f" of {format_usd(self.max_cost_usd)}" if self.max_cost_usd is not None else ""
         state = ""
         learned = _state.learned_limit(self.limit_key)
         if learned is not None:
@@ -193,7 +194,7 @@ class Session:
             state += f", price set to ${usd:g} per image for this session"
         elif price is not None:
             state += f", price set to {price}"
-        return f"<nbbanana.Session {self.model} via {where}, spent ${self.spent:.4f}{cap}{state}>"
+        return f"<nbbanana.Session {self.model} via {where}, spent {format_usd(self.spent)}{cap}{state}>"
 
     def _repr_html_(self) -> str:
         """The session in a notebook: model, where requests go, and the spend in dollars
