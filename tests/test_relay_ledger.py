@@ -173,3 +173,18 @@ def test_stop_finishes_requests_in_flight(tmp_path: Path) -> None:
     caller.join(20)
     assert answers and answers[0].status_code == 200
     assert [r["status"] for r in Ledger(tmp_path).requests()] == ["ok"]
+
+
+def test_the_same_image_stored_by_many_requests_at_once_is_stored_once(tmp_path: Path) -> None:
+    """Identical answers settled together (a room asking for the same thing) must not
+    collide on a shared temporary file name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nbbanana.relay._app import _store_image
+
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 16_000  # 4 MB: writes overlap
+    with ThreadPoolExecutor(16) as pool:
+        hashes = list(pool.map(lambda _: _store_image(tmp_path, "image/png", data), range(64)))
+    assert len(set(hashes)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [f"{hashes[0]}.png"]
+    assert (tmp_path / f"{hashes[0]}.png").read_bytes() == data

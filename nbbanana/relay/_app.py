@@ -51,6 +51,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._files import write_atomic
 from . import _accounting
 from ._ledger import Ledger, Participant, Refusal, gallery_item, image_filename, micros, usd
 from ._upstream import Upstream
@@ -913,9 +914,9 @@ def _store_image(directory: Path, mime: str, data: bytes) -> str:
     sha = hashlib.sha256(data).hexdigest()
     path = directory / image_filename(sha, mime)
     if not path.exists():
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(path)  # atomic: a crash never leaves half an image under its hash
+        # Atomic, through a temporary name of its own: a crash never leaves half an image
+        # under its hash, and two requests storing the same image at once do not collide.
+        write_atomic(path, data)
     return sha
 
 
