@@ -188,17 +188,24 @@ def _show_figures_in_ipython() -> None:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return
+    # Keep the formats the notebook chose (%config InlineBackend.figure_formats =
+    # ["jpeg"] keeps a notebook small): formatters already registered for figures, or
+    # the inline backend's setting; PNG only when none was chosen.
     from matplotlib.figure import Figure
 
-    # A format the notebook chose (``InlineBackend.figure_formats = ["jpeg"]`` keeps a
-    # notebook small) is kept: PNG is only the fallback.
     for formatter in shell.display_formatter.formatters.values():
         try:
             formatter.lookup_by_type(Figure)
         except KeyError:
             continue
         return
-    select_figure_formats(shell, {"png"})  # type: ignore[no-untyped-call]
+    try:  # matplotlib-inline comes with the Jupyter kernel, not with nbbanana
+        from matplotlib_inline.config import InlineBackend
+
+        formats = set(InlineBackend.instance().figure_formats) or {"png"}
+    except ImportError:
+        formats = {"png"}
+    select_figure_formats(shell, formats)  # type: ignore[no-untyped-call]
 
 
 def _figure(layout: _Layout, report: BatchReport) -> Figure:
