@@ -90,7 +90,7 @@ MODEL = get_model(None)  # the default model: its resolution and its input-token
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "MPO": "image/jpeg"}
 
 UPLINK_BPS = 10e6  # the end-to-end edit's uplink: 10 Mbit/s
-E2E_MODEL = "gemini-3-pro-image-preview"
+E2E_MODEL = "gemini-3-pro-image"
 
 # name, (width, height), seed, ISO grain sigma, format, quality
 CORPUS = (

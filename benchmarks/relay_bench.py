@@ -60,6 +60,7 @@ import argparse
 import asyncio
 import base64
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -78,12 +79,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nbbanana.relay._accounting import settle_usage  # noqa: E402
+from nbbanana.relay._accounting import estimate, settle_usage  # noqa: E402
 from nbbanana.relay._ledger import Ledger, micros, usd  # noqa: E402
 
 # Nano Banana 2 at its 512 px size: the smallest answers the emulator draws, so that its
 # own CPU work (drawing and encoding the answer) leaves room for the relay to be measured.
-MODEL = "gemini-3.1-flash-image-preview"
+MODEL = "gemini-3.1-flash-image"
 UPSTREAM_KEY = "relay-bench-upstream-key"
 PATH = f"/v1beta/models/{MODEL}:generateContent"
 
@@ -282,7 +283,11 @@ def main() -> int:
         interrupted = [r for r in ledger.requests() if r["status"] == "interrupted"]
         answers_spend = sum(via.cost_micros.values())
 
-        cap = micros(0.08)  # room for two edits (≈ $0.034 each, estimated ≈ $0.037), not three
+        # Room for two edits, not three: each request books the relay's own estimate,
+        # so 2.5 estimates admit exactly two of four fired at once, whatever the price.
+        small = [bodies[0]]
+        booked = estimate(MODEL, "generateContent", json.loads(small[0])).micros
+        cap = booked * 5 // 2
         capped = [
             t
             for _, t in ledger.add_participants(
@@ -290,7 +295,6 @@ def main() -> int:
             )
         ]
         first_capped = len(tokens) + 1
-        small = [bodies[0]]
         caps = asyncio.run(_participants(relay_url, capped, small, 4, together=True))
         time.sleep(1.0)
         people = [p for p in ledger.participants() if p.id >= first_capped]
