@@ -98,9 +98,7 @@ def test_send_async_takes_a_mask(emu: Emulator, photo: Image.Image) -> None:
     assert chat.history == [result]
 
 
-def test_regional_turn_refusals_leave_the_chat_unchanged(
-    emu: Emulator, photo: Image.Image
-) -> None:
+def test_regional_turn_refusals_leave_the_chat_unchanged(emu: Emulator, photo: Image.Image) -> None:
     session, wire = recorded_session(emu.base_url)
     chat = session.chat()
     with pytest.raises(InvalidRequest, match="there is none yet"):
