@@ -151,6 +151,8 @@ def test_the_gauge_says_so_while_the_crop_is_being_fitted() -> None:
     gauge = region_gauge(plan, None, model=FLASH, budget=budget, prompt="x")
     assert "fitting the crop for the model…" in gauge.lines()
     assert gauge.cost_usd is None
+    summary = gauge.summary()
+    assert summary["fraction"] == 0.0 and summary["scale"][1] == "fitting…"
 
 
 def test_a_slow_fit_calls_back_and_a_stale_one_is_dropped(photo_bytes: bytes) -> None:

@@ -34,7 +34,7 @@ function render({ model, el }) {
   const toolbar = h("div", { class: "nbb-region-toolbar" }, h("b", { text: "Region (optional):" }));
   for (const [value, label, hint] of [
     ["box", "▭ Box", "Drag on the picture to select a box"],
-    ["mask", "🖌 Paint mask", "Paint over what to edit"],
+    ["mask", "✎ Paint mask", "Paint over what to edit"],
   ]) {
     modes[value] = h("button", { type: "button", class: "nbb-region-mode", text: label, title: hint });
     modes[value].addEventListener("click", () => {

@@ -224,11 +224,14 @@ class RegionGauge:
 
     def summary(self) -> dict[str, Any]:
         """The gauge as the uploader's summary panel shows it."""
+        scale = list(scale_labels(self.request_bytes, self.limit))
+        if self.fitted is None:  # the bar would show the prompt alone
+            scale[1] = "fitting…"
         return {
             "title": self.title,
             "lines": self.lines(),
-            "fraction": self.fraction,
-            "scale": list(scale_labels(self.request_bytes, self.limit)),
+            "fraction": self.fraction if self.fitted is not None else 0.0,
+            "scale": scale,
             "over": bool(self.limit and self.request_bytes > self.limit),
             "warnings": [],
         }
