@@ -147,9 +147,10 @@ class Chat:
         ``region`` (a box ``(left, top, right, bottom)`` in the upright picture's pixels)
         or ``mask`` makes the turn a regional edit of the current picture — the last
         turn's image, or the one image in ``images`` — at full resolution, through
-        :func:`nbbanana.region.edit_region` with this chat's model and image size. The
-        result is a :class:`~nbbanana.region.RegionResult` (the full-size composite),
-        and the next turn edits that composite.
+        :func:`nbbanana.region.edit_region` with this chat's model and image size (the
+        answer keeps the crop's shape, whatever the chat's aspect ratio). The result is a
+        :class:`~nbbanana.region.RegionResult` (the full-size composite), and the next
+        turn edits that composite.
         """
         sources = as_list(images) if images is not None else []
         if region is not None or mask is not None:
@@ -196,6 +197,11 @@ class Chat:
                     "A regional turn edits the chat's current picture and there is none yet: "
                     "pass the image to edit (images=...) with region= or mask=."
                 )
+            # The composite must fit in the history: refuse now, before the crop is paid
+            # for, when the history alone leaves no room (the same check as any turn's).
+            self.session.pipeline.prepare(
+                self._options, prompt, history_bytes=self._history_bytes()
+            )
             result = edit_region(
                 self.session, image, prompt, region=region, mask=mask,
                 image_size=self.image_size, model=self.model,

@@ -16,7 +16,7 @@ from PIL import Image
 from test_region_sdk import textured
 
 from nbbanana.emulator import Emulator
-from nbbanana.errors import InvalidRequest
+from nbbanana.errors import InvalidRequest, RequestTooLarge
 from nbbanana.models import get_model
 from nbbanana.region import RegionResult
 
@@ -108,3 +108,14 @@ def test_regional_turn_refusals_leave_the_chat_unchanged(emu: Emulator, photo: I
     with pytest.raises(InvalidRequest, match="not inside the upright image"):
         chat.send("x", photo, region=(0, 0, 5000, 10))
     assert len(chat) == 0 and chat._turns == [] and wire.generate_bodies() == []
+
+
+def test_a_regional_turn_is_refused_before_sending_when_the_history_is_full(
+    emu: Emulator, photo: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, wire = recorded_session(emu.base_url, endpoint="proxy-20mb")
+    chat = session.chat()
+    monkeypatch.setattr(chat, "_history_bytes", lambda: 30_000_000)
+    with pytest.raises(RequestTooLarge, match="chat history alone"):
+        chat.send("x", photo, region=BOX)
+    assert wire.generate_bodies() == [] and session.spent == 0 and len(chat) == 0
