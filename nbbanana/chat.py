@@ -8,6 +8,11 @@ any new reference images to the room the history leaves in the request, books ea
 against the session's cost guard, and can :meth:`~Chat.branch` from an earlier turn: a
 new chat whose history is this one's up to that turn.
 
+A turn may also be a regional edit (``region=`` or ``mask=``): only that part of the
+current picture is cut, sent and blended back at full resolution (see
+:mod:`nbbanana.region`); the full-size composite is the turn's result, and the next turn
+edits it (it joins the history as the picture the conversation continues from).
+
 A turn that fails (an error, a blocked answer, no image) leaves the chat as it was, so
 turns and :attr:`history` always line up.
 """
@@ -23,12 +28,14 @@ from ._options import RequestOptions
 from ._pipeline import as_list
 from .budget import base64_size
 from .errors import InvalidRequest
+from .models import text_tokens
 from .result import Result, chat_html
 
 if TYPE_CHECKING:
     from google.genai import types
 
     from ._types import ImageInput
+    from .region import MaskSource
     from .session import Session
 
 __all__ = ["Chat"]
@@ -57,6 +64,7 @@ class Chat:
         grounding: bool = False,
         _results: Sequence[Result] = (),
         _turns: Sequence[list[types.Content]] = (),
+        _tokens: Sequence[int] | None = None,
     ) -> None:
         self.session = session
         info = session.pipeline.model_info(model or session.model)
@@ -75,6 +83,12 @@ class Chat:
         self._results: list[Result] = list(_results)
         #: The contents (user turn + model answer) of each turn, in order.
         self._turns: list[list[types.Content]] = [list(t) for t in _turns]
+        #: Input tokens the history holds after each turn (see :meth:`_history_tokens`).
+        self._tokens: list[int] = (
+            list(_tokens)
+            if _tokens is not None
+            else [r.usage.prompt_tokens + r.usage.output_tokens for r in self._results]
+        )
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ history
@@ -112,20 +126,35 @@ class Chat:
         return total
 
     def _history_tokens(self) -> int:
-        """Input tokens the history adds: the last turn's prompt and answer."""
-        if not self._results:
-            return 0
-        last = self._results[-1].usage
-        return last.prompt_tokens + last.output_tokens
+        """Input tokens the history adds: the last turn's prompt and answer (a regional
+        turn's crop request is not part of the history: its picture and words are)."""
+        return self._tokens[-1] if self._tokens else 0
 
     # ------------------------------------------------------------ turns
 
-    def send(self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()) -> Result:
+    def send(
+        self,
+        prompt: str,
+        images: ImageInput | Sequence[ImageInput] = (),
+        *,
+        region: object = None,
+        mask: MaskSource | None = None,
+    ) -> Result:
         """Send one turn: ``prompt`` and optionally new reference images.
 
         The answer's image becomes part of the conversation: the next turn edits it.
+
+        ``region`` (a box ``(left, top, right, bottom)`` in the upright picture's pixels)
+        or ``mask`` makes the turn a regional edit of the current picture — the last
+        turn's image, or the one image in ``images`` — at full resolution, through
+        :func:`nbbanana.region.edit_region` with this chat's model and image size (the
+        answer keeps the crop's shape, whatever the chat's aspect ratio). The result is a
+        :class:`~nbbanana.region.RegionResult` (the full-size composite), and the next
+        turn edits that composite.
         """
         sources = as_list(images) if images is not None else []
+        if region is not None or mask is not None:
+            return self._send_region(prompt, sources, region, mask)
         with self._lock:
             pipeline = self.session.pipeline
             call = pipeline.prepare(
@@ -142,14 +171,73 @@ class Chat:
             if result.parent is None and self._results:
                 result.parent = self._results[-1]
             self._results.append(result)
+            self._tokens.append(result.usage.prompt_tokens + result.usage.output_tokens)
+            return result
+
+    def _send_region(
+        self, prompt: str, sources: list[ImageInput], region: object, mask: MaskSource | None
+    ) -> Result:
+        """A regional turn: the crop goes out as one edit of its own (the model needs no
+        history to redraw a crop); the composite then joins the history as a user image,
+        fitted like any reference, so the following turns see and edit it."""
+        # Imported here: the regional machinery loads only for regional edits.
+        from .region import edit_region
+
+        with self._lock:
+            if len(sources) > 1:
+                raise InvalidRequest(
+                    f"A regional turn (region= or mask=) changes one image; got {len(sources)}."
+                )
+            if sources:
+                image: object = sources[0]
+            elif self._results and self._results[-1].image_data:
+                image = self._results[-1]
+            else:
+                raise InvalidRequest(
+                    "A regional turn edits the chat's current picture and there is none yet: "
+                    "pass the image to edit (images=...) with region= or mask=."
+                )
+            # The composite must fit in the history: refuse now, before the crop is paid
+            # for, when the history alone leaves no room (the same check as any turn's).
+            self.session.pipeline.prepare(
+                self._options, prompt, history_bytes=self._history_bytes()
+            )
+            result = edit_region(
+                self.session, image, prompt, region=region, mask=mask,
+                image_size=self.image_size, model=self.model,
+            )  # fmt: skip
+            # The picture as it now is, in the history: fitted into the room left.
+            words = (
+                f"[Only the region {result.params.get('region', '')} of the picture was edited: "
+                f"{prompt}] This is the whole picture now."
+            )
+            assert result.image is not None  # a composite always has its image
+            call = self.session.pipeline.prepare(
+                self._options,
+                words,
+                [result.image],
+                history_bytes=self._history_bytes(),
+            )
+            fitted = call.inputs[0].sent
+            user = _user_content(words, fitted.data, fitted.mime)
+            self._turns.append([user])
+            if result.parent is None and self._results:
+                result.parent = self._results[-1]
+            self._results.append(result)
+            self._tokens.append(self._history_tokens() + fitted.tokens + text_tokens(words))
             return result
 
     async def send_async(
-        self, prompt: str, images: ImageInput | Sequence[ImageInput] = ()
+        self,
+        prompt: str,
+        images: ImageInput | Sequence[ImageInput] = (),
+        *,
+        region: object = None,
+        mask: MaskSource | None = None,
     ) -> Result:
         """:meth:`send` for ``asyncio`` (runs in a worker thread, so the event loop —
         e.g. a notebook's, with widgets — stays responsive). Turns still go one at a time."""
-        return await asyncio.to_thread(self.send, prompt, images)
+        return await asyncio.to_thread(self.send, prompt, images, region=region, mask=mask)
 
     def branch(self, turn: int) -> Chat:
         """A new chat that continues from after turn ``turn`` (1-based; 0 = from the
@@ -170,7 +258,20 @@ class Chat:
                 grounding=self.grounding,
                 _results=self._results[:turn],
                 _turns=self._turns[:turn],
+                _tokens=self._tokens[:turn],
             )
 
     #: The first name of :meth:`send_async`, kept so that existing code keeps working.
     asend = send_async
+
+
+def _user_content(text: str, data: bytes, mime: str) -> types.Content:
+    """A user content of ``text`` and one inline image."""
+    # The SDK's types are loaded by the pipeline already; imported here for the runtime
+    # (the module-level import is for type checking only).
+    from google.genai import types
+
+    return types.Content(
+        role="user",
+        parts=[types.Part.from_text(text=text), types.Part.from_bytes(data=data, mime_type=mime)],
+    )

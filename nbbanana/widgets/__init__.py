@@ -8,6 +8,8 @@ Each widget is a thin view over plain, tested logic in this package:
   (rules in :mod:`._prompt`);
 * :class:`CompareView` — before/after side by side, a slider when shapes match, Save;
 * :class:`HistoryStrip` — one thumbnail per chat turn, click to branch;
+* the region tool (:mod:`._region`) — draw a box or paint a mask for a regional edit at
+  full resolution; the gauge then describes the crop, the result adds a zoomed view;
 * :func:`studio` — the four together (state in :mod:`._state`).
 """
 

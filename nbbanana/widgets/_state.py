@@ -105,9 +105,12 @@ class StudioState:
             image_size=request.image_size,
         )
 
-    async def run(self, request: RunRequest) -> Result:
+    async def run(self, request: RunRequest, *, region: dict[str, Any] | None = None) -> Result:
         """Send ``request`` as the next turn. Awaited on the kernel's event loop:
-        :meth:`Chat.send_async` keeps the blocking work off the loop, so the kernel stays free."""
+        :meth:`Chat.send_async` keeps the blocking work off the loop, so the kernel stays free.
+
+        ``region``: ``{"source": image, "region": box}`` or ``{..., "mask": mask}`` makes the
+        turn a regional edit of ``source`` (see :meth:`Chat.send`)."""
         settings = (request.model, request.aspect_ratio, request.image_size)
         if self.chat is not None and settings != self._settings:
             # New settings need a new chat: it starts from the latest result.
@@ -121,6 +124,11 @@ class StudioState:
                 image_size=request.image_size,
             )
             self._settings = settings
-        result = await self.chat.send_async(request.prompt, self.reference_images())
+        if region:
+            region = dict(region)
+            images = [region.pop("source")]
+            result = await self.chat.send_async(request.prompt, images, **region)
+        else:
+            result = await self.chat.send_async(request.prompt, self.reference_images())
         self.tree.add(result, self.chat, settings=settings)
         return result

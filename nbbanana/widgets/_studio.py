@@ -20,6 +20,7 @@ from .._spend import SpendSummary
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
+from ._region import RegionPicker, RegionZoom, region_source
 from ._state import StudioState
 from ._uploader import ImageUploader
 
@@ -49,6 +50,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         )
         self.prompt_box = PromptBox(model=session.model)
         self.compare = CompareView()
+        self.region, self.zoom = RegionPicker(), RegionZoom()  # regional edits (issue 15)
+        self.region.on_change(lambda _picker: self._update_gauge())
         self.history = HistoryStrip()
         self.task: asyncio.Task[Result | None] | None = None
 
@@ -67,8 +70,10 @@ class Studio(w.VBox):  # type: ignore[misc]
             children=[
                 header,
                 self.uploader,
+                self.region,
                 self.prompt_box,
                 self.compare,
+                self.zoom,
                 w.HTML("<b>History</b> — every turn is kept; the next run edits the ● Current one"),
                 self.history,
             ]
@@ -99,6 +104,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             uploads_busy=self.uploader.busy,
             upload_errors=len(self.uploader.errors),
         )
+        problems += self.region.problems(0 if self.state.turns else len(self.uploader.images))
         self.prompt_box.show_problems(problems)
         if problems:
             return None
@@ -123,6 +129,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         self._update_gauge()
         before = turns[-2].image if len(turns) > 1 else self._first_input()
         self.compare.show(turns[-1], before)
+        self.zoom.show(turns[-1])
+        self._show_region_source()
         self.prompt_box.show_status(
             f"Branched from turn {turn}: the next run edits its image "
             "(the other turns stay in the history)."
@@ -154,8 +162,13 @@ class Studio(w.VBox):  # type: ignore[misc]
         result: Result | None = None
         cost: float | None = None
         try:
-            result = await self.state.run(request)
+            selection = self.region.tool.selection()
+            if selection:  # a regional edit of what the region was drawn on
+                selection["source"] = self.region.tool.source
+            result = await self.state.run(request, region=selection)
             self.compare.show(result, before)
+            self.zoom.show(result)
+            self._show_region_source()
             self.history.show(self.state.tree)
             self._update_gauge()
             cost = result.cost_usd
@@ -206,8 +219,16 @@ class Studio(w.VBox):  # type: ignore[misc]
     def _update_gauge(self) -> None:
         """Make the gauge describe what the next run sends: the uploads, or, once there
         are turns, the current turn's image (which goes back in the chat history)."""
+        request = self.prompt_box.request()
+        region = self.region.summary(
+            model=request.model, budget=self.session.pipeline.budget(request.model),
+            prompt=request.prompt, image_size=request.image_size, on_ready=self._update_gauge,
+        )  # fmt: skip
+        if region is not None:  # a region is selected: the run sends its crop
+            self.uploader.summary = region
+            return
         try:
-            gauge = self.state.next_gauge(self.prompt_box.request())
+            gauge = self.state.next_gauge(request)
         except Exception:  # a gauge is a courtesy; the run reports real problems
             gauge = None
         self.uploader.show_next(gauge)
@@ -219,6 +240,18 @@ class Studio(w.VBox):  # type: ignore[misc]
             self.history.clear()
             self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
+            self.zoom.show(None)
+            self._show_region_source()
+        elif self.region.tool.selection():
+            self._update_gauge()  # the uploads' summary was shown over the region's
+
+    def _show_region_source(self) -> None:
+        """Draw regions on what the next run edits (the selection starts empty)."""
+        self.region.set_source(
+            *region_source(
+                self.state.turns, self.uploader.tracker.originals, self.state.tree.current
+            )
+        )
 
 
 def studio(session: Session | None = None) -> Studio:

@@ -302,6 +302,16 @@ class UploadTracker:
         ]
 
     @property
+    def originals(self) -> list[tuple[str, bytes]]:
+        """Name and bytes as uploaded of every upload that is ready, in upload order (a
+        regional edit cuts from the full-resolution original, not the fitted copy)."""
+        return [
+            (item.name, item.data)
+            for item in self._items
+            if item.state == "ready" and item.outcome and item.outcome.fitted and item.data
+        ]
+
+    @property
     def busy(self) -> bool:
         """Whether an upload is still arriving or being fitted."""
         return any(item.state in ("uploading", "fitting") for item in self._items)
