@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 import time
 import warnings
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from aiolimiter import AsyncLimiter
 
 from .._connect import connect
-from .._files import write_atomic
+from .._files import prepare_folder, write_atomic
 from .._format import format_usd
 from .._types import ItemsLike
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
@@ -244,22 +243,18 @@ async def run_batch_async(
 
 
 def _prepare_outdir(outdir: Path) -> None:
-    """Create the output folder and make sure files can be written in it, before any
-    request is paid for; one line when that is impossible."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        if not outdir.is_dir():
-            raise FileExistsError
-        with tempfile.TemporaryFile(dir=outdir, prefix=".nbbanana-probe-"):
-            pass
-    except FileExistsError:
+    """The output folder, checked (created, writable) before any request is paid for;
+    one line when it cannot be used."""
+    problem = prepare_folder(outdir)
+    if problem is None:
+        return
+    if problem.kind == "not-a-folder":
         raise BatchError(
             f"{outdir} exists and is not a folder; give the output folder another name."
-        ) from None
-    except OSError as exc:
-        raise BatchError(
-            f"Cannot use {outdir} as the output folder ({exc.strerror or exc}); choose another one."
-        ) from None
+        )
+    raise BatchError(
+        f"Cannot use {outdir} as the output folder ({problem.detail}); choose another one."
+    )
 
 
 def run_batch(
