@@ -250,6 +250,7 @@ def parse_request(
     if isinstance(system, Mapping):  # counted as prompt text, not drawn
         request.text_parts += [str(p["text"]) for p in system.get("parts") or [] if "text" in p]
     config = field_of(body, "generationConfig") or {}
+    _check_request_level_fields(config)
     modalities = field_of(config, "responseModalities") or []
     request.modalities = tuple(str(m).upper() for m in modalities)
     image_config = field_of(config, "imageConfig") or {}
@@ -267,6 +268,25 @@ def parse_request(
         _check_image_config(request)
         _check_features(request)
     return request
+
+
+#: Request fields that are not ``generationConfig`` fields: the service's proto JSON
+#: parser refuses them there (a JSONL batch line built from a whole SDK config would
+#: otherwise lose its grounding without a word).
+_REQUEST_LEVEL = ("tools", "toolConfig", "systemInstruction", "safetySettings",
+                  "cachedContent", "labels")  # fmt: skip
+
+
+def _check_request_level_fields(config: Mapping[str, Any]) -> None:
+    for camel in _REQUEST_LEVEL:
+        for name in (camel, _snake(camel)):
+            if name in config:
+                # The service's wording for an unknown field in proto JSON.
+                raise field_violation(
+                    "generation_config",
+                    f'Invalid JSON payload received. Unknown name "{name}" at '
+                    "'generation_config': Cannot find field.",
+                )
 
 
 def _parse_part(
