@@ -354,6 +354,7 @@ def _check_defaults(job: Sequence[BatchItem], default_model: str) -> None:
             thinking_level=item.thinking_level,
             include_thoughts=item.include_thoughts,
             grounding=item.grounding,
+            images=len(item.images),
         )
     ]
     if problems:
