@@ -90,13 +90,14 @@ class Usage:
             total_tokens=meta.total_token_count or (prompt + output + thoughts),
         )
 
-    def cost_usd(self, model: ModelInfo) -> float | None:
-        """What these tokens cost at ``model``'s prices (thoughts are billed as text output);
-        ``None`` when the model's price is unknown."""
+    def cost_usd(self, model: ModelInfo, *, batch: bool = False) -> float | None:
+        """What these tokens cost at ``model``'s prices (thoughts are billed as text output;
+        ``batch``: the Batch API's half price); ``None`` when the model's price is unknown."""
         return model.cost_usd(
             input_tokens=self.prompt_tokens,
             output_image_tokens=self.output_image_tokens,
             output_text_tokens=self.output_tokens - self.output_image_tokens + self.thought_tokens,
+            batch=batch,
         )
 
 
