@@ -556,11 +556,11 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
     }
     if request.grounding:
         candidate["groundingMetadata"] = _grounding_metadata(request.prompt)
-    return {
-        "candidates": [candidate],
-        "usageMetadata": _usage(request, image_tokens=image_tokens, text=text, thoughts=thoughts),
-        **envelope,
-    }
+    response: dict[str, Any] = {"candidates": [candidate], **envelope}
+    if fault is None or fault.name != "unmetered":
+        usage = _usage(request, image_tokens=image_tokens, text=text, thoughts=thoughts)
+        response["usageMetadata"] = usage
+    return response
 
 
 #: Titles and addresses of the emulator's grounding sources: clearly not real pages
@@ -605,8 +605,8 @@ def stream_chunks(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     candidate = candidates[0]
     parts = candidate["content"]["parts"]
     envelope = {k: v for k, v in response.items() if k in ("modelVersion", "responseId")}
-    usage = response["usageMetadata"]
-    interim_usage = {
+    usage = response.get("usageMetadata")  # none from the ``unmetered`` fault
+    interim_usage = usage and {
         "promptTokenCount": usage["promptTokenCount"],
         "totalTokenCount": usage["promptTokenCount"],
         "promptTokensDetails": usage["promptTokensDetails"],
@@ -620,13 +620,10 @@ def stream_chunks(response: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         if last:
             chunk_candidate["finishReason"] = candidate["finishReason"]
-        chunks.append(
-            {
-                "candidates": [chunk_candidate],
-                "usageMetadata": usage if last else interim_usage,
-                **envelope,
-            }
-        )
+        chunk: dict[str, Any] = {"candidates": [chunk_candidate], **envelope}
+        if usage is not None:
+            chunk["usageMetadata"] = usage if last else interim_usage
+        chunks.append(chunk)
     return chunks
 
 
