@@ -215,3 +215,40 @@ def test_results_take_the_output_folders_lock(tmp_path: Path, emu: Emulator) -> 
     assert job.results(out).done == 1
     again = BatchJob.attach(job.name, [{"id": "a", "prompt": "a kite"}], session=session)
     assert again.results(out).skipped == 1
+
+
+def test_a_prompt_grid_varies_gemini3_options_and_runs_inside_an_event_loop(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    """Grid parameter sets may vary thinking and grounding like any manifest option; the
+    sync form also works where an event loop is running (a notebook cell)."""
+    import asyncio
+
+    from nbbanana.batch import prompt_grid
+
+    session = session_for(emu.base_url, model=NB2)
+    params = [
+        {"image_size": "512", "thinking_level": "minimal", "include_thoughts": True},
+        {"image_size": "512", "grounding": True},
+    ]
+
+    async def in_a_cell() -> Any:
+        return prompt_grid(
+            None, {"poster": "a festival poster"}, params=params, session=session,
+            outdir=tmp_path / "grid", progress=False,
+        )  # fmt: skip
+
+    fig, report = asyncio.run(in_a_cell())
+    assert report.ok and report.total == 2
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert titles == [
+        "poster\n512, minimal, include thoughts",
+        "poster\n512, grounding",
+    ]
+    grid = tmp_path / "grid"
+    sidecars = [_sidecar(grid, path.stem) for path in grid.glob("*.json")]
+    thoughtful = next(m for m in sidecars if m["params"].get("include_thoughts"))
+    grounded = next(m for m in sidecars if m["params"].get("grounding"))
+    assert thoughtful["thought_images"] == 1 and not thoughtful["sources"]
+    assert grounded["sources"] and grounded["thought_images"] == 0
+    assert len(list((tmp_path / "grid").glob("*.png"))) == 2  # no thought image saved

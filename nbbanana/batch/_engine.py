@@ -38,10 +38,10 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 
@@ -293,16 +293,29 @@ def run_batch(
         model=model,
         attempts=attempts,
     )
+    return run_sync(batch)
+
+
+_T = TypeVar("_T")
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to its end and return its value, from plain code or from a cell.
+
+    Without a running event loop this is ``asyncio.run``. Inside one (a Jupyter cell)
+    that is impossible, so ``coro`` runs on its own event loop in a worker thread while
+    this call waits; an interrupt (Kernel → Interrupt, Ctrl-C) cancels it cleanly.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(batch)
-    return _run_in_thread(batch)
+        return asyncio.run(coro)
+    return _run_in_thread(coro)
 
 
-def _run_in_thread(coro: Any) -> BatchReport:
+def _run_in_thread(coro: Coroutine[Any, Any, _T]) -> _T:
     loop = asyncio.new_event_loop()
-    result: concurrent.futures.Future[BatchReport] = concurrent.futures.Future()
+    result: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
     def work() -> None:
         asyncio.set_event_loop(loop)
@@ -317,7 +330,7 @@ def _run_in_thread(coro: Any) -> BatchReport:
             started.set()
             loop.close()
 
-    holder: dict[str, asyncio.Task[BatchReport]] = {}
+    holder: dict[str, asyncio.Task[_T]] = {}
     started = threading.Event()
     thread = threading.Thread(target=work, name="nbbanana-batch", daemon=True)
     thread.start()
