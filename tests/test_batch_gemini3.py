@@ -252,3 +252,42 @@ def test_a_prompt_grid_varies_gemini3_options_and_runs_inside_an_event_loop(
     assert thoughtful["thought_images"] == 1 and not thoughtful["sources"]
     assert grounded["sources"] and grounded["thought_images"] == 0
     assert len(list((tmp_path / "grid").glob("*.png"))) == 2  # no thought image saved
+
+
+def test_cli_batch_api_with_a_gemini3_manifest(
+    tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbanana import cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"id": "g", "prompt": "a map of festivals", "grounding": true}\n'
+        '{"id": "t", "prompt": "two variations of a kite", "include_thoughts": true,'
+        ' "image_size": "512"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    argv = ["batch", str(manifest), "-o", str(out), "--base-url", emu.base_url,
+            "--model", NB2, "--batch-api", "--poll", "0.05", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "2/2 items done" in capsys.readouterr().out
+    assert _sidecar(out, "g")["sources"]
+    assert _sidecar(out, "t")["files"] == ["t.png", "t+2.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["g.png", "t+2.png", "t.png"]
+
+
+def test_cli_batch_api_checks_the_output_folder_before_submitting(
+    tmp_path: Path, emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbanana import cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "prompt": "a kite"}\n', encoding="utf-8")
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    before = sum(1 for r in emu.requests if r.path.endswith(":batchGenerateContent"))
+    argv = ["batch", str(manifest), "-o", str(taken), "--base-url", emu.base_url,
+            "--batch-api", "--poll", "0.05", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "a file of that name exists" in capsys.readouterr().err
+    assert sum(1 for r in emu.requests if r.path.endswith(":batchGenerateContent")) == before
