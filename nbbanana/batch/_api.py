@@ -1,7 +1,9 @@
 """Google's Batch API: the same items as one server-side job, at half the price.
 
 :func:`submit_batch` turns items into ``GenerateContentRequest`` s, one at a time (each
-item's images loaded and fitted only when its request is built). While the requests fit
+item's images loaded and fitted only when its request is built; its options — sizes,
+thinking, thoughts, grounding — checked and configured by :class:`RequestOptions`, as
+every interactive request's are). While the requests fit
 in one inline ``batchGenerateContent`` call (:data:`INLINE_LIMIT` bytes for the whole
 create request, per the Batch API guide) they are sent inline; past that, every request
 is streamed to a JSONL file on disk, uploaded through the Files API and the job names the
@@ -9,8 +11,10 @@ file. Either way the job is created with the SDK's ``client.batches.create``.
 
 :class:`BatchJob` is the handle: :meth:`~BatchJob.status`, :meth:`~BatchJob.wait` (with a
 progress bar), and :meth:`~BatchJob.results`, which writes ``OUTDIR/<id>.png`` +
-``<id>.json`` and the same journal as a local batch, so ``resume`` semantics and tools
-that read a batch folder work for both. A job outlives the Python process: keep its
+``<id>.json`` and the same journal as a local batch (under the same folder lock), so
+``resume`` semantics and tools that read a batch folder work for both. Thought parts
+stay in the sidecar, never among the images; a grounded answer's sources are recorded;
+every image of an answer is costed, at the Batch API's half price. A job outlives the Python process: keep its
 ``name`` and re-attach with :meth:`BatchJob.attach`.
 """
 
