@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ._cli_client import _add_api, _connect_openai, add_timeout
-from ._cli_common import check_base_url, cli_message
+from ._cli_common import check_base_url, cli_message, prepare_outdir
 
 __all__ = ["register"]
 
@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="run a manifest of prompts/edits as a resumable batch",
         description=(
             "Run every item of a JSONL or CSV manifest (keys: id, prompt, images, model, "
-            "aspect_ratio, image_size) and write OUTDIR/<id>.png, <id>.json and a journal. "
+            "aspect_ratio, image_size, thinking_level, include_thoughts, grounding, region, "
+            "mask) and write OUTDIR/<id>.png, <id>.json and a journal. "
             "Uses the offline emulator unless GEMINI_API_KEY is set or --base-url is given. "
             "Dropped connections, 5xx and text-only answers are retried (with back-off); "
             "only one run at a time may use OUTDIR. "
@@ -103,6 +104,7 @@ def _run_batch_api(args: argparse.Namespace, session: Any) -> int:
     # Loaded when the command runs, so that `nbbanana --help` stays fast.
     from .batch import BatchJob, submit_batch
 
+    prepare_outdir(args.outdir)  # before paying for a job whose results have nowhere to go
     if args.attach:
         job = BatchJob.attach(args.attach, args.manifest, session=session, model=args.model)
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from ._files import prepare_folder
 from ._format import format_usd
 from .errors import CostLimitExceeded, NbbananaError
 
@@ -108,27 +108,19 @@ def prepare_outdir(path: str | os.PathLike[str], flag: str = "-o") -> Path:
     """Create the output folder if needed and make sure a file can be written in it,
     *before* anything is sent, so that no paid result is lost for want of a place."""
     folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    problem = prepare_folder(folder)
+    if problem is None:
+        return folder
+    if problem.kind == "not-a-folder":
         raise CLIError(
             f"{flag} {folder}: a file of that name exists; give a folder ({flag} names "
             "the folder the outputs go into)."
-        ) from None
-    except OSError as exc:
-        raise CLIError(
-            f"{flag} {folder}: cannot create the folder ({exc.strerror or exc})."
-        ) from None
-    if not folder.is_dir():
-        raise CLIError(f"{flag} {folder} is not a folder; give a folder for the outputs.")
-    try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".nbbanana-probe-"):
-            pass
-    except OSError as exc:
-        raise CLIError(
-            f"{flag} {folder}: cannot write there ({exc.strerror or exc}); choose another folder."
-        ) from None
-    return folder
+        )
+    if problem.kind == "cannot-create":
+        raise CLIError(f"{flag} {folder}: cannot create the folder ({problem.detail}).")
+    raise CLIError(
+        f"{flag} {folder}: cannot write there ({problem.detail}); choose another folder."
+    )
 
 
 @contextmanager

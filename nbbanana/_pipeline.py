@@ -392,7 +392,8 @@ class Pipeline:
             prompt,
             [item.sent.tokens for item in inputs],
             image_size=options.image_size,
-            output_images=1 if options.want_image else 0,
+            # How many images the answer holds is not known: booked as one (per image).
+            output_images=None if options.want_image else 0,
             extra_input_tokens=history_tokens,
         )
         return Call(

@@ -62,15 +62,26 @@ class Usage:
 
     @classmethod
     def from_metadata(
-        cls, meta: types.GenerateContentResponseUsageMetadata | None, *, has_images: bool
+        cls,
+        meta: types.GenerateContentResponseUsageMetadata | None,
+        *,
+        images: int = 0,
+        tokens_per_image: int = 0,
     ) -> Usage:
-        """Read the SDK's usage metadata.
+        """Read the SDK's usage metadata of an answer holding ``images`` final images.
 
-        When the server does not break output tokens down by modality, they count as
-        image tokens if the answer held an image (the image dominates the output).
+        When the server breaks output tokens down by modality (Google does), its image
+        tokens are what the answer cost. When it does not (relays, OpenAI-style
+        gateways), the output tokens count as image tokens if the answer held an image,
+        and never fewer than ``images × tokens_per_image`` (the model's tokens per image
+        at the requested size): a gateway that reports one image's tokens, only text
+        tokens or no usage at all would otherwise make an answer with several images
+        look cheap, or free, and let it slip past a cost cap. Interim thought images are
+        not counted as images: the service bills thinking as ``thoughtsTokenCount``.
         """
+        floor = images * tokens_per_image
         if meta is None:
-            return cls()
+            return cls(output_tokens=floor, output_image_tokens=floor, total_tokens=floor)
         output = meta.candidates_token_count or 0
         image_tokens = 0
         details = meta.candidates_tokens_details or []
@@ -78,25 +89,28 @@ class Usage:
             for detail in details:
                 if str(getattr(detail.modality, "value", detail.modality)) == "IMAGE":
                     image_tokens += detail.token_count or 0
-        elif has_images:
-            image_tokens = output
+        elif images:
+            image_tokens = max(output, floor)
+            output = image_tokens
         prompt = meta.prompt_token_count or 0
         thoughts = meta.thoughts_token_count or 0
+        total = max(meta.total_token_count or 0, prompt + output + thoughts)
         return cls(
             prompt_tokens=prompt,
             output_tokens=output,
             output_image_tokens=image_tokens,
             thought_tokens=thoughts,
-            total_tokens=meta.total_token_count or (prompt + output + thoughts),
+            total_tokens=total,
         )
 
-    def cost_usd(self, model: ModelInfo) -> float | None:
-        """What these tokens cost at ``model``'s prices (thoughts are billed as text output);
-        ``None`` when the model's price is unknown."""
+    def cost_usd(self, model: ModelInfo, *, batch: bool = False) -> float | None:
+        """What these tokens cost at ``model``'s prices (thoughts are billed as text output;
+        ``batch``: the Batch API's half price); ``None`` when the model's price is unknown."""
         return model.cost_usd(
             input_tokens=self.prompt_tokens,
             output_image_tokens=self.output_image_tokens,
             output_text_tokens=self.output_tokens - self.output_image_tokens + self.thought_tokens,
+            batch=batch,
         )
 
 
@@ -232,7 +246,11 @@ class Result:
                 elif part.text:
                     texts.append(part.text)
         images = [_decode(data) for data, _ in image_data]
-        usage = Usage.from_metadata(response.usage_metadata, has_images=bool(images))
+        usage = Usage.from_metadata(
+            response.usage_metadata,
+            images=len(images),
+            tokens_per_image=model.output_image_tokens(params.get("image_size")),
+        )
         return cls(
             images=images,
             text="".join(texts),

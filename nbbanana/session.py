@@ -237,12 +237,14 @@ class Session:
         *,
         model: str | None = None,
         image_size: str | None = None,
-        output_images: int = 1,
+        output_images: int | None = None,
     ) -> CostEstimate:
         """Tokens and USD a generate/edit with ``prompt`` and ``images`` would use.
 
         Images may be fitted images, results, or any input :meth:`edit` takes (those are
-        measured at the size fitting would give them, without encoding).
+        measured at the size fitting would give them, without encoding). The answer's
+        image count is not known before it comes (a prompt may ask for several): the
+        estimate is per image unless ``output_images`` says how many to count.
         """
         info = self.pipeline.model_info(model or self.model)
         tokens = []

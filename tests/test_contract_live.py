@@ -11,53 +11,26 @@ source) is compared by code and status only. The live run costs a few cents.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 
 import pytest
 from _emulator_fixtures import answer_image, image_bytes, png_size
-from google import genai
+from _live_helpers import TARGETS, Target, client_for, open_target
 from google.genai import errors, types
 
-from nbbanana.emulator import Emulator
 from nbbanana.models import get_model
 
 FLASH = "gemini-2.5-flash-image"
-KEY = os.environ.get("GEMINI_API_KEY")
 
 
-@pytest.fixture(
-    params=[
-        "emulator",
-        pytest.param(
-            "live",
-            marks=[
-                pytest.mark.live,
-                pytest.mark.skipif(not KEY, reason="GEMINI_API_KEY is not set"),
-            ],
-        ),
-    ],
-    scope="module",
-)
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[str | None, genai.Client]]:
-    """``(base_url, client)``: base_url is ``None`` for the real service."""
-    retry = types.HttpRetryOptions(attempts=3, initial_delay=2.0)
-    if request.param == "live":
-        assert KEY is not None
-        yield None, genai.Client(api_key=KEY, http_options=types.HttpOptions(retry_options=retry))
-        return
-    with Emulator() as emulator:
-        options = types.HttpOptions(base_url=emulator.base_url, retry_options=retry)
-        yield emulator.base_url, genai.Client(api_key="contract-key", http_options=options)
+@pytest.fixture(params=TARGETS, scope="module")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    with open_target(request.param) as opened:
+        yield opened
 
 
-def client_with_key(target: tuple[str | None, genai.Client], key: str) -> genai.Client:
-    base_url, _ = target
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=base_url))
-
-
-def test_invalid_key(target: tuple[str | None, genai.Client]) -> None:
-    client = client_with_key(target, "invalid-contract-test-key")
+def test_invalid_key(target: Target) -> None:
+    client = client_for(target, key="invalid-contract-test-key")
     with pytest.raises(errors.ClientError) as info:
         client.models.generate_content(model=FLASH, contents="hello")
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
@@ -66,7 +39,7 @@ def test_invalid_key(target: tuple[str | None, genai.Client]) -> None:
     assert "API_KEY_INVALID" in reasons
 
 
-def test_unknown_model(target: tuple[str | None, genai.Client]) -> None:
+def test_unknown_model(target: Target) -> None:
     _, client = target
     with pytest.raises(errors.ClientError) as info:
         client.models.generate_content(model="gemini-0-no-such-model", contents="hello")
@@ -76,7 +49,7 @@ def test_unknown_model(target: tuple[str | None, genai.Client]) -> None:
     )
 
 
-def test_unsupported_mime_type(target: tuple[str | None, genai.Client]) -> None:
+def test_unsupported_mime_type(target: Target) -> None:
     _, client = target
     gif = types.Part.from_bytes(data=image_bytes(16, 16, "GIF"), mime_type="image/gif")
     with pytest.raises(errors.ClientError) as info:
@@ -85,7 +58,7 @@ def test_unsupported_mime_type(target: tuple[str | None, genai.Client]) -> None:
     assert "Unsupported MIME type: image/gif" in info.value.message
 
 
-def test_bad_aspect_ratio(target: tuple[str | None, genai.Client]) -> None:
+def test_bad_aspect_ratio(target: Target) -> None:
     _, client = target
     config = types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio="7:3"))
     with pytest.raises(errors.ClientError) as info:
@@ -94,14 +67,14 @@ def test_bad_aspect_ratio(target: tuple[str | None, genai.Client]) -> None:
     assert "aspect_ratio must be one of '1:1'" in info.value.message
 
 
-def test_count_tokens_of_an_image(target: tuple[str | None, genai.Client]) -> None:
+def test_count_tokens_of_an_image(target: Target) -> None:
     _, client = target
     part = types.Part.from_bytes(data=image_bytes(1000, 800), mime_type="image/jpeg")
     result = client.models.count_tokens(model=FLASH, contents=[part])
     assert result.total_tokens == get_model(FLASH).input_image_tokens(1000, 800)
 
 
-def test_output_size_and_usage(target: tuple[str | None, genai.Client]) -> None:
+def test_output_size_and_usage(target: Target) -> None:
     _, client = target
     config = types.GenerateContentConfig(
         response_modalities=["TEXT", "IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")
@@ -119,7 +92,7 @@ def test_output_size_and_usage(target: tuple[str | None, genai.Client]) -> None:
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
 
 
-def test_files_round_trip(target: tuple[str | None, genai.Client]) -> None:
+def test_files_round_trip(target: Target) -> None:
     _, client = target
     data = image_bytes(64, 64)
     uploaded = client.files.upload(file=io.BytesIO(data), config={"mime_type": "image/jpeg"})
@@ -137,7 +110,7 @@ def test_files_round_trip(target: tuple[str | None, genai.Client]) -> None:
     assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
 
 
-def test_image_models_are_listed(target: tuple[str | None, genai.Client]) -> None:
+def test_image_models_are_listed(target: Target) -> None:
     _, client = target
     model = client.models.get(model=FLASH)
     assert model.name == f"models/{FLASH}"
@@ -145,17 +118,11 @@ def test_image_models_are_listed(target: tuple[str | None, genai.Client]) -> Non
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta"])
-def test_image_config_on_each_api_version(
-    target: tuple[str | None, genai.Client], version: str
-) -> None:
+def test_image_config_on_each_api_version(target: Target, version: str) -> None:
     """google-genai 3.x defaults to ``v1``; one public report saw ``v1`` refuse
     ``responseModalities``. This checks both versions accept the image fields (a text-only
     answer keeps the live cost negligible)."""
-    base_url, _ = target
-    client = genai.Client(
-        api_key=KEY if base_url is None else "contract-key",
-        http_options=types.HttpOptions(base_url=base_url, api_version=version),
-    )
+    client = client_for(target, version=version)
     config = types.GenerateContentConfig(
         response_modalities=["TEXT"], image_config=types.ImageConfig(aspect_ratio="1:1")
     )

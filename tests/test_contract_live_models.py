@@ -10,58 +10,27 @@ images (roughly $1.50 at the table's prices).
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 
 import pytest
-from google import genai
+from _live_helpers import TARGETS, Target, final_images, open_target
 from google.genai import errors, types
 from PIL import Image
 
 from nbbanana import discovery
-from nbbanana.emulator import Emulator
 from nbbanana.models import MODELS, RETIRED
 
-KEY = os.environ.get("GEMINI_API_KEY")
 PRO = "gemini-3-pro-image"
 IMAGE = types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"])
 
 
-@pytest.fixture(
-    params=[
-        "emulator",
-        pytest.param(
-            "live",
-            marks=[
-                pytest.mark.live,
-                pytest.mark.skipif(not KEY, reason="GEMINI_API_KEY is not set"),
-            ],
-        ),
-    ],
-    scope="module",
-)
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[str, genai.Client]]:
-    """``(base_url, client)`` for the emulator or the real service."""
-    retry = types.HttpRetryOptions(attempts=3, initial_delay=2.0)
-    if request.param == "live":
-        assert KEY is not None
-        options = types.HttpOptions(retry_options=retry)
-        yield (
-            "https://generativelanguage.googleapis.com",
-            genai.Client(api_key=KEY, http_options=options),
-        )
-        return
-    with Emulator() as emulator:
-        options = types.HttpOptions(base_url=emulator.base_url, retry_options=retry)
-        yield emulator.base_url, genai.Client(api_key="contract-key", http_options=options)
+@pytest.fixture(params=TARGETS, scope="module")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    with open_target(request.param) as opened:
+        yield opened
 
 
-def _final_images(response: types.GenerateContentResponse) -> list[bytes]:
-    parts = response.candidates[0].content.parts if response.candidates else None
-    return [p.inline_data.data for p in parts or [] if p.inline_data and not p.thought]
-
-
-def test_discovery_lists_the_tables_current_ids(target: tuple[str, genai.Client]) -> None:
+def test_discovery_lists_the_tables_current_ids(target: Target) -> None:
     base_url, client = target
     catalogue = discovery.discover(client, base_url, refresh=True, persist=False)
     listed = {m.id for m in catalogue.listed}
@@ -74,7 +43,7 @@ def test_discovery_lists_the_tables_current_ids(target: tuple[str, genai.Client]
 
 
 @pytest.mark.parametrize("retired", ["gemini-3-pro-image-preview"])
-def test_a_retired_id_answers_404(target: tuple[str, genai.Client], retired: str) -> None:
+def test_a_retired_id_answers_404(target: Target, retired: str) -> None:
     _, client = target
     with pytest.raises(errors.ClientError) as info:
         client.models.generate_content(model=retired, contents="hello")
@@ -82,7 +51,7 @@ def test_a_retired_id_answers_404(target: tuple[str, genai.Client], retired: str
     assert info.value.message.startswith(f"models/{retired} is not found for API version")
 
 
-def test_grounding_returns_sources_and_suggestions(target: tuple[str, genai.Client]) -> None:
+def test_grounding_returns_sources_and_suggestions(target: Target) -> None:
     _, client = target
     config = IMAGE.model_copy(update={"tools": [types.Tool(google_search=types.GoogleSearch())]})
     response = client.models.generate_content(
@@ -96,7 +65,7 @@ def test_grounding_returns_sources_and_suggestions(target: tuple[str, genai.Clie
     assert meta.search_entry_point and meta.search_entry_point.rendered_content
 
 
-def test_thoughts_come_when_asked(target: tuple[str, genai.Client]) -> None:
+def test_thoughts_come_when_asked(target: Target) -> None:
     _, client = target
     config = IMAGE.model_copy(
         update={"thinking_config": types.ThinkingConfig(include_thoughts=True)}
@@ -106,7 +75,7 @@ def test_thoughts_come_when_asked(target: tuple[str, genai.Client]) -> None:
     )
     parts = response.candidates[0].content.parts or []
     assert any(p.thought and p.text for p in parts)
-    assert _final_images(response)
+    assert final_images(response)
     assert response.usage_metadata and response.usage_metadata.thoughts_token_count
 
 
@@ -114,9 +83,7 @@ def test_thoughts_come_when_asked(target: tuple[str, genai.Client]) -> None:
     ("model", "size"),
     [(m.id, size) for m in MODELS.values() if not m.reported_retired for size in m.image_sizes],
 )
-def test_each_size_gives_the_documented_pixels(
-    target: tuple[str, genai.Client], model: str, size: str
-) -> None:
+def test_each_size_gives_the_documented_pixels(target: Target, model: str, size: str) -> None:
     _, client = target
     config = IMAGE.model_copy(
         update={"image_config": types.ImageConfig(aspect_ratio="1:1", image_size=size)}
@@ -124,6 +91,6 @@ def test_each_size_gives_the_documented_pixels(
     response = client.models.generate_content(
         model=model, contents="A single yellow banana on white.", config=config
     )
-    (image, *_) = _final_images(response)
+    (image, *_) = final_images(response)
     # Pillow reads the size whatever the format (the service may answer JPEG or PNG).
     assert Image.open(io.BytesIO(image)).size == MODELS[model].output_size("1:1", size)

@@ -101,9 +101,9 @@ def test_usage_without_modality_details_counts_output_as_image_when_there_is_one
     meta = types.GenerateContentResponseUsageMetadata(
         prompt_token_count=5, candidates_token_count=1290
     )
-    assert Usage.from_metadata(meta, has_images=True).output_image_tokens == 1290
-    assert Usage.from_metadata(meta, has_images=False).output_image_tokens == 0
-    assert Usage.from_metadata(None, has_images=True) == Usage()
+    assert Usage.from_metadata(meta, images=1).output_image_tokens == 1290
+    assert Usage.from_metadata(meta, images=0).output_image_tokens == 0
+    assert Usage.from_metadata(None, images=0) == Usage()
 
 
 def test_result_without_candidates_is_empty() -> None:

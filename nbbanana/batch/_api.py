@@ -1,7 +1,9 @@
 """Google's Batch API: the same items as one server-side job, at half the price.
 
 :func:`submit_batch` turns items into ``GenerateContentRequest`` s, one at a time (each
-item's images loaded and fitted only when its request is built). While the requests fit
+item's images loaded and fitted only when its request is built; its options — sizes,
+thinking, thoughts, grounding — checked and configured by :class:`RequestOptions`, as
+every interactive request's are). While the requests fit
 in one inline ``batchGenerateContent`` call (:data:`INLINE_LIMIT` bytes for the whole
 create request, per the Batch API guide) they are sent inline; past that, every request
 is streamed to a JSONL file on disk, uploaded through the Files API and the job names the
@@ -9,8 +11,10 @@ file. Either way the job is created with the SDK's ``client.batches.create``.
 
 :class:`BatchJob` is the handle: :meth:`~BatchJob.status`, :meth:`~BatchJob.wait` (with a
 progress bar), and :meth:`~BatchJob.results`, which writes ``OUTDIR/<id>.png`` +
-``<id>.json`` and the same journal as a local batch, so ``resume`` semantics and tools
-that read a batch folder work for both. A job outlives the Python process: keep its
+``<id>.json`` and the same journal as a local batch (under the same folder lock), so
+``resume`` semantics and tools that read a batch folder work for both. Thought parts
+stay in the sidecar, never among the images; a grounded answer's sources are recorded;
+every image of an answer is costed, at the Batch API's half price. A job outlives the Python process: keep its
 ``name`` and re-attach with :meth:`BatchJob.attach`.
 """
 
@@ -30,14 +34,16 @@ from typing import TYPE_CHECKING, Any
 from google.genai import types
 
 from .._connect import connect
+from .._options import RequestOptions
 from .._pipeline import error_from_response
 from .._types import ItemsLike
 from ..errors import NbbananaError
 from ..fit import fit_image
 from ..models import MB, get_model
 from ..result import Result
-from ._engine import BatchError, BatchReport, _write_outputs
+from ._engine import BatchError, BatchReport, _prepare_outdir, _write_outputs
 from ._journal import JOURNAL_NAME, Journal, read_journal
+from ._lock import FolderLock
 from ._manifest import BatchItem, normalise_items
 
 if TYPE_CHECKING:
@@ -69,24 +75,52 @@ def _request_parts(item: BatchItem, model: str) -> list[types.Part]:
     return parts
 
 
-def _request_config(item: BatchItem) -> types.GenerateContentConfig:
-    image_config = None
-    if item.aspect_ratio is not None or item.image_size is not None:
-        image_config = types.ImageConfig(aspect_ratio=item.aspect_ratio, image_size=item.image_size)
-    return types.GenerateContentConfig(
-        response_modalities=["TEXT", "IMAGE"], image_config=image_config
-    )
+def _options(item: BatchItem, model: str) -> RequestOptions:
+    """The item's request options, checked against the job's model as every request's
+    are (the manifest check has already refused what the model cannot do)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an unknown id: the server decides
+        info = get_model(model)
+    return RequestOptions(
+        kind="edit" if item.images else "generate", model=model,
+        aspect_ratio=item.aspect_ratio, image_size=item.image_size,
+        thinking_level=item.thinking_level, include_thoughts=item.include_thoughts,
+        grounding=item.grounding,
+    ).checked(info)  # fmt: skip
+
+
+#: ``GenerateContentConfig`` fields that the wire carries on the request itself, beside
+#: ``generationConfig`` (grounding's ``tools`` among them): the SDK's own conversion of a
+#: request (``_GenerateContentConfig_to_mldev``) moves the same ones.
+_REQUEST_LEVEL = (
+    "systemInstruction",
+    "safetySettings",
+    "tools",
+    "toolConfig",
+    "labels",
+    "cachedContent",
+)
+
+
+def _rest_request(contents: types.Content, config: types.GenerateContentConfig) -> dict[str, Any]:
+    """A ``GenerateContentRequest`` in the REST form (camelCase, bytes as base64), as a
+    Batch API input file holds it."""
+    generation = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    request: dict[str, Any] = {
+        "contents": [contents.model_dump(mode="json", by_alias=True, exclude_none=True)]
+    }
+    for name in _REQUEST_LEVEL:
+        if name in generation:
+            request[name] = generation.pop(name)
+    request["generationConfig"] = generation
+    return request
 
 
 def _jsonl_line(
     item: BatchItem, contents: types.Content, config: types.GenerateContentConfig
 ) -> str:
-    """One line of a Batch API input file: ``{"key": id, "request": GenerateContentRequest}``
-    in the REST form (camelCase, bytes as base64)."""
-    request = {
-        "contents": [contents.model_dump(mode="json", by_alias=True, exclude_none=True)],
-        "generationConfig": config.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
+    """One line of a Batch API input file: ``{"key": id, "request": GenerateContentRequest}``."""
+    request = _rest_request(contents, config)
     return json.dumps({_KEY: item.id, "request": request}, separators=(",", ":")) + "\n"
 
 
@@ -104,7 +138,8 @@ class _Requests:
 
     def add(self, item: BatchItem) -> None:
         contents = types.Content(role="user", parts=_request_parts(item, self.model))
-        config = _request_config(item)
+        # The SDK moves the config's request-level fields (tools) up for inline requests.
+        config = _options(item, self.model).config()
         line = _jsonl_line(item, contents, config)
         # Inline, each request also names the model and carries its key as metadata.
         self.size += len(line.encode("utf-8")) + len(self.model) + 64
@@ -327,6 +362,22 @@ class BatchJob:
             )
         out = Path(outdir)
         started = time.monotonic()
+        _prepare_outdir(out)
+        # The lock a local run takes: a run (or another results() call) writing the same
+        # folder at once would record items twice and race on their files.
+        with FolderLock(out) as lock:
+            if lock.took_over:
+                warnings.warn(
+                    f"{out}: took over the lock left by {lock.took_over}, which is no "
+                    "longer running.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            report = self._write_results(job, out)
+        report.elapsed_s = time.monotonic() - started
+        return report
+
+    def _write_results(self, job: types.BatchJob, out: Path) -> BatchReport:
         state_before = read_journal(out / JOURNAL_NAME)
         by_id = {item.id: item for item in self.items}
         report = BatchReport(outdir=out, total=len(self.items))
@@ -343,7 +394,6 @@ class BatchJob:
                     continue
                 self._record(item, response, error, journal, report)
         report.not_started = len(self.items) - len(report.outputs) - report.failed
-        report.elapsed_s = time.monotonic() - started
         return report
 
     def _record(
@@ -367,22 +417,15 @@ class BatchJob:
                 failure, error_type = str(problem), type(problem).__name__
         if failure is None:
             assert response is not None
+            options = _options(item, self.model)
+            params = {**options.params(options.config()), "kind": "batch", "batch_job": self.name}
+            # Thought parts (text, interim images) go to the result's thoughts, never
+            # its images; grounding sources to its sources (and so to the sidecar).
             result = Result.from_response(
-                response,
-                model=info,
-                prompt=item.prompt,
-                params={"kind": "batch", "batch_job": self.name, **item.params()},
+                response, model=info, prompt=item.prompt, params=params,
                 offline=self.session.offline,
-            )
-            usage = result.usage
-            cost = info.cost_usd(
-                input_tokens=usage.prompt_tokens,
-                output_image_tokens=usage.output_image_tokens,
-                output_text_tokens=usage.output_tokens
-                - usage.output_image_tokens
-                + usage.thought_tokens,
-                batch=True,
-            )
+            )  # fmt: skip
+            cost = result.usage.cost_usd(info, batch=True)  # every image of the answer
             result = dataclasses.replace(result, cost_usd=cost)
             try:
                 files = _write_outputs(report.outdir, item, result)

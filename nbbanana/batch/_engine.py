@@ -35,19 +35,18 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 
 from .._connect import connect
-from .._files import write_atomic
+from .._files import prepare_folder, write_atomic
 from .._format import format_usd
 from .._types import ItemsLike
 from ..errors import CostLimitExceeded, NbbananaError, NoImage, redact
@@ -244,22 +243,18 @@ async def run_batch_async(
 
 
 def _prepare_outdir(outdir: Path) -> None:
-    """Create the output folder and make sure files can be written in it, before any
-    request is paid for; one line when that is impossible."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        if not outdir.is_dir():
-            raise FileExistsError
-        with tempfile.TemporaryFile(dir=outdir, prefix=".nbbanana-probe-"):
-            pass
-    except FileExistsError:
+    """The output folder, checked (created, writable) before any request is paid for;
+    one line when it cannot be used."""
+    problem = prepare_folder(outdir)
+    if problem is None:
+        return
+    if problem.kind == "not-a-folder":
         raise BatchError(
             f"{outdir} exists and is not a folder; give the output folder another name."
-        ) from None
-    except OSError as exc:
-        raise BatchError(
-            f"Cannot use {outdir} as the output folder ({exc.strerror or exc}); choose another one."
-        ) from None
+        )
+    raise BatchError(
+        f"Cannot use {outdir} as the output folder ({problem.detail}); choose another one."
+    )
 
 
 def run_batch(
@@ -298,16 +293,29 @@ def run_batch(
         model=model,
         attempts=attempts,
     )
+    return run_sync(batch)
+
+
+_T = TypeVar("_T")
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to its end and return its value, from plain code or from a cell.
+
+    Without a running event loop this is ``asyncio.run``. Inside one (a Jupyter cell)
+    that is impossible, so ``coro`` runs on its own event loop in a worker thread while
+    this call waits; an interrupt (Kernel → Interrupt, Ctrl-C) cancels it cleanly.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(batch)
-    return _run_in_thread(batch)
+        return asyncio.run(coro)
+    return _run_in_thread(coro)
 
 
-def _run_in_thread(coro: Any) -> BatchReport:
+def _run_in_thread(coro: Coroutine[Any, Any, _T]) -> _T:
     loop = asyncio.new_event_loop()
-    result: concurrent.futures.Future[BatchReport] = concurrent.futures.Future()
+    result: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
     def work() -> None:
         asyncio.set_event_loop(loop)
@@ -322,7 +330,7 @@ def _run_in_thread(coro: Any) -> BatchReport:
             started.set()
             loop.close()
 
-    holder: dict[str, asyncio.Task[BatchReport]] = {}
+    holder: dict[str, asyncio.Task[_T]] = {}
     started = threading.Event()
     thread = threading.Thread(target=work, name="nbbanana-batch", daemon=True)
     thread.start()
@@ -359,6 +367,7 @@ def _check_defaults(job: Sequence[BatchItem], default_model: str) -> None:
             thinking_level=item.thinking_level,
             include_thoughts=item.include_thoughts,
             grounding=item.grounding,
+            images=len(item.images),
         )
     ]
     if problems:

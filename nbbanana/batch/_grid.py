@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from PIL import Image
 
 from .._types import InputSpec, PromptsSpec
-from ._engine import DEFAULT_CONCURRENCY, BatchReport, run_batch, run_batch_async
+from ._engine import DEFAULT_CONCURRENCY, BatchReport, run_batch_async, run_sync
 from ._manifest import BatchItem
 
 if TYPE_CHECKING:
@@ -39,7 +39,10 @@ CELL_INCHES = 3.2
 LABEL_FONT_SIZE = 13
 NOTE_FONT_SIZE = 10
 _LABEL_WIDTH = 30
-_PARAM_KEYS = ("model", "aspect_ratio", "image_size")
+#: What a grid's parameter sets may vary: every request option of a manifest line.
+_PARAM_KEYS = (
+    "model", "aspect_ratio", "image_size", "thinking_level", "include_thoughts", "grounding",
+)  # fmt: skip
 
 
 class GridResult(NamedTuple):
@@ -83,7 +86,7 @@ def _plan(
     for j, (label, prompt) in enumerate(named):
         for k, p in enumerate(param_sets):
             col = len(col_labels)
-            variant = ", ".join(str(v) for v in p.values())
+            variant = ", ".join(_shown(key, value) for key, value in p.items())
             col_labels.append(f"{label}\n{variant}" if len(param_sets) > 1 else label)
             for i, images in enumerate(rows):
                 # The id names the cell and what it holds, so a changed grid run into
@@ -156,20 +159,14 @@ def prompt_grid(
 
     Returns ``(figure, report)``; ``figure.savefig("grid.png", dpi=150)`` exports it.
     """
-    layout = _plan(inputs, prompts, params)
-    out = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="nbbanana-grid-"))
-    report = run_batch(
-        layout.items,
-        out,
-        session=session,
-        concurrency=concurrency,
-        rpm=rpm,
-        resume=resume,
-        retry_failed=retry_failed,
-        progress=progress,
-        model=model,
-    )
-    return GridResult(_figure(layout, report), report)
+    # The async twin does the work (in a worker thread inside a notebook cell, as
+    # run_batch does): the plan, the batch and the figure are written once.
+    grid = prompt_grid_async(
+        inputs, prompts, params=params, session=session, outdir=outdir,
+        concurrency=concurrency, rpm=rpm, resume=resume, retry_failed=retry_failed,
+        progress=progress, model=model,
+    )  # fmt: skip
+    return run_sync(grid)
 
 
 def _show_figures_in_ipython() -> None:
@@ -251,6 +248,13 @@ def _figure(layout: _Layout, report: BatchReport) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def _shown(key: str, value: Any) -> str:
+    """A parameter value as a column title shows it ("16:9", "grounding", "no grounding")."""
+    if isinstance(value, bool):
+        return key.replace("_", " ") if value else f"no {key.replace('_', ' ')}"
+    return str(value)
 
 
 def _wrap(text: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._options import RequestOptions
+from .._options import RequestOptions, check_reference_count
 from ..errors import NbbananaError
 from ..models import get_model
 
@@ -428,6 +428,7 @@ def _parse_record(
             thinking_level=level or None,
             include_thoughts=flags["include_thoughts"],
             grounding=bool(flags["grounding"]),
+            images=len(images),
         )
     )
     extra = _region_keys(record, images, base, problems)
@@ -511,10 +512,11 @@ def check_params(
     thinking_level: str | None = None,
     include_thoughts: bool | None = None,
     grounding: bool = False,
+    images: int = 0,
 ) -> list[str]:
     """Problems with a model / aspect ratio / image size / thinking / grounding
-    combination, in plain words (the checks every request goes through, then the size
-    and ratio pairs the model's table lists).
+    combination and ``images`` reference images, in plain words (the checks every
+    request goes through, then the size and ratio pairs the model's table lists).
 
     An unknown model is not a problem (new ids appear often and the server decides).
     """
@@ -527,6 +529,7 @@ def check_params(
                 thinking_level=thinking_level, include_thoughts=include_thoughts,
                 grounding=grounding,
             ).checked(info)  # fmt: skip
+            check_reference_count(info, images)  # more than it handles best: no problem
         except NbbananaError as exc:
             return [exc.message.rstrip(".")]
     if aspect_ratio is None and image_size is None:

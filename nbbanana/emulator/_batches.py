@@ -19,7 +19,9 @@ Wire shapes (from the SDK's ``batches.py``):
 Behaviour: a job is ``BATCH_STATE_PENDING`` when created; one background thread takes
 jobs in creation order, waits ``start_delay`` seconds, marks the job
 ``BATCH_STATE_RUNNING``, answers its requests one by one (``item_seconds`` each) exactly as
-``generateContent`` would (same validation, same deterministic images), then marks it
+``generateContent`` would (same validation, same deterministic images; image sizes,
+thinking levels and thought parts, grounding from the request's ``tools``, several
+images when the prompt asks), then marks it
 ``BATCH_STATE_SUCCEEDED``. A request the service refuses becomes an entry with
 ``error`` (``{"code", "message", "status"}``) instead of ``response``; the job still
 succeeds.

@@ -13,9 +13,10 @@ Transient faults (the ones clients retry): ``429`` (``retry=SECONDS`` sets ``Ret
 (hangs ``seconds=N``, default: the client's own timeout plus two seconds, else 30 s, then
 answers 504), ``reset`` (closes the TCP connection with an RST). Content faults, for
 ``generateContent`` only: ``image_safety``, ``prohibited``, ``text_only``, ``blocked``
-(``reason=...`` sets ``promptFeedback.blockReason``, default ``SAFETY``), and
+(``reason=...`` sets ``promptFeedback.blockReason``, default ``SAFETY``),
 ``transform`` (an edit answer slightly zoomed and shifted by a known amount: see
-:mod:`nbbanana.emulator._transform`).
+:mod:`nbbanana.emulator._transform`), and ``unmetered`` (a normal answer without
+``usageMetadata``, as some relays give: the client must still cost its images).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CONTENT_FAULTS: tuple[str, ...] = (
     "text_only",
     "blocked",
     "transform",  # not a failure: the known-transform mode (_transform.py)
+    "unmetered",  # not a failure: an answer without usageMetadata
 )
 FAULTS: tuple[str, ...] = TRANSIENT_FAULTS + CONTENT_FAULTS
 #: What ``fault_rate`` draws from unless told otherwise: the failures a client must retry.

@@ -250,6 +250,7 @@ def parse_request(
     if isinstance(system, Mapping):  # counted as prompt text, not drawn
         request.text_parts += [str(p["text"]) for p in system.get("parts") or [] if "text" in p]
     config = field_of(body, "generationConfig") or {}
+    _check_request_level_fields(config)
     modalities = field_of(config, "responseModalities") or []
     request.modalities = tuple(str(m).upper() for m in modalities)
     image_config = field_of(config, "imageConfig") or {}
@@ -267,6 +268,25 @@ def parse_request(
         _check_image_config(request)
         _check_features(request)
     return request
+
+
+#: Request fields that are not ``generationConfig`` fields: the service's proto JSON
+#: parser refuses them there (a JSONL batch line built from a whole SDK config would
+#: otherwise lose its grounding without a word).
+_REQUEST_LEVEL = ("tools", "toolConfig", "systemInstruction", "safetySettings",
+                  "cachedContent", "labels")  # fmt: skip
+
+
+def _check_request_level_fields(config: Mapping[str, Any]) -> None:
+    for camel in _REQUEST_LEVEL:
+        for name in (camel, _snake(camel)):
+            if name in config:
+                # The service's wording for an unknown field in proto JSON.
+                raise field_violation(
+                    "generation_config",
+                    f'Invalid JSON payload received. Unknown name "{name}" at '
+                    "'generation_config': Cannot find field.",
+                )
 
 
 def _parse_part(
@@ -536,11 +556,11 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
     }
     if request.grounding:
         candidate["groundingMetadata"] = _grounding_metadata(request.prompt)
-    return {
-        "candidates": [candidate],
-        "usageMetadata": _usage(request, image_tokens=image_tokens, text=text, thoughts=thoughts),
-        **envelope,
-    }
+    response: dict[str, Any] = {"candidates": [candidate], **envelope}
+    if fault is None or fault.name != "unmetered":
+        usage = _usage(request, image_tokens=image_tokens, text=text, thoughts=thoughts)
+        response["usageMetadata"] = usage
+    return response
 
 
 #: Titles and addresses of the emulator's grounding sources: clearly not real pages
@@ -585,8 +605,8 @@ def stream_chunks(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     candidate = candidates[0]
     parts = candidate["content"]["parts"]
     envelope = {k: v for k, v in response.items() if k in ("modelVersion", "responseId")}
-    usage = response["usageMetadata"]
-    interim_usage = {
+    usage = response.get("usageMetadata")  # none from the ``unmetered`` fault
+    interim_usage = usage and {
         "promptTokenCount": usage["promptTokenCount"],
         "totalTokenCount": usage["promptTokenCount"],
         "promptTokensDetails": usage["promptTokensDetails"],
@@ -600,13 +620,10 @@ def stream_chunks(response: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         if last:
             chunk_candidate["finishReason"] = candidate["finishReason"]
-        chunks.append(
-            {
-                "candidates": [chunk_candidate],
-                "usageMetadata": usage if last else interim_usage,
-                **envelope,
-            }
-        )
+        chunk: dict[str, Any] = {"candidates": [chunk_candidate], **envelope}
+        if usage is not None:
+            chunk["usageMetadata"] = usage if last else interim_usage
+        chunks.append(chunk)
     return chunks
 
 
