@@ -154,6 +154,27 @@ class Sent:
     answer: types.Content | None
 
 
+def one_content_per_turn(contents: Sequence[types.Content]) -> list[types.Content]:
+    """``contents`` with neighbours of the same role joined into one content.
+
+    A chat's history can hold two user contents in a row (a regional turn adds the
+    composite as a user picture with no model answer, and the next prompt follows it).
+    Turns that alternate user/model are what every Gemini model accepts (older ones
+    refused anything else: "Please ensure that multiturn requests alternate between user
+    and model"), and joining the parts of neighbours says exactly the same.
+    """
+    joined: list[types.Content] = []
+    for content in contents:
+        if joined and joined[-1].role == content.role:
+            previous = joined[-1]
+            joined[-1] = types.Content(
+                role=previous.role, parts=[*(previous.parts or ()), *(content.parts or ())]
+            )
+        else:
+            joined.append(content)
+    return joined
+
+
 def as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     """One image or several: lists and tuples hold several (an ipywidgets FileUpload
     value is a tuple of dicts); anything else — bytes, a path, an array — is one."""
@@ -461,7 +482,9 @@ class Pipeline:
                         parts.append((yield ("upload", upload)))
                 user = types.Content(role="user", parts=parts)
                 request = BackendRequest(
-                    model=call.model.id, contents=[*call.history, user], config=call.config
+                    model=call.model.id,
+                    contents=one_content_per_turn([*call.history, user]),
+                    config=call.config,
                 )
                 response: types.GenerateContentResponse = yield ("send", request)
             except Exception as exc:

@@ -64,7 +64,10 @@ def test_a_regional_turn_is_the_composite_and_the_next_turn_edits_it(
     second = chat.send("now add a small boat")
     assert second.parent is first
     body = wire.generate_bodies()[-1]
-    assert [c["role"] for c in body["contents"]] == ["user", "user"]
+    # One content per turn: the composite and the new prompt go as one user turn (two
+    # user contents in a row are what older models refused).
+    assert [c["role"] for c in body["contents"]] == ["user"]
+    assert body["contents"][0]["parts"][-1]["text"] == "now add a small boat"
     # The history holds the whole composite (fitted for the model), with what was done.
     (picture,) = _images(body["contents"][0])
     assert max(picture.size) <= get_model(session.model).fit_max_side
