@@ -119,7 +119,8 @@ class StudioState:
             size=image.size,
             history_bytes=self.chat._history_bytes(),
             history_tokens=self.chat._history_tokens(),
-            model=request.model,
+            # The session's facts: a price set with connect(price_per_image=...) counts.
+            model=self.session.pipeline.model_info(request.model),
             limit=self.session.pipeline.budget(request.model).limit,
             prompt=request.prompt,
             image_size=request.image_size,
