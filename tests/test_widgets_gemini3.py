@@ -7,6 +7,8 @@ Against the real emulator over HTTP with the real google-genai SDK (no patching)
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -338,3 +340,34 @@ def test_a_model_without_a_price_shows_cost_unknown_in_the_gauge() -> None:
     uploader.add_bytes(data, "a.jpg")
     assert uploader.items[0]["lines"][-1].endswith("(cost unknown)")
     assert "cost unknown" in uploader.summary["lines"][-1]
+
+
+def test_a_slow_listing_does_not_hold_up_the_studio_in_a_kernel() -> None:
+    """In a kernel (a running event loop) the listing runs in a worker thread: the
+    studio is built with the table's models, and offers the endpoint's once it answers."""
+
+    async def scenario(emulator: Emulator) -> tuple[list[str], list[str]]:
+        session = _session(emulator)
+        release = threading.Event()
+        listing = session.models
+
+        def slow_models(*, refresh: bool = False) -> Catalogue:
+            assert release.wait(30), "the listing was never released"
+            return listing(refresh=refresh)
+
+        session.models = slow_models  # type: ignore[method-assign]
+        app = Studio(session)  # returns although the listing is still blocked
+        before = [value for _, value in app.prompt_box.model.options]
+        release.set()
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            after = [value for _, value in app.prompt_box.model.options]
+            if after != before:
+                break
+        session.close()
+        return before, after
+
+    with Emulator(api_keys=[KEY], models=[PRO, NEW]) as emulator:
+        before, after = asyncio.run(scenario(emulator))
+    assert before == list(MODELS)
+    assert after == [PRO, NEW]

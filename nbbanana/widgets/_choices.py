@@ -31,6 +31,8 @@ __all__ = [
     "ModelControls",
     "ModelListing",
     "discover_listing",
+    "fetch_catalogue",
+    "listing_for",
     "listing_from_catalogue",
     "model_controls",
     "quiet_model_info",
@@ -148,23 +150,39 @@ def listing_from_catalogue(
     return ModelListing(tuple(choices), catalogue.default_model, discovered=True)
 
 
-def discover_listing(session: Session, model_info: ModelInfoFn | None = None) -> ModelListing:
-    """The picker for ``session``'s endpoint. Never raises: when the listing fails
-    (no network, a gateway that cannot list, a refusal), nbbanana's table is offered and
-    :attr:`ModelListing.note` says why."""
-    model_info = model_info or session.pipeline.model_info
+def fetch_catalogue(session: Session) -> Catalogue | Exception:
+    """What ``session``'s endpoint serves, or why it could not say. Never raises: it
+    runs in a worker thread, where an exception would be lost."""
     try:
-        catalogue = session.models()
-    except Exception as exc:  # the picker must still work: fall back to the table
-        reason = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
+        return session.models()
+    except Exception as exc:  # the picker must still work: the caller falls back
+        return exc
+
+
+def listing_for(
+    session: Session, fetched: Catalogue | Exception, model_info: ModelInfoFn | None = None
+) -> ModelListing:
+    """The picker for ``session`` from what :func:`fetch_catalogue` gave: the endpoint's
+    models, or, when the listing failed (no network, a gateway that cannot list, a
+    refusal), nbbanana's table with :attr:`ModelListing.note` saying why."""
+    model_info = model_info or session.pipeline.model_info
+    if isinstance(fetched, Exception):
+        text = str(fetched).strip()
+        reason = redact(text.splitlines()[0]) if text else ""
         reason = reason if len(reason) <= 140 else reason[:139] + "…"
-        what = type(exc).__name__ + (f": {reason}" if reason else "")
+        what = type(fetched).__name__ + (f": {reason}" if reason else "")
         return table_listing(
             session.model,
             model_info,
             note=f"The model list could not be fetched ({what}); showing nbbanana's table.",
         )
-    return listing_from_catalogue(catalogue, session.model, model_info)
+    return listing_from_catalogue(fetched, session.model, model_info)
+
+
+def discover_listing(session: Session, model_info: ModelInfoFn | None = None) -> ModelListing:
+    """The picker for ``session``'s endpoint (:func:`fetch_catalogue` then
+    :func:`listing_for`). Never raises."""
+    return listing_for(session, fetch_catalogue(session), model_info)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import ipywidgets as w
 from .._spend import SpendSummary
 from ._answer import AnswerPanel
 from ._background import run_in_background
-from ._choices import ModelListing, discover_listing
+from ._choices import ModelListing, fetch_catalogue, listing_for
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
@@ -91,7 +91,12 @@ class Studio(w.VBox):  # type: ignore[misc]
         self._show_session_status()
         # The picker starts from the table and becomes what the endpoint serves once it
         # has answered (a worker thread in a kernel, so the widget appears at once).
-        run_in_background(lambda: discover_listing(session, model_info), self._models_listed)
+        # Only the listing runs in the worker; the picker is built back on the kernel's
+        # thread (it reads the model table and silences its "unknown model" warning).
+        run_in_background(
+            lambda: fetch_catalogue(session),
+            lambda fetched: self._models_listed(listing_for(session, fetched, model_info)),
+        )
 
     # ------------------------------------------------------------------ actions
 
