@@ -285,6 +285,11 @@ def test_every_image_of_an_answer_can_be_picked_and_edited_next(emulator: Emulat
     assert app.state.before_image() is result.images[2]
     # The next run edits the picked image: a new chat that starts from it alone.
     assert app.state.reference_images() == [result.images[2]]
+    # The gauge describes that one image, not the uploads or the whole chat.
+    gauge = app.state.next_gauge(box.request())
+    assert gauge is not None and gauge.size == result.images[2].size
+    assert gauge.history_bytes < app.state.tree[1].chat._history_bytes()
+    assert app.uploader.summary["title"] == "Next request: turn 1's image"
     box.prompt.value = "Make it blue"
     box.run.click()
     assert box.error.value == ""

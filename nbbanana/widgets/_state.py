@@ -109,6 +109,28 @@ class StudioState:
         """What the next run sends when it continues a turn (that turn's image, in the
         chat history); ``None`` when it sends the uploads."""
         current = self.tree.current
+        # The session's facts: a price set with connect(price_per_image=...) counts.
+        info = self.session.pipeline.model_info(request.model)
+        if current is not None and self.picked is not None:
+            # A picked image starts a new chat: it is the one image sent. (The budget
+            # module loads the SDK's types: imported once there is a turn to measure.)
+            from ..budget import base64_size
+
+            result = self.turns[-1]
+            picked = result.images[self.picked]
+            data = (
+                result.image_data[self.picked][0] if self.picked < len(result.image_data) else b""
+            )
+            return turn_gauge(
+                current,
+                size=picked.size,
+                history_bytes=base64_size(len(data)),
+                history_tokens=info.input_image_tokens(*picked.size),
+                model=info,
+                limit=self.session.pipeline.budget(request.model).limit,
+                prompt=request.prompt,
+                image_size=request.image_size,
+            )
         if current is None or self.chat is None or not len(self.chat):
             return None
         image = self.turns[-1].image
@@ -119,8 +141,7 @@ class StudioState:
             size=image.size,
             history_bytes=self.chat._history_bytes(),
             history_tokens=self.chat._history_tokens(),
-            # The session's facts: a price set with connect(price_per_image=...) counts.
-            model=self.session.pipeline.model_info(request.model),
+            model=info,
             limit=self.session.pipeline.budget(request.model).limit,
             prompt=request.prompt,
             image_size=request.image_size,

@@ -140,6 +140,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.state.pick(index)
         self.compare.show(result, before, index=index)
         self.answer.show(result, picked=index)
+        self._update_gauge()
         self.prompt_box.show_status(
             f"Image {index + 1} of {len(result.images)} is the After image: the next run edits it."
         )
