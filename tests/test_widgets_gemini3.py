@@ -8,6 +8,7 @@ Against the real emulator over HTTP with the real google-genai SDK (no patching)
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -334,9 +335,15 @@ def test_the_gauge_uses_the_sessions_price_per_image(emulator: Emulator) -> None
         app.uploader.add_bytes(data, "a.jpg")
         gauge = app.uploader.gauge()
         assert gauge is not None and gauge.cost_usd is not None
-        output = session.pipeline.model_info(PRO).cost_usd(output_image_tokens=gauge.output_tokens)
-        assert output == pytest.approx(0.5)  # the session's price, not the table's $0.134
-        assert gauge.cost_usd >= 0.5
+        # $0.50 for the image (the session's price, not the table's $0.134) plus the
+        # table's input price for ≈1,100 tokens.
+        assert 0.5 < gauge.cost_usd < 0.51
+        assert gauge.lines()[-1].startswith("≈") and "≈ $0.50 on" in gauge.lines()[-1]
+        # After a turn, the gauge of the next one (the turn's image) too.
+        app.prompt_box.prompt.value = "Make it blue"
+        app.prompt_box.run.click()
+        assert app.uploader.summary["title"] == "Next request: turn 1's image"
+        assert re.search(r"≈ \$0\.5\d on gemini-3-pro-image$", app.uploader.summary["lines"][-1])
 
 
 def test_a_model_without_a_price_shows_cost_unknown_in_the_gauge() -> None:
