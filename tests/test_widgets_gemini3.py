@@ -140,6 +140,11 @@ def test_the_studio_picker_lists_the_emulators_models_new_ones_with_generic_fact
         assert box.features.layout.display == "none"
         assert "new to nbbanana, cost unknown" in box.model.label
         assert "Session" in box.status.value and "could not" not in box.status.value
+        # A run on it: the image arrives, its cost is unknown (never a made-up number).
+        box.prompt.value = "A banana"
+        box.run.click()
+        assert box.error.value == "" and app.state.turns[-1].cost_usd is None
+        assert "Done in" in box.status.value and "cost unknown" in box.status.value
 
 
 def test_the_studio_still_works_when_the_listing_fails() -> None:

@@ -232,8 +232,8 @@ def status_text(
             parts.append(f"estimate {format_usd(estimate_usd)}")
     elif state == "done":
         parts.append(f"Done in {elapsed:.1f} s")
-        if cost_usd is not None:
-            parts.append(f"cost {format_usd(cost_usd)}")
+        # A model without a known price (new to nbbanana, or none published) says so.
+        parts.append(f"cost {format_usd(cost_usd)}" if cost_usd is not None else "cost unknown")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
     parts.append("session " + SpendSummary(spent_usd, cap_usd, offline=offline).text())
