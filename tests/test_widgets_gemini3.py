@@ -34,7 +34,7 @@ from nbbanana.widgets._choices import (
     table_listing,
     thinking_features,
 )
-from nbbanana.widgets._prompt import reference_problem, validate_request
+from nbbanana.widgets._prompt import aspect_ratio_options, reference_problem, validate_request
 
 KEY = "AIzaSyD-nbbanana-gemini3-widget-key-12345"
 PRO = "gemini-3-pro-image"
@@ -211,6 +211,17 @@ def test_only_what_the_model_takes_is_sent() -> None:
     )
     assert thinking_features(get_model(NB2), level="MINIMAL") == ("MINIMAL", None, False)
     assert thinking_features(pro) == (None, None, False)  # unchecked: the model's default
+
+
+def test_the_aspect_ratio_list_gives_sizes_at_the_chosen_image_size() -> None:
+    assert ("1:1  (4096×4096)", "1:1") in aspect_ratio_options(PRO, "4K")
+    assert ("16:9  (688×384)", "16:9") in aspect_ratio_options(NB2, "512")
+    box = PromptBox(model=PRO)
+    box.aspect_ratio.value = "16:9"
+    box.image_size.value = "4K"
+    assert box.aspect_ratio.label == "16:9  (5504×3072)" and box.aspect_ratio.value == "16:9"
+    box.model.value = FLASH  # one size per ratio
+    assert box.aspect_ratio.label == "16:9  (1344×768)"
 
 
 def test_the_prompt_box_request_carries_the_gemini3_options() -> None:

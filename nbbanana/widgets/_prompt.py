@@ -131,10 +131,14 @@ def reference_problem(model: str | ModelInfo, images: int) -> str | None:
     return None
 
 
-def aspect_ratio_options(model: str | ModelInfo) -> list[tuple[str, str]]:
-    """(label, value) pairs for the aspect-ratio choice, "auto" first."""
+def aspect_ratio_options(
+    model: str | ModelInfo, image_size: str | None = None
+) -> list[tuple[str, str]]:
+    """(label, value) pairs for the aspect-ratio choice, "auto" first; each label gives
+    the output size at ``image_size`` (default: the model's default size)."""
     info = get_model(model)
-    sizes = info.output_sizes[info.default_image_size]
+    key = image_size if image_size in info.output_sizes else info.default_image_size
+    sizes = info.output_sizes[key]
     options = [("auto (an edit keeps its input's shape)", KEEP_RATIO)]
     for ratio in info.aspect_ratios:
         if ratio in sizes:
@@ -325,10 +329,12 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         self._run_callbacks: list[Callable[[RunRequest], None]] = []
         self._model_callbacks: list[Callable[[str], None]] = []
         self._updating = False
+        self._updating_sizes = False
         self._update_model_options(self.model.value)
 
         self.template.observe(self._template_chosen, names="value")
         self.model.observe(self._model_changed, names="value")
+        self.image_size.observe(lambda _change: self._update_ratio_labels(), names="value")
         self.run.on_click(lambda _button: self._clicked())
         super().__init__(
             children=[
@@ -428,19 +434,21 @@ class PromptBox(w.VBox):  # type: ignore[misc]
     def _update_model_options(self, model: str) -> None:
         info = self._model_info(model)
         controls = model_controls(info)
-        current_ratio = self.aspect_ratio.value
-        options = aspect_ratio_options(info)
-        self.aspect_ratio.options = options
-        values = [value for _, value in options]
-        self.aspect_ratio.value = current_ratio if current_ratio in values else KEEP_RATIO
         sizes = controls.image_sizes
         current_size = self.image_size.value
-        self.image_size.options = sizes
-        if sizes:
-            default = controls.default_size
-            self.image_size.value = current_size if current_size in sizes else default or sizes[0]
+        self._updating_sizes = True
+        try:
+            self.image_size.options = sizes
+            if sizes:
+                default = controls.default_size
+                self.image_size.value = (
+                    current_size if current_size in sizes else default or sizes[0]
+                )
+        finally:
+            self._updating_sizes = False
         self.image_size.layout.display = "" if sizes else "none"
         self.image_size.disabled = not sizes
+        self._update_ratio_labels(info)
         # Thinking level, thoughts and grounding: shown only where the model takes them
         # (a checked box the model cannot take is not sent: :func:`thinking_features`).
         level = self.thinking_level.value
@@ -452,6 +460,22 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         _show(
             self.features, bool(controls.thinking_levels or controls.thoughts or controls.grounding)
         )
+
+    def _update_ratio_labels(self, info: ModelInfo | None = None) -> None:
+        """The aspect-ratio list of the chosen model, each with its size at the chosen
+        image size (a 4K choice shows 4K pixel sizes)."""
+        if self._updating_sizes:
+            return
+        info = info or self._model_info(self.model.value)
+        current_ratio = self.aspect_ratio.value
+        options = aspect_ratio_options(
+            info, self.image_size.value if self.image_size.options else None
+        )
+        if list(self.aspect_ratio.options) == options:
+            return
+        self.aspect_ratio.options = options
+        values = [value for _, value in options]
+        self.aspect_ratio.value = current_ratio if current_ratio in values else KEEP_RATIO
 
     def _clicked(self) -> None:
         if self.run.disabled:

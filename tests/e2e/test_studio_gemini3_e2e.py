@@ -95,7 +95,7 @@ def _drive(page, expect, lab: JupyterLab, references: list[Path]):  # type: igno
     size = studio.locator(".nbb-size select")
     expect(size.locator("option")).to_have_text(["1K", "2K", "4K"])
     size.select_option(label="4K")
-    square = next(label for label, value in aspect_ratio_options(PRO) if value == "1:1")
+    square = next(label for label, value in aspect_ratio_options(PRO, "4K") if value == "1:1")
     studio.locator(".widget-dropdown:has-text('Aspect') select").select_option(label=square)
     # Pro always thinks (no level to choose) and takes Google Search grounding.
     expect(studio.locator(".nbb-thinking")).to_be_hidden()
