@@ -61,7 +61,7 @@ def test_validate_request_names_every_problem() -> None:
     assert "Type a prompt" in text
     assert "Wait until every image has arrived" in text
     assert "refused" in text
-    assert "at most 3 images: remove 2" in text
+    assert "gemini-2.5-flash-image accepts at most 3 per request" in text and "Remove 2." in text
     assert "no image size '4K'" in text
 
 

@@ -201,7 +201,7 @@ def test_more_images_than_the_model_accepts_are_refused(photo_jpeg: bytes) -> No
     for n in range(limit + 1):
         browser.upload(f"u{n}", f"p{n}.jpg", photo_jpeg)
     assert browser.replies[-1]["type"] == "refused"
-    assert "at most 3 images" in browser.replies[-1]["message"]
+    assert "accepts at most 3 per request" in browser.replies[-1]["message"]
     assert len(uploader.images) == limit
 
 

@@ -75,9 +75,10 @@ class CompareView(w.VBox):  # type: ignore[misc]
         )
         self.add_class("nbb-compare-view")
 
-    def show(self, result: Result, before: Image.Image | None = None) -> None:
-        """Show ``result``'s first image after ``before`` (the input, or the previous turn)."""
-        after = result.image
+    def show(self, result: Result, before: Image.Image | None = None, *, index: int = 0) -> None:
+        """Show ``result``'s image ``index`` (default: its first) after ``before`` (the
+        input, or the previous turn)."""
+        after = result.images[index] if 0 <= index < len(result.images) else result.image
         self.result = result
         self.saved.value = ""
         self.save_button.disabled = after is None

@@ -7,6 +7,7 @@ explained to a person, what the status line says) are plain functions here; the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -14,6 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from .._options import check_reference_count
 from .._spend import SpendSummary
 from ..errors import (
     APIError,
@@ -29,7 +31,16 @@ from ..errors import (
     TooManyReferenceImages,
     redact,
 )
-from ..models import DEFAULT_MODEL, MODELS, get_model
+from ..models import DEFAULT_MODEL, ModelInfo, get_model
+from ._choices import (
+    DEFAULT_LEVEL,
+    ModelInfoFn,
+    ModelListing,
+    model_controls,
+    quiet_model_info,
+    table_listing,
+    thinking_features,
+)
 from ._gauge import format_usd
 
 __all__ = [
@@ -41,6 +52,7 @@ __all__ = [
     "aspect_ratio_options",
     "describe_error",
     "image_size_options",
+    "reference_problem",
     "status_text",
     "validate_request",
 ]
@@ -66,6 +78,22 @@ class RunRequest:
     model: str
     aspect_ratio: str | None
     image_size: str | None
+    #: Gemini 3 options, only where the model takes them (see :func:`._choices.thinking_features`).
+    thinking_level: str | None = None
+    include_thoughts: bool | None = None
+    grounding: bool = False
+
+    @property
+    def settings(self) -> tuple[str | bool | None, ...]:
+        """What a chat is made with: a change of any of these starts a new chat."""
+        return (
+            self.model,
+            self.aspect_ratio,
+            self.image_size,
+            self.thinking_level,
+            self.include_thoughts,
+            self.grounding,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,15 +113,32 @@ class UserMessage:
         )
 
 
-def image_size_options(model: str) -> tuple[str, ...]:
+def image_size_options(model: str | ModelInfo) -> tuple[str, ...]:
     """The ``image_size`` values ``model`` supports; empty for models without the option."""
     return get_model(model).image_sizes
 
 
-def aspect_ratio_options(model: str) -> list[tuple[str, str]]:
-    """(label, value) pairs for the aspect-ratio choice, "auto" first."""
+def reference_problem(model: str | ModelInfo, images: int) -> str | None:
+    """Why ``images`` references are too many for ``model`` (the kernel's own check and
+    wording, with the model's guidance on objects and people), or ``None``."""
+    with warnings.catch_warnings():
+        # "works best with up to …" is advice, not a refusal: the gauge shows it.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            check_reference_count(get_model(model), images)
+        except TooManyReferenceImages as exc:
+            return str(exc)
+    return None
+
+
+def aspect_ratio_options(
+    model: str | ModelInfo, image_size: str | None = None
+) -> list[tuple[str, str]]:
+    """(label, value) pairs for the aspect-ratio choice, "auto" first; each label gives
+    the output size at ``image_size`` (default: the model's default size)."""
     info = get_model(model)
-    sizes = info.output_sizes[info.default_image_size]
+    key = image_size if image_size in info.output_sizes else info.default_image_size
+    sizes = info.output_sizes[key]
     options = [("auto (an edit keeps its input's shape)", KEEP_RATIO)]
     for ratio in info.aspect_ratios:
         if ratio in sizes:
@@ -107,7 +152,7 @@ def aspect_ratio_options(model: str) -> list[tuple[str, str]]:
 def validate_request(
     prompt: str,
     *,
-    model: str,
+    model: str | ModelInfo,
     image_size: str | None = None,
     images: int = 0,
     uploads_busy: bool = False,
@@ -122,12 +167,10 @@ def validate_request(
         problems.append("Wait until every image has arrived and been fitted.")
     if upload_errors:
         problems.append("Remove the images that were refused (marked in red) first.")
-    if images > info.max_reference_images:
-        problems.append(
-            f"{info.name} accepts at most {info.max_reference_images} images: remove "
-            f"{images - info.max_reference_images}."
-        )
-    if image_size is not None and image_size not in info.image_sizes:
+    too_many = reference_problem(info, images)
+    if too_many:
+        problems.append(f"{too_many} Remove {images - info.max_reference_images}.")
+    if image_size is not None and info.known and image_size not in info.image_sizes:
         problems.append(
             f"{info.name} has no image size {image_size!r}; choose one of "
             f"{', '.join(info.image_sizes) or 'none'}."
@@ -193,8 +236,8 @@ def status_text(
             parts.append(f"estimate {format_usd(estimate_usd)}")
     elif state == "done":
         parts.append(f"Done in {elapsed:.1f} s")
-        if cost_usd is not None:
-            parts.append(f"cost {format_usd(cost_usd)}")
+        # A model without a known price (new to nbbanana, or none published) says so.
+        parts.append(f"cost {format_usd(cost_usd)}" if cost_usd is not None else "cost unknown")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
     parts.append("session " + SpendSummary(spent_usd, cap_usd, offline=offline).text())
@@ -202,12 +245,26 @@ def status_text(
 
 
 class PromptBox(w.VBox):  # type: ignore[misc]
-    """Prompt, model, aspect ratio, image size, templates, a Run button and a status line."""
+    """Prompt, model, aspect ratio, image size, the Gemini 3 options (thinking, thoughts,
+    Google Search) where the model takes them, templates, a Run button and a status line.
 
-    def __init__(self, *, model: str = DEFAULT_MODEL, prompt: str = "") -> None:
-        model_ids = list(MODELS)
-        if model not in model_ids:
-            model_ids.append(model)
+    ``listing`` is what the model picker offers (default: nbbanana's table; the studio
+    replaces it with what the endpoint serves, :meth:`set_models`). ``model_info`` gives
+    a model's facts (the studio passes its session's, which knows a price set with
+    ``connect(price_per_image=...)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        prompt: str = "",
+        listing: ModelListing | None = None,
+        model_info: ModelInfoFn = get_model,
+    ) -> None:
+        self._model_info = quiet_model_info(model_info)
+        listing = listing or table_listing(model, model_info)
+        self.listing = listing
         # Not width 100%: the widget's own margins would push its right border out of
         # the studio's box, where it is clipped.
         self.prompt = w.Textarea(
@@ -225,18 +282,44 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         # option, so no choice is cut off; the row wraps on narrow screens.
         label = {"description_width": "initial"}
         self.model = w.Dropdown(
-            options=[(f"{get_model(m).name} ({m})", m) for m in model_ids],
-            value=model,
+            options=[(c.label, c.id) for c in listing.choices],
+            value=listing.pick(model),
             description="Model",
             style=label,
-            layout=w.Layout(width="400px"),
+            layout=w.Layout(width=_model_width(listing)),
         )
+        self.model.add_class("nbb-model")
         self.aspect_ratio = w.Dropdown(
             description="Aspect", style=label, layout=w.Layout(width="330px")
         )
         self.image_size = w.Dropdown(
             description="Size", style=label, layout=w.Layout(width="130px")
         )
+        self.image_size.add_class("nbb-size")
+        self.thinking_level = w.Dropdown(
+            options=[("default", DEFAULT_LEVEL)],
+            value=DEFAULT_LEVEL,
+            description="Thinking",
+            style=label,
+            layout=w.Layout(width="170px"),
+        )
+        self.thinking_level.add_class("nbb-thinking")
+        self.show_thoughts = w.Checkbox(
+            value=False, description="Show thoughts", indent=False, layout=w.Layout(width="auto")
+        )
+        self.show_thoughts.add_class("nbb-show-thoughts")
+        self.grounding = w.Checkbox(
+            value=False,
+            description="Google Search grounding",
+            indent=False,
+            layout=w.Layout(width="auto"),
+        )
+        self.grounding.add_class("nbb-grounding")
+        self.features = w.HBox(
+            [self.thinking_level, self.show_thoughts, self.grounding],
+            layout=w.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 16px"),
+        )
+        self.features.add_class("nbb-features")
         self.run = w.Button(description="Run", button_style="primary", icon="play")
         self.run.add_class("nbb-run")
         self.status = w.HTML(value="")
@@ -244,10 +327,14 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         self.error = w.HTML(value="")
         self.error.add_class("nbb-error-box")
         self._run_callbacks: list[Callable[[RunRequest], None]] = []
-        self._update_model_options(model)
+        self._model_callbacks: list[Callable[[str], None]] = []
+        self._updating = False
+        self._updating_sizes = False
+        self._update_model_options(self.model.value)
 
         self.template.observe(self._template_chosen, names="value")
-        self.model.observe(lambda change: self._update_model_options(change["new"]), names="value")
+        self.model.observe(self._model_changed, names="value")
+        self.image_size.observe(lambda _change: self._update_ratio_labels(), names="value")
         self.run.on_click(lambda _button: self._clicked())
         super().__init__(
             children=[
@@ -256,6 +343,7 @@ class PromptBox(w.VBox):  # type: ignore[misc]
                     [self.model, self.aspect_ratio, self.image_size, self.template],
                     layout=w.Layout(flex_flow="row wrap"),
                 ),
+                self.features,
                 w.HBox([self.run, self.status], layout=w.Layout(align_items="center")),
                 self.error,
             ]
@@ -268,13 +356,45 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         """Call ``callback(request)`` when Run is clicked with a complete request."""
         self._run_callbacks.append(callback)
 
+    def on_model(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(model_id)`` when the chosen model changes (by the person, or
+        because a new listing no longer offers it)."""
+        self._model_callbacks.append(callback)
+
+    def set_models(self, listing: ModelListing) -> None:
+        """Offer ``listing``'s models; the chosen one stays when it is still offered."""
+        current = self.model.value
+        chosen = listing.pick(current)
+        self.listing = listing
+        # Changing a dropdown's options selects its first entry: the intermediate values
+        # are no choice of anyone's, so they are not passed on.
+        self._updating = True
+        try:
+            self.model.options = [(c.label, c.id) for c in listing.choices]
+            self.model.value = chosen
+            self.model.layout.width = _model_width(listing)
+        finally:
+            self._updating = False
+        self._update_model_options(chosen)
+        if chosen != current:
+            self._notify_model(chosen)
+
     def request(self) -> RunRequest:
         aspect = self.aspect_ratio.value
+        level, include, grounding = thinking_features(
+            self._model_info(self.model.value),
+            level=self.thinking_level.value or DEFAULT_LEVEL,
+            show_thoughts=bool(self.show_thoughts.value),
+            grounding=bool(self.grounding.value),
+        )
         return RunRequest(
             prompt=self.prompt.value.strip(),
             model=self.model.value,
             aspect_ratio=None if aspect == KEEP_RATIO else aspect,
             image_size=self.image_size.value if self.image_size.options else None,
+            thinking_level=level,
+            include_thoughts=include,
+            grounding=grounding,
         )
 
     def set_running(self, running: bool) -> None:
@@ -301,20 +421,61 @@ class PromptBox(w.VBox):  # type: ignore[misc]
             self.prompt.value = change["new"]
             self.template.value = ""
 
+    def _model_changed(self, change: dict[str, Any]) -> None:
+        if self._updating or change["new"] is None:
+            return
+        self._update_model_options(change["new"])
+        self._notify_model(change["new"])
+
+    def _notify_model(self, model: str) -> None:
+        for callback in list(self._model_callbacks):
+            callback(model)
+
     def _update_model_options(self, model: str) -> None:
+        info = self._model_info(model)
+        controls = model_controls(info)
+        sizes = controls.image_sizes
+        current_size = self.image_size.value
+        self._updating_sizes = True
+        try:
+            self.image_size.options = sizes
+            if sizes:
+                default = controls.default_size
+                self.image_size.value = (
+                    current_size if current_size in sizes else default or sizes[0]
+                )
+        finally:
+            self._updating_sizes = False
+        self.image_size.layout.display = "" if sizes else "none"
+        self.image_size.disabled = not sizes
+        self._update_ratio_labels(info)
+        # Thinking level, thoughts and grounding: shown only where the model takes them
+        # (a checked box the model cannot take is not sent: :func:`thinking_features`).
+        level = self.thinking_level.value
+        self.thinking_level.options = controls.level_options
+        self.thinking_level.value = level if level in controls.thinking_levels else DEFAULT_LEVEL
+        _show(self.thinking_level, bool(controls.thinking_levels))
+        _show(self.show_thoughts, controls.thoughts)
+        _show(self.grounding, controls.grounding)
+        _show(
+            self.features, bool(controls.thinking_levels or controls.thoughts or controls.grounding)
+        )
+
+    def _update_ratio_labels(self, info: ModelInfo | None = None) -> None:
+        """The aspect-ratio list of the chosen model, each with its size at the chosen
+        image size (a 4K choice shows 4K pixel sizes)."""
+        if self._updating_sizes:
+            return
+        info = info or self._model_info(self.model.value)
         current_ratio = self.aspect_ratio.value
-        options = aspect_ratio_options(model)
+        options = aspect_ratio_options(
+            info, self.image_size.value if self.image_size.options else None
+        )
+        if list(self.aspect_ratio.options) == options:
+            return
         self.aspect_ratio.options = options
         values = [value for _, value in options]
         self.aspect_ratio.value = current_ratio if current_ratio in values else KEEP_RATIO
-        sizes = image_size_options(model)
-        current_size = self.image_size.value
-        self.image_size.options = sizes
-        if sizes:
-            default = get_model(model).default_image_size
-            self.image_size.value = current_size if current_size in sizes else default or sizes[0]
-        self.image_size.layout.display = "" if sizes else "none"
-        self.image_size.disabled = not sizes
 
     def _clicked(self) -> None:
         if self.run.disabled:
@@ -322,3 +483,15 @@ class PromptBox(w.VBox):  # type: ignore[misc]
         request = self.request()
         for callback in list(self._run_callbacks):
             callback(request)
+
+
+def _show(widget: w.Widget, visible: bool) -> None:
+    widget.layout.display = "" if visible else "none"
+    if hasattr(widget, "disabled"):
+        widget.disabled = not visible
+
+
+def _model_width(listing: ModelListing) -> str:
+    """Wide enough for the longest label (JupyterLab's font: about 7 px a character)."""
+    longest = max((len(c.label) for c in listing.choices), default=30)
+    return f"{max(400, 7 * longest + 80)}px"

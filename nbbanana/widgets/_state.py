@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from ._gauge import TurnGauge, turn_gauge
 from ._tree import TurnTree
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from ..chat import Chat
     from ..fit import FittedImage
     from ..result import Result
@@ -37,9 +37,12 @@ class StudioState:
         self.chat: Chat | None = None
         #: Every turn made from the current inputs, branches included.
         self.tree = TurnTree()
-        self._settings: tuple[str, str | None, str | None] | None = None
+        self._settings: tuple[str | bool | None, ...] | None = None
         #: The images a new chat starts from when there are no uploads (after a settings change).
         self._seed: list[Any] = []
+        #: Which image of the current turn's answer is the After image and the next
+        #: run's input (an answer may hold several); ``None``: the first, chat continues.
+        self.picked: int | None = None
 
     @property
     def turns(self) -> list[Result]:
@@ -56,18 +59,21 @@ class StudioState:
         if new == [image.sent_sha256 for image in self.inputs]:
             return False
         self.inputs = list(images)
-        self.chat, self._settings, self._seed = None, None, []
+        self.chat, self._settings, self._seed, self.picked = None, None, [], None
         self.tree = TurnTree()
         return True
 
     def before_image(self) -> Image.Image | None:
-        """What the next run starts from: the latest turn's image, else the first upload."""
+        """What the next run starts from: the latest turn's image (the one picked, when
+        its answer held several), else the first upload."""
+        if self.picked is not None:
+            return self.turns[-1].images[self.picked]
         for result in reversed(self.turns):
             if result.image is not None:
                 return result.image
         if self._seed:
             seed = self._seed[0]
-            return seed.image if hasattr(seed, "image") else None
+            return seed if isinstance(seed, Image.Image) else getattr(seed, "image", None)
         return self.inputs[0].to_pil() if self.inputs else None
 
     def reference_images(self) -> list[Any]:
@@ -82,13 +88,49 @@ class StudioState:
         :attr:`tree`."""
         chosen = self.tree.select(turn)
         self.chat = chosen.chat.branch(chosen.depth)
-        self._settings, self._seed = chosen.settings, []
+        self._settings, self._seed, self.picked = chosen.settings, [], None
         return chosen
+
+    def pick(self, index: int) -> Image.Image:
+        """Make image ``index`` (from 0) of the current turn's answer the After image and
+        the next run's input. The chat's history holds every image of the answer, so
+        which one to edit would be the model's guess: the next run starts a new chat
+        from the picked image instead (the turns stay in the history)."""
+        turns = self.turns
+        if not turns or not 0 <= index < len(turns[-1].images):
+            count = len(turns[-1].images) if turns else 0
+            raise IndexError(f"there is no image {index + 1} in the current answer ({count})")
+        self.picked = index
+        image = turns[-1].images[index]
+        self._seed, self.chat = [image], None
+        return image
 
     def next_gauge(self, request: RunRequest) -> TurnGauge | None:
         """What the next run sends when it continues a turn (that turn's image, in the
         chat history); ``None`` when it sends the uploads."""
         current = self.tree.current
+        # The session's facts: a price set with connect(price_per_image=...) counts.
+        info = self.session.pipeline.model_info(request.model)
+        if current is not None and self.picked is not None:
+            # A picked image starts a new chat: it is the one image sent. (The budget
+            # module loads the SDK's types: imported once there is a turn to measure.)
+            from ..budget import base64_size
+
+            result = self.turns[-1]
+            picked = result.images[self.picked]
+            data = (
+                result.image_data[self.picked][0] if self.picked < len(result.image_data) else b""
+            )
+            return turn_gauge(
+                current,
+                size=picked.size,
+                history_bytes=base64_size(len(data)),
+                history_tokens=info.input_image_tokens(*picked.size),
+                model=info,
+                limit=self.session.pipeline.budget(request.model).limit,
+                prompt=request.prompt,
+                image_size=request.image_size,
+            )
         if current is None or self.chat is None or not len(self.chat):
             return None
         image = self.turns[-1].image
@@ -99,7 +141,7 @@ class StudioState:
             size=image.size,
             history_bytes=self.chat._history_bytes(),
             history_tokens=self.chat._history_tokens(),
-            model=request.model,
+            model=info,
             limit=self.session.pipeline.budget(request.model).limit,
             prompt=request.prompt,
             image_size=request.image_size,
@@ -111,7 +153,7 @@ class StudioState:
 
         ``region``: ``{"source": image, "region": box}`` or ``{..., "mask": mask}`` makes the
         turn a regional edit of ``source`` (see :meth:`Chat.send`)."""
-        settings = (request.model, request.aspect_ratio, request.image_size)
+        settings = request.settings
         if self.chat is not None and settings != self._settings:
             # New settings need a new chat: it starts from the latest result.
             latest = next((r for r in reversed(self.turns) if r.image is not None), None)
@@ -122,6 +164,9 @@ class StudioState:
                 model=request.model,
                 aspect_ratio=request.aspect_ratio,
                 image_size=request.image_size,
+                thinking_level=request.thinking_level,
+                include_thoughts=request.include_thoughts,
+                grounding=request.grounding,
             )
             self._settings = settings
         if region:
@@ -131,4 +176,5 @@ class StudioState:
         else:
             result = await self.chat.send_async(request.prompt, self.reference_images())
         self.tree.add(result, self.chat, settings=settings)
+        self.picked = None
         return result

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._spend import SpendSummary
+from ._answer import AnswerPanel
+from ._background import run_in_background
+from ._choices import ModelListing, fetch_catalogue, listing_for
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
@@ -45,14 +48,22 @@ class Studio(w.VBox):  # type: ignore[misc]
             session = connect()
         self.session = session
         self.state = StudioState(session)
+        # The session's facts: a price set with connect(price_per_image=...) included.
+        model_info = session.pipeline.model_info
         self.uploader = ImageUploader(
-            model=session.model, endpoint=session.endpoint, base_url=session.limit_key
+            model=session.model,
+            endpoint=session.endpoint,
+            base_url=session.limit_key,
+            model_info=model_info,
         )
-        self.prompt_box = PromptBox(model=session.model)
+        self.prompt_box = PromptBox(model=session.model, model_info=model_info)
         self.compare = CompareView()
         self.region, self.zoom = RegionPicker(), RegionZoom()  # regional edits (issue 15)
         self.region.on_change(lambda _picker: self._update_gauge())
+        self.answer = AnswerPanel()
         self.history = HistoryStrip()
+        #: Where the model picker's list came from, when the status line should say so.
+        self.models_note = ""
         self.task: asyncio.Task[Result | None] | None = None
 
         where = (
@@ -61,11 +72,12 @@ class Studio(w.VBox):  # type: ignore[misc]
             else "Gemini API"
         )
         header = w.HTML(f"<b>nbbanana studio</b> · <span class='nbb-where'>{escape(where)}</span>")
-        self.prompt_box.model.observe(self._model_chosen, names="value")
+        self.prompt_box.on_model(self._model_chosen)
         self.prompt_box.prompt.observe(self._prompt_typed, names="value")
         self.uploader.on_change(self._uploads_changed)
         self.prompt_box.on_run(self._run_clicked)
         self.history.on_branch(self.branch)
+        self.answer.on_pick(self.pick)
         super().__init__(
             children=[
                 header,
@@ -74,14 +86,21 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.prompt_box,
                 self.compare,
                 self.zoom,
+                self.answer,
                 w.HTML("<b>History</b> — every turn is kept; the next run edits the ● Current one"),
                 self.history,
             ]
         )
         self.add_class("nbb-studio")
         # The cap and what is left are visible before the first run too.
-        self.prompt_box.show_status(
-            "Session " + SpendSummary(session.spent, session.max_cost_usd, session.offline).text()
+        self._show_session_status()
+        # The picker starts from the table and becomes what the endpoint serves once it
+        # has answered (a worker thread in a kernel, so the widget appears at once).
+        # Only the listing runs in the worker; the picker is built back on the kernel's
+        # thread (it reads the model table and silences its "unknown model" warning).
+        run_in_background(
+            lambda: fetch_catalogue(session),
+            lambda fetched: self._models_listed(listing_for(session, fetched, model_info)),
         )
 
     # ------------------------------------------------------------------ actions
@@ -117,6 +136,21 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.task = loop.create_task(self._run(request))
         return self.task
 
+    def pick(self, index: int) -> None:
+        """Make image ``index`` (from 0) of the shown answer the After image and what
+        the next run edits (an answer may hold several images)."""
+        if self.prompt_box.run.disabled or not self.state.turns:
+            return
+        result = self.state.turns[-1]
+        before = self._before_current()
+        self.state.pick(index)
+        self.compare.show(result, before, index=index)
+        self.answer.show(result, picked=index)
+        self._update_gauge()
+        self.prompt_box.show_status(
+            f"Image {index + 1} of {len(result.images)} is the After image: the next run edits it."
+        )
+
     def branch(self, turn: int) -> None:
         """Continue from turn ``turn`` (numbered from 1 in the order turns were made, as
         the history strip shows them): the next run edits that turn's image. The turns
@@ -127,9 +161,9 @@ class Studio(w.VBox):  # type: ignore[misc]
         turns = self.state.turns
         self.history.show(self.state.tree)
         self._update_gauge()
-        before = turns[-2].image if len(turns) > 1 else self._first_input()
-        self.compare.show(turns[-1], before)
+        self.compare.show(turns[-1], self._before_current())
         self.zoom.show(turns[-1])
+        self.answer.show(turns[-1])
         self._show_region_source()
         self.prompt_box.show_status(
             f"Branched from turn {turn}: the next run edits its image "
@@ -168,6 +202,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             result = await self.state.run(request, region=selection)
             self.compare.show(result, before)
             self.zoom.show(result)
+            self.answer.show(result)
             self._show_region_source()
             self.history.show(self.state.tree)
             self._update_gauge()
@@ -209,8 +244,27 @@ class Studio(w.VBox):  # type: ignore[misc]
     def _first_input(self) -> Any:
         return self.state.inputs[0].to_pil() if self.state.inputs else None
 
-    def _model_chosen(self, change: dict[str, Any]) -> None:
-        self.uploader.model = change["new"]
+    def _before_current(self) -> Any:
+        """What the current turn was made from: the turn before it, else the input."""
+        turns = self.state.turns
+        return turns[-2].image if len(turns) > 1 else self._first_input()
+
+    def _show_session_status(self) -> None:
+        spend = SpendSummary(self.session.spent, self.session.max_cost_usd, self.session.offline)
+        self.prompt_box.show_status(
+            " · ".join(p for p in ("Session " + spend.text(), self.models_note) if p)
+        )
+
+    def _models_listed(self, listing: ModelListing) -> None:
+        self.prompt_box.set_models(listing)
+        self.models_note = listing.note
+        if not self.state.turns and not self.prompt_box.run.disabled:
+            self._show_session_status()
+        elif listing.note:
+            self.prompt_box.show_status(listing.note)
+
+    def _model_chosen(self, model: str) -> None:
+        self.uploader.model = model
 
     def _prompt_typed(self, change: dict[str, Any]) -> None:
         self.uploader.prompt = change["new"]
@@ -238,6 +292,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             return
         if self.state.set_inputs(uploader.images):
             self.history.clear()
+            self.answer.clear()
             self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
             self.zoom.show(None)

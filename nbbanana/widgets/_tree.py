@@ -30,8 +30,8 @@ class Turn:
     #: gone on since: :meth:`Chat.branch` with ``depth`` continues from exactly here).
     chat: Chat
     depth: int
-    #: (model, aspect ratio, image size) the turn was made with.
-    settings: tuple[str, str | None, str | None]
+    #: What the turn's chat was made with (:attr:`RunRequest.settings`).
+    settings: tuple[str | bool | None, ...]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class TurnTree:
         result: Result,
         chat: Chat,
         *,
-        settings: tuple[str, str | None, str | None],
+        settings: tuple[str | bool | None, ...],
     ) -> Turn:
         """Record a new turn continuing :attr:`current`; it becomes the current turn."""
         turn = Turn(

@@ -30,8 +30,9 @@ import anywidget
 import traitlets
 
 from ..errors import ImageError, redact
-from ..models import DEFAULT_MODEL, FORMAT_MIME, get_model
+from ..models import DEFAULT_MODEL, FORMAT_MIME, ModelInfo, get_model
 from ._background import run_in_background
+from ._choices import quiet_model_info
 from ._gauge import (
     ImageGauge,
     RequestGauge,
@@ -41,6 +42,7 @@ from ._gauge import (
     scale_labels,
 )
 from ._preview import THUMB_SIDE, data_url
+from ._prompt import reference_problem
 
 if TYPE_CHECKING:
     from ..budget import RequestBudget
@@ -167,7 +169,7 @@ def fit_upload(
     data: bytes,
     *,
     name: str,
-    model: str,
+    model: str | ModelInfo,
     budget: RequestBudget,
     endpoint: str | EndpointProfile = "gemini",
     mime: str | None = None,
@@ -247,12 +249,15 @@ class UploadTracker:
         endpoint: str | EndpointProfile = "gemini",
         base_url: str | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        model_info: Callable[[str], ModelInfo] = get_model,
         run: Callable[[Callable[[], FitOutcome], Callable[[FitOutcome], None]], object] = (
             run_in_background
         ),
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self._model = get_model(model).id
+        # A session's facts (its price_per_image) when given; the table's otherwise.
+        self._model_info = quiet_model_info(model_info)
+        self._model = self._model_info(model).id
         self.prompt = ""
         self._endpoint = endpoint
         self._base_url = base_url
@@ -274,9 +279,14 @@ class UploadTracker:
         self._refit_all()
 
     @property
+    def info(self) -> ModelInfo:
+        """The facts of :attr:`model` the gauges use (a session's price included)."""
+        return self._model_info(self._model)
+
+    @property
     def max_images(self) -> int:
         """Most images the model accepts in one request."""
-        return get_model(self._model).max_reference_images
+        return self.info.max_reference_images
 
     @property
     def budget(self) -> RequestBudget:
@@ -330,7 +340,7 @@ class UploadTracker:
         ]
         if not ready:
             return None
-        return request_gauge(ready, model=self._model, budget=self.budget, prompt=self.prompt)
+        return request_gauge(ready, model=self.info, budget=self.budget, prompt=self.prompt)
 
     def views(self) -> list[dict[str, Any]]:
         """What the browser shows for each upload."""
@@ -361,11 +371,9 @@ class UploadTracker:
         """A browser upload starts. Raises :class:`UploadRefused` (then call :meth:`refuse`)."""
         item = _Item(id=upload_id, name=name, size=size, mime=mime)
         self._items.append(item)
-        if len([i for i in self._items if i.state != "error"]) > self.max_images:
-            raise UploadRefused(
-                f"{name}: {get_model(self._model).name} accepts at most {self.max_images} "
-                "images per request. Remove one first."
-            )
+        problem = reference_problem(self.info, len([i for i in self._items if i.state != "error"]))
+        if problem:
+            raise UploadRefused(f"{name} was not added: {problem}")
         self._assembler.begin(upload_id, name=name, size=size)
         self._changed()
 
@@ -427,7 +435,7 @@ class UploadTracker:
     def _start_fit(self, item: _Item) -> None:
         item.state = "fitting"
         item.generation += 1
-        generation, data, model, budget = item.generation, item.data, self._model, self.budget
+        generation, data, model, budget = item.generation, item.data, self.info, self.budget
         endpoint = self._endpoint
         assert data is not None
         self._changed()
@@ -444,7 +452,9 @@ class UploadTracker:
 
         self._run(work, done)
 
-    def _fitted(self, item: _Item, outcome: FitOutcome, model: str, budget: RequestBudget) -> None:
+    def _fitted(
+        self, item: _Item, outcome: FitOutcome, model: ModelInfo, budget: RequestBudget
+    ) -> None:
         item.outcome = outcome
         if outcome.fitted is None:
             item.state, item.error, item.gauge = "error", outcome.error, None
@@ -497,6 +507,7 @@ class ImageUploader(anywidget.AnyWidget):
         endpoint: str | EndpointProfile = "gemini",
         base_url: str | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        model_info: Callable[[str], ModelInfo] = get_model,
         **kwargs: Any,
     ) -> None:
         # Plain attributes first: trait observers fire during the base initialiser.
@@ -507,6 +518,7 @@ class ImageUploader(anywidget.AnyWidget):
             endpoint=endpoint,
             base_url=base_url,
             max_upload_bytes=max_upload_bytes,
+            model_info=model_info,
             on_change=self._publish,
         )
         super().__init__(model=model, **kwargs)
