@@ -89,7 +89,9 @@ PERCEPTUAL_SIDE = 1024
 #: The perceptual target: the SSIM (at :data:`PERCEPTUAL_SIDE`) the chosen quality may
 #: lose against the :data:`QUALITY_CAP` encode. The bound is 0.002; 0.0015 leaves room for
 #: the mosaic's estimate (on the benchmark's photos the whole image loses 0.0012–0.0019).
-PERCEPTUAL_SSIM_LOSS = 0.0015
+PERCEPTUAL_SSIM_LOSS = 0.001
+#: Where the search for the perceptual quality starts (where most photos land).
+PERCEPTUAL_GUESS = 85
 #: JPEG's and WebP's largest dimension.
 _MAX_DIMENSION = {"image/jpeg": 65_500, "image/png": 2**31 - 1, "image/webp": 16_383}
 #: From this JPEG quality on, chroma is kept at full resolution (4:4:4), as most encoders
@@ -196,13 +198,16 @@ class _Encoder:
     """Encodes one prepared image in one format; counts full encodes."""
 
     mime: str
+    #: JPEG qualities from this one on keep chroma at full resolution (4:4:4);
+    #: ``quality="perceptual"`` never does (see :data:`FULL_CHROMA_QUALITY`).
+    full_chroma: int = FULL_CHROMA_QUALITY
     encodes: int = 0
 
     def encode(self, image: Image.Image, quality: int | None, *, probe: bool = False) -> bytes:
         buffer = io.BytesIO()
         fmt = _PIL_FORMAT[self.mime]
         if fmt == "JPEG":
-            subsampling = 0 if (quality or 0) >= FULL_CHROMA_QUALITY else 2  # 4:4:4 or 4:2:0
+            subsampling = 0 if (quality or 0) >= self.full_chroma else 2  # 4:4:4 or 4:2:0
             # No Huffman optimisation: ~5 % smaller, but up to 3× slower at high quality,
             # and Pillow's output buffer for it is sized for 4:2:0 (4:4:4 can overflow it).
             image.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
@@ -263,6 +268,7 @@ class _Mosaic:
         self._data: dict[int, bytes] = {}
         self._fidelity: dict[int, float] = {}
         self._seen_original: np.ndarray | None = None
+        self._reference: float | None = None
 
     @classmethod
     def of(cls, image: Image.Image, encoder: _Encoder) -> _Mosaic:
@@ -340,38 +346,58 @@ class _Mosaic:
             image = image.resize(size, Image.Resampling.LANCZOS)
         return np.asarray(image)
 
+    def _fidelity_of(self, data: bytes) -> float:
+        if self._seen_original is None:
+            self._seen_original = self._seen(self.mosaic)
+        with Image.open(io.BytesIO(data)) as decoded:
+            seen = self._seen(decoded.convert(self.mosaic.mode))
+        return ssim(self._seen_original, seen)
+
     def fidelity(self, quality: int) -> float:
         """SSIM of the mosaic encoded at ``quality`` against the mosaic, both at the
         perceptual scale."""
         if quality not in self._fidelity:
             self.predict(quality)
-            if self._seen_original is None:
-                self._seen_original = self._seen(self.mosaic)
-            with Image.open(io.BytesIO(self._data[quality])) as decoded:
-                seen = self._seen(decoded.convert(self.mosaic.mode))
-            self._fidelity[quality] = ssim(self._seen_original, seen)
+            self._fidelity[quality] = self._fidelity_of(self._data[quality])
         return self._fidelity[quality]
+
+    def reference_fidelity(self) -> float:
+        """The fidelity of what ``quality="max"`` sends when nothing limits it: quality
+        :data:`QUALITY_CAP` with the default chroma rule (full-resolution chroma)."""
+        if self._reference is None:
+            reference = _Encoder(self.encoder.mime)
+            if reference.full_chroma == self.encoder.full_chroma:
+                self._reference = self.fidelity(QUALITY_CAP)
+            else:
+                data = reference.encode(self.mosaic, QUALITY_CAP, probe=True)
+                self._reference = self._fidelity_of(data)
+        return self._reference
 
     def lowest_alike(self, upto: int = QUALITY_CAP) -> int:
         """The lowest quality in [floor, ``upto``] whose fidelity is within
-        :data:`PERCEPTUAL_SSIM_LOSS` of the cap's (``upto`` itself when none is).
+        :data:`PERCEPTUAL_SSIM_LOSS` of :meth:`reference_fidelity` (``upto`` itself when
+        none is).
 
-        A bisection (fidelity rises with quality) that starts at
-        :data:`FULL_CHROMA_QUALITY`, where most photos land, then tries just below it,
-        where chroma subsampling makes fidelity drop a step: four to seven probes."""
-        goal = self.fidelity(QUALITY_CAP) - PERCEPTUAL_SSIM_LOSS
-        if upto < QUALITY_CAP and self.fidelity(upto) < goal:
+        Fidelity rises with quality: the search starts at :data:`PERCEPTUAL_GUESS`, where
+        most photos land, then interpolates the fidelity between the nearest qualities
+        known to pass and to fail; three or four probes of a few milliseconds each."""
+        goal = self.reference_fidelity() - PERCEPTUAL_SSIM_LOSS
+        if self.fidelity(upto) < goal:
             return upto  # the budget, not the eye, limits the quality
         lo, hi = QUALITY_FLOOR - 1, upto  # fidelity(hi) reaches the goal; lo does not
-        guess = FULL_CHROMA_QUALITY if hi > FULL_CHROMA_QUALITY else (lo + hi + 1) // 2
+        guess = PERCEPTUAL_GUESS
         while hi - lo > 1:
-            alike = self.fidelity(guess) >= goal
-            if alike:
+            guess = max(lo + 1, min(hi - 1, guess))
+            if self.fidelity(guess) >= goal:
                 hi = guess
             else:
                 lo = guess
-            below_chroma_step = alike and guess == FULL_CHROMA_QUALITY and guess - 1 > lo
-            guess = guess - 1 if below_chroma_step else (lo + hi + 1) // 2
+            if lo < QUALITY_FLOOR:  # no failing quality seen yet: step down
+                guess = hi - max(2, (hi - QUALITY_FLOOR) // 3)
+                continue
+            f_lo, f_hi = self.fidelity(lo), self.fidelity(hi)
+            step = (goal - f_lo) / (f_hi - f_lo) if f_hi > f_lo else 0.5
+            guess = lo + math.ceil(step * (hi - lo))
         return hi
 
     def encode_full(self, image: Image.Image, quality: int) -> bytes:
@@ -482,7 +508,9 @@ def _does_not_fit(allowance: int, budget: RequestBudget, name: str) -> DoesNotFi
 def _lossy(job: _Job, image: Image.Image, mime: str) -> _Encoded:
     """Highest quality at the target size, else the largest size at which
     :data:`QUALITY_WHEN_SCALING` fits, as JPEG or WebP."""
-    encoder = _Encoder(mime)
+    # Perceptual JPEGs keep chroma at half resolution at every quality: at the perceptual
+    # scale it costs no luma fidelity and saves a third of the bytes (docs/architecture.md).
+    encoder = _Encoder(mime, full_chroma=QUALITY_CAP + 1) if job.perceptual else _Encoder(mime)
     full_side = min(max(image.size), _MAX_DIMENSION[mime])
     if max(image.size) > full_side:
         image = job.image(full_side)
