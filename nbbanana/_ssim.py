@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["luma", "ssim"]
+__all__ = ["Reference", "luma", "ssim"]
 
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
@@ -43,7 +43,8 @@ def luma(image: Array) -> Array:
         return image.astype(np.float64)
     if image.shape[2] < 3:
         return image[..., 0].astype(np.float64)
-    return np.asarray(image[..., :3], np.float64) @ _LUMA
+    weighted: Array = np.asarray(image[..., :3], np.float64) @ _LUMA
+    return weighted
 
 
 def _gaussian_means(planes: list[Array]) -> list[Array]:
@@ -58,19 +59,33 @@ def _gaussian_means(planes: list[Array]) -> list[Array]:
     return means
 
 
-def _ssim_plane(x: Array, y: Array) -> float:
-    ux, uy, xx, yy, xy = _gaussian_means([x, y, x * x, y * y, x * y])
-    vx = xx - ux * ux  # population statistics, as the paper
-    vy = yy - uy * uy
-    vxy = xy - ux * uy
-    s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
-    return float(s.mean())
+class Reference:
+    """One image's luma and window statistics, kept to compare many candidates with it
+    (the fitter's mosaic against each probe): two of the five filtered planes, once."""
+
+    def __init__(self, image: Array) -> None:
+        self.shape = image.shape
+        self._x = luma(image)
+        self._small = min(image.shape[:2]) < 2 * _RADIUS + 1  # no full window: compare
+        if not self._small:
+            self._ux, self._xx = _gaussian_means([self._x, self._x * self._x])
+
+    def ssim(self, other: Array) -> float:
+        """Mean SSIM of ``other``'s luma against this image's."""
+        if other.shape != self.shape:
+            raise ValueError(f"SSIM needs images of one shape, got {self.shape} and {other.shape}")
+        if self._small:
+            return 1.0 if np.array_equal(self._x, luma(other)) else 0.0
+        x, ux, xx = self._x, self._ux, self._xx
+        y = luma(other)
+        uy, yy, xy = _gaussian_means([y, y * y, x * y])
+        vx = xx - ux * ux  # population statistics, as the paper
+        vy = yy - uy * uy
+        vxy = xy - ux * uy
+        s = ((2 * ux * uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + uy * uy + _C1) * (vx + vy + _C2))
+        return float(s.mean())
 
 
 def ssim(a: Array, b: Array) -> float:
     """Mean SSIM of the luma of two same-shaped uint8 images (H×W or H×W×C)."""
-    if a.shape != b.shape:
-        raise ValueError(f"SSIM needs images of one shape, got {a.shape} and {b.shape}")
-    if min(a.shape[:2]) < 2 * _RADIUS + 1:
-        return 1.0 if np.array_equal(a, b) else 0.0
-    return _ssim_plane(luma(a), luma(b))
+    return Reference(a).ssim(b)
