@@ -37,8 +37,8 @@ nbbanana and for libvips.
 
 **End to end** — the 48 MP photo edited through the real google-genai SDK against the
 offline emulator behind a 10 Mbit/s uplink (``Emulator(bandwidth_bps=10e6)``, latency 0):
-fit (or not) plus the request, for the file sent as it is (what the cookbook does),
-today's quality-95 fit and nbbanana's default.
+fit (or not) plus the request, for the file sent as it is (what the cookbook does, once),
+today's quality-95 fit and nbbanana's default (the best total of ``--repeat``).
 
 The default corpus is generated once into a temporary folder (``--cache`` to choose it):
 photo-like images (smooth fields, edges, film grain) at 12, 24 and 48 MP, saved as a
@@ -401,9 +401,10 @@ class Trip:
         return self.fit_s + self.send_s
 
 
-def end_to_end(path: Path) -> list[Trip]:
+def end_to_end(path: Path, repeat: int = 1) -> list[Trip]:
     """One edit of ``path`` through the real SDK to the emulator behind a 10 Mbit/s
-    uplink: the file as it is, today's quality-95 fit, nbbanana's default fit."""
+    uplink: the file as it is (once: its 20 s upload is paced by the link alone), today's
+    quality-95 fit and nbbanana's default fit (each the best total of ``repeat``)."""
     data = path.read_bytes()
     trips = []
     with Emulator(bandwidth_bps=UPLINK_BPS, latency=0.0) as emulator:
@@ -412,21 +413,28 @@ def end_to_end(path: Path) -> list[Trip]:
             http_options=types.HttpOptions(base_url=emulator.base_url),
         )
         for way in ("as is", "q95 fit", "nbbanana"):
-            started = time.perf_counter()
-            if way == "as is":
-                payload, mime = data, "image/jpeg"
-            else:
-                fitted = fit_image(data, quality="max" if way == "q95 fit" else "perceptual")
-                payload, mime = fitted.data, fitted.mime
-            fitted_at = time.perf_counter()
-            part = types.Part.from_bytes(data=payload, mime_type=mime)
-            response = client.models.generate_content(
-                model=E2E_MODEL, contents=[part, types.Part(text="make it dusk")]
-            )
-            assert response.candidates, "the emulator answered without an image"
-            done = time.perf_counter()
-            trips.append(Trip(way, len(payload), emulator.requests[-1].body_bytes,
-                              fitted_at - started, done - fitted_at))  # fmt: skip
+            best: Trip | None = None
+            for _ in range(1 if way == "as is" else repeat):
+                started = time.perf_counter()
+                if way == "as is":
+                    payload, mime = data, "image/jpeg"
+                else:
+                    quality = "max" if way == "q95 fit" else "perceptual"
+                    fitted = fit_image(data, quality=quality)
+                    payload, mime = fitted.data, fitted.mime
+                fitted_at = time.perf_counter()
+                part = types.Part.from_bytes(data=payload, mime_type=mime)
+                response = client.models.generate_content(
+                    model=E2E_MODEL, contents=[part, types.Part(text="make it dusk")]
+                )
+                assert response.candidates, "the emulator answered without an image"
+                done = time.perf_counter()
+                trip = Trip(way, len(payload), emulator.requests[-1].body_bytes,
+                            fitted_at - started, done - fitted_at)  # fmt: skip
+                if best is None or trip.total_s < best.total_s:
+                    best = trip
+            assert best is not None
+            trips.append(best)
     return trips
 
 
@@ -611,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = [p for p in paths if p.suffix.lower() in (".jpg", ".jpeg") and p.name in pixels]
     e2e = max(jpegs, key=lambda p: (pixels[p.name], p.stat().st_size), default=None)
     if e2e is not None and not args.no_e2e:
-        trips = end_to_end(e2e)
+        trips = end_to_end(e2e, args.repeat)
         print_trips(e2e.name, trips)
 
     print("\nTargets:")
