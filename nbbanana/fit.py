@@ -17,9 +17,10 @@ ready for ``types.Part.from_bytes``:
 4. **Quality by what is seen.** A mosaic of tiles cut across the resized image (about
    3 % of its pixels) is encoded at a few qualities; that measures the image's own
    rate–quality curve. By default (``quality="perceptual"``) the quality is the lowest
-   whose mosaic, seen at :data:`PERCEPTUAL_SIDE` px, keeps its SSIM within
-   :data:`PERCEPTUAL_SSIM_LOSS` of the :data:`QUALITY_CAP` encode's: fewer bytes, the
-   same picture for the model. ``quality="max"`` takes the highest quality that fits
+   whose mosaic, seen at :data:`PERCEPTUAL_SIDE` px, keeps its SSIM (on luma; JPEG
+   chroma at half resolution) within :data:`PERCEPTUAL_SSIM_LOSS` of the
+   :data:`QUALITY_CAP` encode's: fewer bytes, the same picture for the model.
+   ``quality="max"`` takes the highest quality that fits
    instead. Either way the budget wins: the highest quality that fits is read off the
    curve with a small margin. One full encode usually lands; if it overshoots, the
    observed ratio corrects the prediction for a second. When even quality
@@ -86,17 +87,19 @@ PREDICTION_MARGIN = 0.03
 #: bytes and show little. No document states the models' internal resolution, so this is
 #: a documented choice, like ``fit_max_side``.
 PERCEPTUAL_SIDE = 1024
-#: The perceptual target: the SSIM (at :data:`PERCEPTUAL_SIDE`) the chosen quality may
-#: lose against the :data:`QUALITY_CAP` encode. The bound is 0.002; 0.0015 leaves room for
-#: the mosaic's estimate (on the benchmark's photos the whole image loses 0.0012–0.0019).
+#: The perceptual target: the SSIM (Wang et al.'s, on luma: :mod:`nbbanana._ssim`, at
+#: :data:`PERCEPTUAL_SIDE`) the chosen quality may lose against what ``quality="max"``
+#: sends (:data:`QUALITY_CAP`, 4:4:4). The bound is 0.002; 0.001 leaves room for the
+#: mosaic's estimate (on the benchmark's photos the whole image loses 0.0011–0.0012).
 PERCEPTUAL_SSIM_LOSS = 0.001
 #: Where the search for the perceptual quality starts (where most photos land).
 PERCEPTUAL_GUESS = 88
 #: JPEG's and WebP's largest dimension.
 _MAX_DIMENSION = {"image/jpeg": 65_500, "image/png": 2**31 - 1, "image/webp": 16_383}
-#: From this JPEG quality on, chroma is kept at full resolution (4:4:4), as most encoders
-#: do: at high quality, 4:2:0 subsampling is the largest loss left (colour edges, red
-#: text), for ~1.5× the bytes.
+#: With ``quality="max"``, from this JPEG quality on, chroma is kept at full resolution
+#: (4:4:4), as most encoders do: at high quality, 4:2:0 subsampling is the largest loss
+#: left in colour (colour edges, red text), for ~1.5× the bytes. ``quality="perceptual"``
+#: judges luma, which 4:2:0 leaves intact at the perceptual scale, and always subsamples.
 FULL_CHROMA_QUALITY = 90
 #: How encoded size follows pixel count when an image is scaled down (bytes ∝ pixels^k).
 _BYTES_PER_PIXELS_EXPONENT = 0.8
@@ -720,8 +723,10 @@ def fit_image(
     ``budget`` request bytes, in the fewest bytes that look the same to the model.
 
     ``quality="perceptual"`` (the default) picks the lowest JPEG/WebP quality whose SSIM
-    at :data:`PERCEPTUAL_SIDE` px stays within :data:`PERCEPTUAL_SSIM_LOSS` of quality
-    :data:`QUALITY_CAP`'s; ``"max"`` the highest quality that fits. ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
+    (on luma) at :data:`PERCEPTUAL_SIDE` px stays within :data:`PERCEPTUAL_SSIM_LOSS` of
+    quality :data:`QUALITY_CAP`'s, with JPEG chroma at half resolution; ``"max"`` the
+    highest quality that fits, full-resolution chroma from :data:`FULL_CHROMA_QUALITY` on.
+    ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
     long side in pixels, ``"model"`` (the model's ``fit_max_side``) or ``"keep"`` (full
     resolution). ``format`` forces ``"jpeg"``, ``"png"`` or ``"webp"``. Raises
     :class:`~nbbanana.errors.DoesNotFitError` when not even a tiny version fits, and the
