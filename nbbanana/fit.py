@@ -520,7 +520,8 @@ def _lossy(job: _Job, image: Image.Image, mime: str) -> _Encoded:
     :data:`QUALITY_WHEN_SCALING` fits, as JPEG or WebP."""
     # Perceptual JPEGs keep chroma at half resolution at every quality: at the perceptual
     # scale it costs no luma fidelity and saves a third of the bytes (docs/architecture.md).
-    encoder = _Encoder(mime, full_chroma=QUALITY_CAP + 1) if job.perceptual else _Encoder(mime)
+    subsample_always = job.perceptual and mime == "image/jpeg"
+    encoder = _Encoder(mime, full_chroma=QUALITY_CAP + 1) if subsample_always else _Encoder(mime)
     full_side = min(max(image.size), _MAX_DIMENSION[mime])
     if max(image.size) > full_side:
         image = job.image(full_side)
