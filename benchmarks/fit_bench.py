@@ -29,14 +29,16 @@ The last two budget *file* bytes, as their authors do; a file just under 18 MB i
 ~24 MB request, so each result is judged by its request bytes (exact, via
 :class:`nbbanana.RequestBudget`): "fits" means the request is at most 20,000,000 bytes.
 SSIM compares each output with the original, both scaled to 1024 px on the long side
-(Lanczos), on RGB. Times are wall-clock, the best of ``--repeat`` runs. Peak memory (RSS
+(Lanczos): the SSIM column is Wang et al.'s measure (luma, 11 × 11 Gaussian window), the one
+the fitter aims with; "RGB SSIM" is the mean over R, G and B with scikit-image's defaults
+(7 × 7 uniform window), the figure this benchmark reported before. Times are wall-clock, the best of ``--repeat`` runs. Peak memory (RSS
 column, model resolution) is the VmHWM of a fresh process that fits one image, for
 nbbanana and for libvips.
 
 **End to end** — the 48 MP photo edited through the real google-genai SDK against the
 offline emulator behind a 10 Mbit/s uplink (``Emulator(bandwidth_bps=10e6)``, latency 0):
-fit (or not) plus the request, for the file sent as it is (what the cookbook does),
-today's quality-95 fit and nbbanana's default.
+fit (or not) plus the request, for the file sent as it is (what the cookbook does, once),
+today's quality-95 fit and nbbanana's default (the best total of ``--repeat``).
 
 The default corpus is generated once into a temporary folder (``--cache`` to choose it):
 photo-like images (smooth fields, edges, film grain) at 12, 24 and 48 MP, saved as a
@@ -67,7 +69,7 @@ import PIL
 import pyvips
 from google import genai
 from google.genai import types
-from PIL import Image, features
+from PIL import Image, JpegImagePlugin, features
 from skimage.metrics import structural_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +78,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic-image helpers live with
 from _imagegen import photo_like  # noqa: E402
 
 from nbbanana import RequestBudget, fit_image, get_model  # noqa: E402
+from nbbanana._ssim import luma  # noqa: E402
 from nbbanana.emulator import OFFLINE_API_KEY, Emulator  # noqa: E402
-from nbbanana.fit import FULL_CHROMA_QUALITY, FittedImage, _Encoder  # noqa: E402
+from nbbanana.fit import FittedImage, _Encoder  # noqa: E402
 
 pyvips.cache_set_max(0)  # a fair baseline: no decoded image kept between runs
 
@@ -145,6 +148,7 @@ class Outcome:
     ms: float
     tokens: int = 0
     ssim: float = math.nan
+    ssim_rgb: float = math.nan
     x_floor: float = math.nan
     x_vips: float = math.nan
     x_q95_bytes: float = math.nan
@@ -202,8 +206,16 @@ def floor(data: bytes, fitted: FittedImage) -> bytes:
         image = image.convert("RGB")
     if image.size != size:
         image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    encoder = _Encoder(fitted.mime)
+    encoder = _Encoder(fitted.mime, full_chroma=0 if _full_chroma(fitted) else 101)
     return encoder.encode(image, fitted.quality)
+
+
+def _full_chroma(fitted: FittedImage) -> bool:
+    """Whether nbbanana's JPEG keeps chroma at full resolution (4:4:4)."""
+    if fitted.mime != "image/jpeg":
+        return True
+    with Image.open(io.BytesIO(fitted.data)) as image:
+        return JpegImagePlugin.get_sampling(image) == 0
 
 
 def libvips(data: bytes, fitted: FittedImage) -> bytes:
@@ -217,7 +229,7 @@ def libvips(data: bytes, fitted: FittedImage) -> bytes:
         return bytes(image.pngsave_buffer(compression=6, keep="none"))
     if fitted.mime == "image/webp":
         return bytes(image.webpsave_buffer(Q=quality, keep="none"))
-    chroma = "off" if quality >= FULL_CHROMA_QUALITY else "on"
+    chroma = "off" if _full_chroma(fitted) else "on"
     return bytes(image.jpegsave_buffer(Q=quality, subsample_mode=chroma, keep="none"))
 
 
@@ -238,10 +250,16 @@ def _at_ssim_size(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
-def _ssim(reference: np.ndarray, data: bytes) -> float:
+def _ssim(reference: np.ndarray, data: bytes) -> tuple[float, float]:
+    """SSIM as Wang et al. define it (luma, 11 × 11 Gaussian window of σ 1.5, population
+    statistics), and the RGB mean of scikit-image's defaults this benchmark used before."""
     h, w = reference.shape[:2]
     candidate = _at_ssim_size(Image.open(io.BytesIO(data)), (w, h))
-    return float(structural_similarity(reference, candidate, channel_axis=2, data_range=255))
+    on_luma = structural_similarity(luma(reference), luma(candidate), data_range=255,
+                                    gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False)  # fmt: skip
+    rgb = structural_similarity(reference, candidate, channel_axis=2, data_range=255)
+    return float(on_luma), float(rgb)
 
 
 def _outcome(strategy: str, data: bytes, encodes: int, ms: float, quality: int | None) -> Outcome:
@@ -309,7 +327,7 @@ def bench_image(path: Path, repeat: int, memory: bool) -> dict[str, list[Outcome
             key = (
                 row.strategy if row.strategy in ("one-shot", "ladder") else f"{mode}:{row.strategy}"
             )
-            row.ssim = _ssim(reference, payloads[key])
+            row.ssim, row.ssim_rgb = _ssim(reference, payloads[key])
         if memory and mode == "model" and "libvips" in by:
             by["nbbanana"].rss_mb = peak_memory_mb(path, "fit", mode)
             by["libvips"].rss_mb = peak_memory_mb(path, "vips", mode, ours)
@@ -335,14 +353,14 @@ what = sys.argv[1]
 if what == "fit":
     nbbanana.fit.fit_image(sys.argv[2], budget=int(sys.argv[3]), max_side=sys.argv[4])
 elif what == "vips":
-    w, h, q, mime = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+    w, h, q, mime, chroma = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:8]
     image = pyvips.Image.thumbnail(sys.argv[2], w, height=h, size="down")
     if mime == "image/png":
         image.pngsave_buffer(compression=6, keep="none")
     elif mime == "image/webp":
         image.webpsave_buffer(Q=q, keep="none")
     else:
-        image.jpegsave_buffer(Q=q, subsample_mode="off" if q >= 90 else "on", keep="none")
+        image.jpegsave_buffer(Q=q, subsample_mode=chroma, keep="none")
 print(peak_kb())
 """
 
@@ -361,7 +379,8 @@ def peak_memory_mb(
     else:
         assert fitted is not None
         args += ["vips", str(path), str(fitted.width), str(fitted.height),
-                 str(fitted.quality or 95), fitted.mime]  # fmt: skip
+                 str(fitted.quality or 95), fitted.mime,
+                 "off" if _full_chroma(fitted) else "on"]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return int(done.stdout.strip().splitlines()[-1]) * 1024 / 1e6
 
@@ -382,9 +401,10 @@ class Trip:
         return self.fit_s + self.send_s
 
 
-def end_to_end(path: Path) -> list[Trip]:
+def end_to_end(path: Path, repeat: int = 1) -> list[Trip]:
     """One edit of ``path`` through the real SDK to the emulator behind a 10 Mbit/s
-    uplink: the file as it is, today's quality-95 fit, nbbanana's default fit."""
+    uplink: the file as it is (once: its 20 s upload is paced by the link alone), today's
+    quality-95 fit and nbbanana's default fit (each the best total of ``repeat``)."""
     data = path.read_bytes()
     trips = []
     with Emulator(bandwidth_bps=UPLINK_BPS, latency=0.0) as emulator:
@@ -393,21 +413,28 @@ def end_to_end(path: Path) -> list[Trip]:
             http_options=types.HttpOptions(base_url=emulator.base_url),
         )
         for way in ("as is", "q95 fit", "nbbanana"):
-            started = time.perf_counter()
-            if way == "as is":
-                payload, mime = data, "image/jpeg"
-            else:
-                fitted = fit_image(data, quality="max" if way == "q95 fit" else "perceptual")
-                payload, mime = fitted.data, fitted.mime
-            fitted_at = time.perf_counter()
-            part = types.Part.from_bytes(data=payload, mime_type=mime)
-            response = client.models.generate_content(
-                model=E2E_MODEL, contents=[part, types.Part(text="make it dusk")]
-            )
-            assert response.candidates, "the emulator answered without an image"
-            done = time.perf_counter()
-            trips.append(Trip(way, len(payload), emulator.requests[-1].body_bytes,
-                              fitted_at - started, done - fitted_at))  # fmt: skip
+            best: Trip | None = None
+            for _ in range(1 if way == "as is" else repeat):
+                started = time.perf_counter()
+                if way == "as is":
+                    payload, mime = data, "image/jpeg"
+                else:
+                    quality = "max" if way == "q95 fit" else "perceptual"
+                    fitted = fit_image(data, quality=quality)
+                    payload, mime = fitted.data, fitted.mime
+                fitted_at = time.perf_counter()
+                part = types.Part.from_bytes(data=payload, mime_type=mime)
+                response = client.models.generate_content(
+                    model=E2E_MODEL, contents=[part, types.Part(text="make it dusk")]
+                )
+                assert response.candidates, "the emulator answered without an image"
+                done = time.perf_counter()
+                trip = Trip(way, len(payload), emulator.requests[-1].body_bytes,
+                            fitted_at - started, done - fitted_at)  # fmt: skip
+                if best is None or trip.total_s < best.total_s:
+                    best = trip
+            assert best is not None
+            trips.append(best)
     return trips
 
 
@@ -433,7 +460,7 @@ def print_tables(results: dict[str, dict[str, list[Outcome]]]) -> None:
         "keep": 'At full resolution (max_side="keep")',
     }
     header = ("image", "strategy", "bytes", "×q95", "request", "fits", "size", "q", "tokens",
-              "SSIM", "ms", "×vips", "×floor", "RSS MB", "")  # fmt: skip
+              "SSIM", "RGB SSIM", "ms", "×vips", "×floor", "RSS MB", "")  # fmt: skip
     for mode in ("model", "keep"):
         print(f"\n{titles[mode]}, request budget {REQUEST_BUDGET:,} bytes\n")
         lines: list[tuple[str, ...]] = []
@@ -451,6 +478,7 @@ def _line(image: str, r: Outcome) -> tuple[str, ...]:
     return (image, r.strategy, _fmt_bytes(r.bytes), _x(r.x_q95_bytes), _fmt_bytes(r.request_bytes),
             "yes" if r.fits else "NO", f"{r.width}×{r.height}",
             "-" if r.quality is None else str(r.quality), f"{r.tokens:,}", f"{r.ssim:.4f}",
+            f"{r.ssim_rgb:.4f}",
             f"{r.ms:.0f}", _x(r.x_vips), _x(r.x_floor),
             "-" if math.isnan(r.rss_mb) else f"{r.rss_mb:.0f}", r.note)  # fmt: skip
 
@@ -467,7 +495,8 @@ def _total_line(
             _fmt_bytes(sum(r.bytes for r in rows)), _x(sum(r.bytes for r in rows) / q95),
             _fmt_bytes(sum(r.request_bytes for r in rows)),
             f"{len(rows) - overshoots}/{len(rows)}", "", "", f"{sum(r.tokens for r in rows):,}",
-            f"{statistics.mean(r.ssim for r in rows):.4f}", f"{ms:.0f}",
+            f"{statistics.mean(r.ssim for r in rows):.4f}",
+            f"{statistics.mean(r.ssim_rgb for r in rows):.4f}", f"{ms:.0f}",
             _x(ms / vips_ms) if vips_ms else "-", _x(ms / floor_ms) if floor_ms else "-", "",
             "")  # fmt: skip
 
@@ -518,6 +547,10 @@ def check_targets(
     worst = min(drops, key=lambda n: drops[n])
     checks.append(("[model] SSIM at 1024 px ≥ q95's − 0.002 on every image",
                    drops[worst] >= -0.002, f"worst {drops[worst]:+.4f} ({worst})"))  # fmt: skip
+    rgb = {n: by[n]["nbbanana"].ssim_rgb - by[n]["q95"].ssim_rgb for n in by}
+    worst_rgb = min(rgb, key=lambda n: rgb[n])
+    checks.append(("(not a target) the former measure, SSIM on RGB at 1024 px, vs q95's",
+                   True, f"worst {rgb[worst_rgb]:+.4f} ({worst_rgb})"))  # fmt: skip
     big = [n for n in by if 12_000_000 <= pixels[n] <= 48_000_000 and "libvips" in by[n]]
     x_vips = {n: by[n]["nbbanana"].x_vips for n in big}
     slow = [f"{n} {x:.2f}×" for n, x in x_vips.items() if x > 1.0]
@@ -586,13 +619,14 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = [p for p in paths if p.suffix.lower() in (".jpg", ".jpeg") and p.name in pixels]
     e2e = max(jpegs, key=lambda p: (pixels[p.name], p.stat().st_size), default=None)
     if e2e is not None and not args.no_e2e:
-        trips = end_to_end(e2e)
+        trips = end_to_end(e2e, args.repeat)
         print_trips(e2e.name, trips)
 
     print("\nTargets:")
     checks = check_targets(results, pixels, trips)
     for label, ok, detail in checks:
-        print(f"  [{'PASS' if ok else 'FAIL'}] {label}: {detail}")
+        tag = "INFO" if label.startswith("(not a target)") else "PASS" if ok else "FAIL"
+        print(f"  [{tag}] {label.removeprefix('(not a target) ')}: {detail}")
     if args.json:
         args.json.write_text(json.dumps(
             {name: {m: [asdict(r) for r in rows] for m, rows in modes.items()}

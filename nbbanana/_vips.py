@@ -20,7 +20,7 @@ import math
 import threading
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 __all__ = ["available", "decode_reduced"]
 
@@ -105,10 +105,44 @@ def decode_reduced(
             if (image.width, image.height) != goal:  # never seen; Pillow decodes instead
                 return None
         mode = _MODES[image.bands]
+        if mode in _NETPBM and _streams(pyvips, image.width * image.height):
+            return _streamed(pyvips, image, mode)
         pixels = image.write_to_memory()
     except pyvips.Error:
         return None
     return Image.frombytes(mode, (image.width, image.height), pixels)
+
+
+#: Modes whose raw pixels are a binary PNM/PGM body, which Pillow reads incrementally.
+_NETPBM = {"L": b"P5", "RGB": b"P6"}
+
+
+def _streams(pyvips: Any, pixels: int) -> bool:
+    """Whether :func:`_streamed` can be used: libvips can save raw pixels to a custom
+    target (8.15+), and Pillow opens an image of this size without a bomb warning."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return hasattr(pyvips.Image, "rawsave_target") and (limit is None or pixels <= limit)
+
+
+def _streamed(pyvips: Any, image: Any, mode: str) -> Image.Image:
+    """Run the pipeline into a Pillow image row by row: libvips' raw output, behind a
+    PNM header, is fed to Pillow's incremental parser as it is produced. The reduced
+    pixels then exist once, in Pillow, instead of also in a libvips buffer the size of
+    the image (21 MB at 3072 × 2304), and the copy overlaps the decode."""
+    parser = ImageFile.Parser()
+    parser.feed(b"%s\n%d %d\n255\n" % (_NETPBM[mode], image.width, image.height))
+
+    def write(chunk: Any) -> int:
+        parser.feed(bytes(chunk))
+        return len(chunk)
+
+    target = pyvips.TargetCustom()
+    target.on_write(write)
+    image.rawsave_target(target)
+    result = parser.close()
+    if result.mode != mode or result.size != (image.width, image.height):
+        raise pyvips.Error("the streamed pixels did not make the expected image")
+    return result
 
 
 def _resize(image: Any, goal: tuple[int, int]) -> Any:

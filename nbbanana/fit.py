@@ -17,9 +17,10 @@ ready for ``types.Part.from_bytes``:
 4. **Quality by what is seen.** A mosaic of tiles cut across the resized image (about
    3 % of its pixels) is encoded at a few qualities; that measures the image's own
    rate–quality curve. By default (``quality="perceptual"``) the quality is the lowest
-   whose mosaic, seen at :data:`PERCEPTUAL_SIDE` px, keeps its SSIM within
-   :data:`PERCEPTUAL_SSIM_LOSS` of the :data:`QUALITY_CAP` encode's: fewer bytes, the
-   same picture for the model. ``quality="max"`` takes the highest quality that fits
+   whose mosaic, seen at :data:`PERCEPTUAL_SIDE` px, keeps its SSIM (on luma; JPEG
+   chroma at half resolution) within :data:`PERCEPTUAL_SSIM_LOSS` of the
+   :data:`QUALITY_CAP` encode's: fewer bytes, the same picture for the model.
+   ``quality="max"`` takes the highest quality that fits
    instead. Either way the budget wins: the highest quality that fits is read off the
    curve with a small margin. One full encode usually lands; if it overshoots, the
    observed ratio corrects the prediction for a second. When even quality
@@ -46,7 +47,7 @@ import numpy as np
 from google.genai import types
 from PIL import Image, ImageChops
 
-from ._ssim import ssim
+from ._ssim import Reference
 from .budget import RequestBudget
 from .errors import DoesNotFitError
 from .models import FORMAT_MIME, SENT_FORMATS, EndpointProfile, ModelInfo, get_model, get_profile
@@ -86,15 +87,19 @@ PREDICTION_MARGIN = 0.03
 #: bytes and show little. No document states the models' internal resolution, so this is
 #: a documented choice, like ``fit_max_side``.
 PERCEPTUAL_SIDE = 1024
-#: The perceptual target: the SSIM (at :data:`PERCEPTUAL_SIDE`) the chosen quality may
-#: lose against the :data:`QUALITY_CAP` encode. The bound is 0.002; 0.0015 leaves room for
-#: the mosaic's estimate (on the benchmark's photos the whole image loses 0.0012–0.0019).
-PERCEPTUAL_SSIM_LOSS = 0.0015
+#: The perceptual target: the SSIM (Wang et al.'s, on luma: :mod:`nbbanana._ssim`, at
+#: :data:`PERCEPTUAL_SIDE`) the chosen quality may lose against what ``quality="max"``
+#: sends (:data:`QUALITY_CAP`, 4:4:4). The bound is 0.002; 0.001 leaves room for the
+#: mosaic's estimate (on the benchmark's photos the whole image loses 0.0011–0.0012).
+PERCEPTUAL_SSIM_LOSS = 0.001
+#: Where the search for the perceptual quality starts (where most photos land).
+PERCEPTUAL_GUESS = 88
 #: JPEG's and WebP's largest dimension.
 _MAX_DIMENSION = {"image/jpeg": 65_500, "image/png": 2**31 - 1, "image/webp": 16_383}
-#: From this JPEG quality on, chroma is kept at full resolution (4:4:4), as most encoders
-#: do: at high quality, 4:2:0 subsampling is the largest loss left (colour edges, red
-#: text), for ~1.5× the bytes.
+#: With ``quality="max"``, from this JPEG quality on, chroma is kept at full resolution
+#: (4:4:4), as most encoders do: at high quality, 4:2:0 subsampling is the largest loss
+#: left in colour (colour edges, red text), for ~1.5× the bytes. ``quality="perceptual"``
+#: judges luma, which 4:2:0 leaves intact at the perceptual scale, and always subsamples.
 FULL_CHROMA_QUALITY = 90
 #: How encoded size follows pixel count when an image is scaled down (bytes ∝ pixels^k).
 _BYTES_PER_PIXELS_EXPONENT = 0.8
@@ -196,13 +201,16 @@ class _Encoder:
     """Encodes one prepared image in one format; counts full encodes."""
 
     mime: str
+    #: JPEG qualities from this one on keep chroma at full resolution (4:4:4);
+    #: ``quality="perceptual"`` never does (see :data:`FULL_CHROMA_QUALITY`).
+    full_chroma: int = FULL_CHROMA_QUALITY
     encodes: int = 0
 
     def encode(self, image: Image.Image, quality: int | None, *, probe: bool = False) -> bytes:
         buffer = io.BytesIO()
         fmt = _PIL_FORMAT[self.mime]
         if fmt == "JPEG":
-            subsampling = 0 if (quality or 0) >= FULL_CHROMA_QUALITY else 2  # 4:4:4 or 4:2:0
+            subsampling = 0 if (quality or 0) >= self.full_chroma else 2  # 4:4:4 or 4:2:0
             # No Huffman optimisation: ~5 % smaller, but up to 3× slower at high quality,
             # and Pillow's output buffer for it is sized for 4:2:0 (4:4:4 can overflow it).
             image.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
@@ -262,7 +270,8 @@ class _Mosaic:
         self._sizes: dict[int, float] = {}
         self._data: dict[int, bytes] = {}
         self._fidelity: dict[int, float] = {}
-        self._seen_original: np.ndarray | None = None
+        self._seen_original: Reference | None = None
+        self._reference: float | None = None
 
     @classmethod
     def of(cls, image: Image.Image, encoder: _Encoder) -> _Mosaic:
@@ -340,38 +349,65 @@ class _Mosaic:
             image = image.resize(size, Image.Resampling.LANCZOS)
         return np.asarray(image)
 
+    def _fidelity_of(self, data: bytes) -> float:
+        if self._seen_original is None:
+            self._seen_original = Reference(self._seen(self.mosaic))
+        with Image.open(io.BytesIO(data)) as decoded:
+            seen = self._seen(decoded.convert(self.mosaic.mode))
+        return self._seen_original.ssim(seen)
+
     def fidelity(self, quality: int) -> float:
         """SSIM of the mosaic encoded at ``quality`` against the mosaic, both at the
         perceptual scale."""
         if quality not in self._fidelity:
             self.predict(quality)
-            if self._seen_original is None:
-                self._seen_original = self._seen(self.mosaic)
-            with Image.open(io.BytesIO(self._data[quality])) as decoded:
-                seen = self._seen(decoded.convert(self.mosaic.mode))
-            self._fidelity[quality] = ssim(self._seen_original, seen)
+            self._fidelity[quality] = self._fidelity_of(self._data[quality])
         return self._fidelity[quality]
+
+    def reference_fidelity(self) -> float:
+        """The fidelity of what ``quality="max"`` sends when nothing limits it: quality
+        :data:`QUALITY_CAP` with the default chroma rule (full-resolution chroma)."""
+        if self._reference is None:
+            reference = _Encoder(self.encoder.mime)
+            if reference.full_chroma == self.encoder.full_chroma:
+                self._reference = self.fidelity(QUALITY_CAP)
+            else:
+                data = reference.encode(self.mosaic, QUALITY_CAP, probe=True)
+                self._reference = self._fidelity_of(data)
+        return self._reference
 
     def lowest_alike(self, upto: int = QUALITY_CAP) -> int:
         """The lowest quality in [floor, ``upto``] whose fidelity is within
-        :data:`PERCEPTUAL_SSIM_LOSS` of the cap's (``upto`` itself when none is).
+        :data:`PERCEPTUAL_SSIM_LOSS` of :meth:`reference_fidelity` (``upto`` itself when
+        none is).
 
-        A bisection (fidelity rises with quality) that starts at
-        :data:`FULL_CHROMA_QUALITY`, where most photos land, then tries just below it,
-        where chroma subsampling makes fidelity drop a step: four to seven probes."""
-        goal = self.fidelity(QUALITY_CAP) - PERCEPTUAL_SSIM_LOSS
-        if upto < QUALITY_CAP and self.fidelity(upto) < goal:
-            return upto  # the budget, not the eye, limits the quality
+        Fidelity rises with quality: the search starts at :data:`PERCEPTUAL_GUESS`, where
+        most photos land, walks away from it in doubling steps until the goal is crossed,
+        then bisects: two or three probes of a few milliseconds each for most photos."""
+        goal = self.reference_fidelity() - PERCEPTUAL_SSIM_LOSS
+        # fidelity(upto) is not measured: when even it misses the goal (the budget, not
+        # the eye, limits the quality), every probe below fails too and upto is returned.
         lo, hi = QUALITY_FLOOR - 1, upto  # fidelity(hi) reaches the goal; lo does not
-        guess = FULL_CHROMA_QUALITY if hi > FULL_CHROMA_QUALITY else (lo + hi + 1) // 2
+        quality = min(PERCEPTUAL_GUESS, upto - 1)
+        if quality < QUALITY_FLOOR:
+            return upto
+        step = 1
+        if self.fidelity(quality) >= goal:
+            hi = quality
+            while hi - step >= QUALITY_FLOOR and self.fidelity(hi - step) >= goal:
+                hi, step = hi - step, step * 2
+            lo = max(lo, hi - step)
+        else:
+            lo = quality
+            while lo + step < upto and self.fidelity(lo + step) < goal:
+                lo, step = lo + step, step * 2
+            hi = min(hi, lo + step)
         while hi - lo > 1:
-            alike = self.fidelity(guess) >= goal
-            if alike:
-                hi = guess
+            mid = (lo + hi) // 2
+            if self.fidelity(mid) >= goal:
+                hi = mid
             else:
-                lo = guess
-            below_chroma_step = alike and guess == FULL_CHROMA_QUALITY and guess - 1 > lo
-            guess = guess - 1 if below_chroma_step else (lo + hi + 1) // 2
+                lo = mid
         return hi
 
     def encode_full(self, image: Image.Image, quality: int) -> bytes:
@@ -482,7 +518,10 @@ def _does_not_fit(allowance: int, budget: RequestBudget, name: str) -> DoesNotFi
 def _lossy(job: _Job, image: Image.Image, mime: str) -> _Encoded:
     """Highest quality at the target size, else the largest size at which
     :data:`QUALITY_WHEN_SCALING` fits, as JPEG or WebP."""
-    encoder = _Encoder(mime)
+    # Perceptual JPEGs keep chroma at half resolution at every quality: at the perceptual
+    # scale it costs no luma fidelity and saves a third of the bytes (docs/architecture.md).
+    subsample_always = job.perceptual and mime == "image/jpeg"
+    encoder = _Encoder(mime, full_chroma=QUALITY_CAP + 1) if subsample_always else _Encoder(mime)
     full_side = min(max(image.size), _MAX_DIMENSION[mime])
     if max(image.size) > full_side:
         image = job.image(full_side)
@@ -685,8 +724,10 @@ def fit_image(
     ``budget`` request bytes, in the fewest bytes that look the same to the model.
 
     ``quality="perceptual"`` (the default) picks the lowest JPEG/WebP quality whose SSIM
-    at :data:`PERCEPTUAL_SIDE` px stays within :data:`PERCEPTUAL_SSIM_LOSS` of quality
-    :data:`QUALITY_CAP`'s; ``"max"`` the highest quality that fits. ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
+    (on luma) at :data:`PERCEPTUAL_SIDE` px stays within :data:`PERCEPTUAL_SSIM_LOSS` of
+    quality :data:`QUALITY_CAP`'s, with JPEG chroma at half resolution; ``"max"`` the
+    highest quality that fits, full-resolution chroma from :data:`FULL_CHROMA_QUALITY` on.
+    ``budget`` defaults to the ``endpoint`` profile's request limit. ``max_side`` is the
     long side in pixels, ``"model"`` (the model's ``fit_max_side``) or ``"keep"`` (full
     resolution). ``format`` forces ``"jpeg"``, ``"png"`` or ``"webp"``. Raises
     :class:`~nbbanana.errors.DoesNotFitError` when not even a tiny version fits, and the

@@ -138,3 +138,26 @@ def test_fit_works_without_libvips(monkeypatch: pytest.MonkeyPatch) -> None:
     _pillow_only(monkeypatch)
     fitted = fit_image(jpeg_bytes(PHOTO, 92), max_side=500)
     assert (fitted.width, fitted.height) == (500, 375)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_streamed_into_pillow_row_by_row_with_the_same_pixels(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = png_bytes(PHOTO.convert(mode))
+    streamed: list[str] = []
+    stream = _vips._streamed
+
+    def spy(pyvips: Any, image: Any, mode: str) -> Image.Image:
+        streamed.append(mode)
+        return stream(pyvips, image, mode)
+
+    monkeypatch.setattr(_vips, "_streamed", spy)
+    fast = _vips.decode_reduced(data, "PNG", PHOTO.size, 700, draft_slack=1.0)
+    # RGB and grey go through libvips' raw output into Pillow's parser; alpha does not.
+    assert streamed == ([] if mode == "RGBA" else [mode])
+    monkeypatch.setattr(_vips, "_streams", lambda pyvips, pixels: False)
+    whole = _vips.decode_reduced(data, "PNG", PHOTO.size, 700, draft_slack=1.0)
+    assert fast is not None and whole is not None
+    assert fast.mode == whole.mode == mode and fast.size == whole.size == (700, 525)
+    assert np.array_equal(np.asarray(fast), np.asarray(whole))

@@ -10,9 +10,9 @@ from _imagegen import jpeg_bytes, photo_like, png_bytes, screenshot_like
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from nbbanana._ssim import ssim
+from nbbanana._ssim import luma, ssim
 from nbbanana.budget import RequestBudget
-from nbbanana.fit import PERCEPTUAL_SIDE, QUALITY_CAP, QUALITY_FLOOR, fit_image
+from nbbanana.fit import PERCEPTUAL_SIDE, QUALITY_CAP, QUALITY_FLOOR, _Encoder, fit_image
 
 SIDE = 2048
 BUDGET = 1_000_000  # below what the perceptual quality needs at 2048 px: the budget wins
@@ -56,9 +56,11 @@ def test_perceptual_quality_never_exceeds_the_budget(photo: bytes) -> None:
 def test_max_keeps_the_highest_quality_that_fits(photo: bytes) -> None:
     fitted = fit_image(photo, max_side=SIDE, budget=BUDGET, quality="max")
     assert fitted.request_bytes <= BUDGET
-    perceptual = fit_image(photo, max_side=SIDE, budget=BUDGET)
-    assert fitted.quality is not None and perceptual.quality is not None
-    assert fitted.quality >= perceptual.quality
+    assert fitted.quality is not None and QUALITY_FLOOR < fitted.quality < QUALITY_CAP
+    # The next quality up (full-resolution chroma from FULL_CHROMA_QUALITY on) is over.
+    image = Image.open(io.BytesIO(photo)).resize((fitted.width, fitted.height))
+    allowance = RequestBudget(limit=BUDGET).image_allowance("", mime="image/jpeg")
+    assert len(_Encoder("image/jpeg").encode(image, fitted.quality + 1)) > allowance * 0.97
 
 
 def test_webp_gets_the_perceptual_quality_too() -> None:
@@ -89,13 +91,20 @@ def test_unknown_quality_is_refused_in_one_sentence(photo: bytes) -> None:
         fit_image(photo, quality="high")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("shape", [(64, 80, 3), (40, 33), (90, 70, 4), (7, 7, 3)])
-def test_ssim_is_scikit_images(shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("shape", [(64, 80, 3), (40, 33), (90, 70, 4), (11, 11, 3)])
+def test_ssim_is_the_papers_on_luma_as_scikit_image_computes_it(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(len(shape))
     a = rng.integers(0, 256, shape, dtype=np.uint8)
     b = np.clip(a.astype(np.int16) + rng.integers(-25, 26, shape), 0, 255).astype(np.uint8)
     expected = structural_similarity(
-        a, b, channel_axis=2 if len(shape) == 3 else None, data_range=255
-    )
+        luma(a), luma(b), gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        data_range=255,
+    )  # fmt: skip
     assert ssim(a, b) == pytest.approx(expected, abs=1e-9)
     assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_luma_is_bt601() -> None:
+    pixels = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], np.uint8)
+    grey = np.asarray(Image.fromarray(pixels).convert("L"), np.float64)
+    assert np.allclose(luma(pixels), grey, atol=0.5)

@@ -691,6 +691,22 @@ def test_truncated_and_corrupt_png() -> None:
         load_image(bytes(damaged))
 
 
+@pytest.mark.parametrize("target_side", [None, 256])
+def test_a_big_damaged_png_is_reported_as_damaged(target_side: int | None) -> None:
+    # Over a megabyte, the checksums are verified on a helper thread while the pixels
+    # decode (through libvips when reduced): the damage is still what is reported.
+    rng = np.random.default_rng(3)
+    data = png_bytes(Image.fromarray(rng.integers(0, 256, (700, 700, 3), dtype=np.uint8)))
+    assert len(data) > 1 << 20
+    damaged = bytearray(data)
+    damaged[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    with pytest.raises(CorruptImageError, match="checksum mismatch in its IDAT chunk"):
+        load_image(bytes(damaged), target_side=target_side)
+    assert (
+        load_image(data, target_side=target_side).source_sha256 == hashlib.sha256(data).hexdigest()
+    )
+
+
 def test_cut_header_is_corrupt_not_unsupported() -> None:
     data = jpeg_bytes(photo_like(32, 24, seed=11), 90)
     with pytest.raises(CorruptImageError, match="starts like a JPEG") as err:
