@@ -266,3 +266,33 @@ def test_a_regional_run_in_the_studio(emulator: Emulator) -> None:
     second = app.run()
     assert second is not None and second.parent is result
     assert app.zoom.layout.display == "none"
+
+
+def test_after_a_pick_the_region_tool_draws_on_the_picked_image(emulator: Emulator) -> None:
+    session = nbbanana.connect(
+        base_url=emulator.base_url, endpoint="gemini", model="gemini-3-pro-image"
+    )
+    app = Studio(session)
+    app.uploader.add_bytes(jpeg_bytes(textured(1200, 800, seed=5), 95), "street.jpg")
+    app.prompt_box.prompt.value = "Three variations of this street"
+    answer = app.run()
+    assert answer is not None and len(answer.images) == 3
+    assert app.region.tool.source is answer  # the first image, until another is picked
+    app.pick(2)
+    picked = answer.images[2]
+    assert app.region.tool.source is picked and app.region.size == list(picked.size)
+    assert app.region.tool.what == "image 3 of 3 of turn 1"
+    # A regional run edits the picked image: every pixel outside the region is its own.
+    app.region.rect = [0.3, 0.3, 0.6, 0.6]
+    assert app.uploader.summary["title"] == "Next request: a region of image 3 of 3 of turn 1"
+    emulator.inject("transform", scale=1.0)
+    app.prompt_box.prompt.value = "make the sky violet"
+    result = app.run()
+    assert app.prompt_box.error.value == ""
+    assert isinstance(result, RegionResult) and result.image is not None
+    assert result.image.size == picked.size
+    outside = (0, 0, picked.width, picked.height // 5)  # above the region
+    composite = np.asarray(result.image.convert("RGB").crop(outside), dtype=int)
+    assert np.array_equal(composite, np.asarray(picked.convert("RGB").crop(outside), dtype=int))
+    first = np.asarray(answer.images[0].convert("RGB").crop(outside), dtype=int)
+    assert not np.array_equal(composite, first)

@@ -433,15 +433,23 @@ class RegionTool:
 
 
 def region_source(
-    turns: Sequence[Result], uploads: Sequence[tuple[str, bytes]], current: int | None
+    turns: Sequence[Result],
+    uploads: Sequence[tuple[str, bytes]],
+    current: int | None,
+    picked: int | None = None,
 ) -> tuple[object, Image.Image | None, tuple[int, int], str]:
     """What the next run edits, for the region tool: ``(source, preview, upright size,
-    what it is called)``. The latest turn's image (full size: a regional turn's
+    what it is called)``. Image ``picked`` (from 0) of the latest turn's answer when one
+    of several was picked, else the latest turn's image (full size: a regional turn's
     composite), else the first upload's original bytes (full resolution, whatever was
     fitted for sending) with an upright preview; ``(None, None, (0, 0), "")`` when there
     is nothing."""
     from ..images import load_image
 
+    if picked is not None and turns and 0 <= picked < len(turns[-1].images):
+        image = turns[-1].images[picked]
+        count = len(turns[-1].images)
+        return image, image, image.size, f"image {picked + 1} of {count} of turn {current}"
     latest = next((r for r in reversed(turns) if r.image is not None), None)
     if latest is not None and latest.image is not None:
         what = f"turn {current}'s image" if current is not None else "the latest image"

@@ -146,6 +146,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.state.pick(index)
         self.compare.show(result, before, index=index)
         self.answer.show(result, picked=index)
+        self._show_region_source()  # draw on the picked image: the next run edits it
         self._update_gauge()
         self.prompt_box.show_status(
             f"Image {index + 1} of {len(result.images)} is the After image: the next run edits it."
@@ -272,7 +273,7 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def _update_gauge(self) -> None:
         """Make the gauge describe what the next run sends: the uploads, or, once there
-        are turns, the current turn's image (which goes back in the chat history)."""
+        are turns, the current turn's image (or the one picked of its answer)."""
         request = self.prompt_box.request()
         region = self.region.summary(
             model=request.model, budget=self.session.pipeline.budget(request.model),
@@ -304,7 +305,10 @@ class Studio(w.VBox):  # type: ignore[misc]
         """Draw regions on what the next run edits (the selection starts empty)."""
         self.region.set_source(
             *region_source(
-                self.state.turns, self.uploader.tracker.originals, self.state.tree.current
+                self.state.turns,
+                self.uploader.tracker.originals,
+                self.state.tree.current,
+                self.state.picked,
             )
         )
 
