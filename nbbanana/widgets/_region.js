@@ -136,6 +136,7 @@ function render({ model, el }) {
     stage.style.display = has ? "" : "none";
     toolbar.style.display = has ? "" : "none";
     empty.style.display = has ? "none" : "";
+    label.style.display = has ? "" : "none"; // its text then repeats the empty note
     if (img.getAttribute("src") !== src) {
       if (has) img.setAttribute("src", src);
       else img.removeAttribute("src");
