@@ -296,3 +296,31 @@ def test_after_a_pick_the_region_tool_draws_on_the_picked_image(emulator: Emulat
     assert np.array_equal(composite, np.asarray(picked.convert("RGB").crop(outside), dtype=int))
     first = np.asarray(answer.images[0].convert("RGB").crop(outside), dtype=int)
     assert not np.array_equal(composite, first)
+
+
+def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emulator) -> None:
+    session = nbbanana.connect(base_url=emulator.base_url, endpoint="gemini", model=FLASH)
+    app = Studio(session)
+    # A plain picture: the context around the region has nothing to register on.
+    app.uploader.add_bytes(
+        jpeg_bytes(Image.new("RGB", (1200, 800), (120, 130, 140)), 92), "wall.jpg"
+    )
+    app.region.rect = [0.3, 0.3, 0.6, 0.6]
+    plan = app.region.tool.plan()
+    assert plan is not None
+    app.prompt_box.prompt.value = "paint a door"
+    assert app.run() is None
+    error = app.prompt_box.error.value
+    assert "could not be placed back into the picture" in error
+    assert "too little detail" in error  # why, in region.py's words
+    assert "unblended answer is kept" in error and "shown as the After image" in error
+    assert ".answer" not in error and "min_confidence" not in error  # no API advice
+    assert "The next run still edits the uploaded image" in error
+    # The answer is shown beside the crop that was sent; nothing joined the history.
+    answer = app.compare.result
+    assert answer is not None and answer.image is not None
+    assert app.compare.canvas.after_size == list(answer.image.size)
+    assert app.compare.canvas.before_size == [plan.crop.width, plan.crop.height]
+    assert not app.compare.save_button.disabled
+    assert app.state.turns == [] and app.region.tool.selection()  # ready to run again
+    assert "failed" in app.prompt_box.status.value.lower()

@@ -35,11 +35,12 @@ from PIL import Image, ImageDraw
 from .._format import format_usd
 from ..errors import NbbananaError, redact
 from ..models import get_model, text_tokens
-from ..region import Box, CropPlan, parse_region, plan_crop
+from ..region import Box, CropPlan, RegistrationError, parse_region, plan_crop
 from ._background import run_in_background
 from ._compare import _CompareCanvas, can_slide
 from ._gauge import format_bytes, scale_labels
 from ._preview import VIEW_SIDE, data_url
+from ._prompt import UserMessage
 
 if TYPE_CHECKING:
     from ..budget import RequestBudget
@@ -353,6 +354,16 @@ class RegionTool:
             return None
         return plan_crop(parse_region(chosen.get("region"), chosen.get("mask"), size=self.size))
 
+    def crop(self) -> Image.Image | None:
+        """The crop of the source a regional run sends (region and margin, upright, at
+        full resolution); ``None`` without a selection."""
+        plan = self.plan()
+        if plan is None:
+            return None
+        if self._upright is None:
+            self._upright = _upright(self.source)
+        return self._upright.crop(plan.crop.as_tuple())
+
     def label(self) -> str:
         """One line under the picture: what is selected, in source pixels."""
         if self.source is None:
@@ -430,6 +441,32 @@ class RegionTool:
                 on_ready()
 
         self._run(work, done)
+
+
+#: Where region.py's messages stop describing what happened and turn to its API.
+_API_ADVICE = " The unblended answer is on this error's .answer"
+
+
+def unplaced_message(exc: RegistrationError, what: str) -> UserMessage:
+    """What the studio says when a regional answer could not be placed back into
+    ``what`` (the picture the run edited): why, that nothing was blended, and that the
+    model's unblended answer (paid for) is kept and shown, or that there is none."""
+    reason = exc.message.split(_API_ADVICE, 1)[0].strip()
+    answer = exc.answer
+    if answer is not None and answer.image is not None:
+        kept = (
+            f"Nothing was blended into {what}. The model's unblended answer is kept: it "
+            "is shown as the After image, beside the crop that was sent (Save keeps it). "
+            f"The next run still edits {what}."
+        )
+    else:
+        kept = f"Nothing was blended into {what}, and the answer held no image to show."
+    return UserMessage(
+        "The edited region could not be placed back into the picture",
+        f"{reason} {kept}",
+        "Run again (each answer differs), or draw a larger region that takes in some "
+        "texture or corners around what to change.",
+    )
 
 
 def region_source(

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._spend import SpendSummary
+from ..region import RegistrationError
 from ._answer import AnswerPanel
 from ._background import run_in_background
 from ._choices import ModelListing, fetch_catalogue, listing_for
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
-from ._region import RegionPicker, RegionZoom, region_source
+from ._region import RegionPicker, RegionZoom, region_source, unplaced_message
 from ._state import StudioState
 from ._uploader import ImageUploader
 
@@ -208,6 +209,8 @@ class Studio(w.VBox):  # type: ignore[misc]
             self.history.show(self.state.tree)
             self._update_gauge()
             cost = result.cost_usd
+        except RegistrationError as exc:  # paid for but not placed: show it, say so
+            cost = self._show_unplaced(exc)
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
         finally:
@@ -227,6 +230,24 @@ class Studio(w.VBox):  # type: ignore[misc]
             )
         )
         return result
+
+    def _show_unplaced(self, exc: RegistrationError) -> float | None:
+        """A regional answer that could not be placed back: show it unblended beside
+        the crop that was sent, and say so. Nothing changes in the history: the next
+        run edits the same picture (the region stays selected, to run again)."""
+        tool = self.region.tool
+        answer = exc.answer
+        self.prompt_box.show_error(unplaced_message(exc, tool.what))
+        if answer is None or answer.image is None:
+            return None
+        try:
+            crop = tool.crop()
+        except Exception:  # the crop is context for the eye; the answer is what matters
+            crop = None
+        self.compare.show(answer, crop)
+        self.zoom.show(None)
+        self.answer.show(answer)
+        return answer.cost_usd
 
     def _estimate(self, request: RunRequest) -> float | None:
         try:
