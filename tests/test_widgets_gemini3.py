@@ -294,6 +294,9 @@ def test_every_image_of_an_answer_can_be_picked_and_edited_next(emulator: Emulat
     assert len(result.images) == 3
     assert [b.description for b in app.answer.buttons] == ["Image 1 ●", "Image 2", "Image 3"]
     assert strip_caption(3, 0) in app.answer.caption.value
+    # The strip comes first in the panel, right under the view it picks for.
+    children = list(app.answer.children)
+    assert children.index(app.answer.strip) < children.index(app.answer.extras)
     first_after = app.compare.canvas.after
     app.answer.buttons[2].click()
     assert app.state.picked == 2 and app.compare.canvas.after != first_after

@@ -59,6 +59,9 @@ class Studio(w.VBox):  # type: ignore[misc]
         )
         self.prompt_box = PromptBox(model=session.model, model_info=model_info)
         self.compare = CompareView()
+        # Hidden until there is a result: before that its Before picture would only
+        # repeat the region tool's picture of the same upload.
+        self.compare.layout.display = "none"
         self.region, self.zoom = RegionPicker(), RegionZoom()  # regional edits (issue 15)
         self.region.on_change(lambda _picker: self._update_gauge())
         self.answer = AnswerPanel()
@@ -203,6 +206,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 selection["source"] = self.region.tool.source
             result = await self.state.run(request, region=selection)
             self.compare.show(result, before)
+            self.compare.layout.display = ""
             self.zoom.show(result)
             self.answer.show(result)
             self._show_region_source()
@@ -245,6 +249,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         except Exception:  # the crop is context for the eye; the answer is what matters
             crop = None
         self.compare.show(answer, crop)
+        self.compare.layout.display = ""
         self.zoom.show(None)
         self.answer.show(answer)
         return answer.cost_usd
@@ -317,6 +322,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             self.answer.clear()
             self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
+            self.compare.layout.display = "none"  # until the new inputs have a result
             self.zoom.show(None)
             self._show_region_source()
         elif self.region.tool.selection():
