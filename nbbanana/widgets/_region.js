@@ -31,7 +31,7 @@ function render({ model, el }) {
   }
   const stage = h("div", { class: "nbb-region-stage" }, img, canvas, box);
   const modes = {};
-  const toolbar = h("div", { class: "nbb-region-toolbar" }, h("b", { text: "Region (optional):" }));
+  const toolbar = h("div", { class: "nbb-region-toolbar" }, h("b", { text: "Edit only a region (optional):" }));
   for (const [value, label, hint] of [
     ["box", "▭ Box", "Drag on the picture to select a box"],
     ["mask", "✎ Paint mask", "Paint over what to edit"],
