@@ -18,6 +18,7 @@ from nbbanana.emulator import Emulator
 from nbbanana.region import Box, RegionResult, parse_region, plan_crop
 from nbbanana.widgets import Studio
 from nbbanana.widgets._region import (
+    SEVERAL_UPLOADS,
     RegionGauge,
     RegionPicker,
     RegionTool,
@@ -315,7 +316,7 @@ def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emula
     assert "too little detail" in error  # why, in region.py's words
     assert "unblended answer is kept" in error and "shown as the After image" in error
     assert ".answer" not in error and "min_confidence" not in error  # no API advice
-    assert "The next run still edits the uploaded image" in error
+    assert "the next run still edits the uploaded image" in error
     # The answer is shown beside the crop that was sent; nothing joined the history.
     answer = app.compare.result
     assert answer is not None and answer.image is not None
@@ -324,3 +325,12 @@ def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emula
     assert not app.compare.save_button.disabled
     assert app.state.turns == [] and app.region.tool.selection()  # ready to run again
     assert "failed" in app.prompt_box.status.value.lower()
+
+    # A second upload: the error was about the old inputs, and there is no one picture
+    # to draw on any more (the tool says why); with one upload again, it is back.
+    app.uploader.add_bytes(jpeg_bytes(textured(640, 480, seed=6), 92), "kite.jpg")
+    assert app.prompt_box.error.value == ""
+    assert app.region.src == "" and app.region.label == SEVERAL_UPLOADS
+    app.uploader.remove(app.uploader.items[0]["id"])
+    assert app.region.src and app.region.size == [640, 480]
+    assert app.region.label.startswith("No region")

@@ -136,7 +136,9 @@ function render({ model, el }) {
     stage.style.display = has ? "" : "none";
     toolbar.style.display = has ? "" : "none";
     empty.style.display = has ? "none" : "";
-    label.style.display = has ? "" : "none"; // its text then repeats the empty note
+    label.style.display = has ? "" : "none";
+    // Without a picture the kernel's label says why (no upload yet, or several).
+    empty.textContent = model.get("label") || "Upload an image to select a region of it.";
     if (img.getAttribute("src") !== src) {
       if (has) img.setAttribute("src", src);
       else img.removeAttribute("src");

@@ -306,6 +306,8 @@ class RegionTool:
         self.source: object = None
         self.size: tuple[int, int] = (0, 0)
         self.what = "the picture"
+        #: Why there is nothing to draw on, when there is a reason beyond "no upload".
+        self.note = ""
         self.mode = "box"
         self.rect: Rect | None = None
         self.strokes: list[Stroke] = []
@@ -317,8 +319,10 @@ class RegionTool:
         self._generation = 0
 
     def set_source(self, source: object, size: tuple[int, int], what: str) -> None:
-        """Edit ``source`` (upright ``size``) from now on; the selection is cleared."""
+        """Edit ``source`` (upright ``size``) from now on; the selection is cleared.
+        With ``source=None``, ``what`` may say why there is nothing to draw on."""
         self.source, self.size, self.what = source, size, what
+        self.note = what if source is None else ""
         self._upright = None
         self._fits.clear()
         self._pending.clear()
@@ -367,7 +371,7 @@ class RegionTool:
     def label(self) -> str:
         """One line under the picture: what is selected, in source pixels."""
         if self.source is None:
-            return "Upload an image to select a region of it."
+            return self.note or "Upload an image to select a region of it."
         plan = self.plan()
         if plan is None:
             how = "paint over" if self.mode == "mask" else "drag a box on"
@@ -443,6 +447,12 @@ class RegionTool:
         self._run(work, done)
 
 
+#: What the region tool says instead of a picture when several images are uploaded.
+SEVERAL_UPLOADS = (
+    "A regional edit changes one picture: with several uploads there is none to draw on "
+    "(keep one to select a region of it, or run first and select one in the result)."
+)
+
 #: Where region.py's messages stop describing what happened and turn to its API.
 _API_ADVICE = " The unblended answer is on this error's .answer"
 
@@ -455,12 +465,11 @@ def unplaced_message(exc: RegistrationError, what: str) -> UserMessage:
     answer = exc.answer
     if answer is not None and answer.image is not None:
         kept = (
-            f"Nothing was blended into {what}. The model's unblended answer is kept: it "
-            "is shown as the After image, beside the crop that was sent (Save keeps it). "
-            f"The next run still edits {what}."
+            "The model's unblended answer is kept and shown as the After image, beside "
+            f"the crop that was sent (Save keeps it); the next run still edits {what}."
         )
     else:
-        kept = f"Nothing was blended into {what}, and the answer held no image to show."
+        kept = f"The answer held no image to show; the next run still edits {what}."
     return UserMessage(
         "The edited region could not be placed back into the picture",
         f"{reason} {kept}",
@@ -476,7 +485,7 @@ def region_source(
     picked: int | None = None,
 ) -> tuple[object, Image.Image | None, tuple[int, int], str]:
     """What the next run edits, for the region tool: ``(source, preview, upright size,
-    what it is called)``. Image ``picked`` (from 0) of the latest turn's answer when one
+    what it is called; or why there is none)``. Image ``picked`` (from 0) of the latest turn's answer when one
     of several was picked, else the latest turn's image (full size: a regional turn's
     composite), else the first upload's original bytes (full resolution, whatever was
     fitted for sending) with an upright preview; ``(None, None, (0, 0), "")`` when there
@@ -493,6 +502,8 @@ def region_source(
         return latest, latest.image, latest.image.size, what
     if not uploads:
         return None, None, (0, 0), ""
+    if len(uploads) > 1:  # references for a new picture: none of them is "the" picture
+        return None, None, (0, 0), SEVERAL_UPLOADS
     name, data = uploads[0]
     source = {"name": name, "type": "", "content": memoryview(data)}
     # A preview-sized decode (JPEG draft): the full size is read from the header.

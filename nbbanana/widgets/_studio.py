@@ -163,6 +163,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         if self.prompt_box.run.disabled:
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
+        self.prompt_box.show_error(None)  # an error of the branch left behind
         turns = self.state.turns
         self.history.show(self.state.tree)
         self._update_gauge()
@@ -318,6 +319,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         if uploader.busy:
             return
         if self.state.set_inputs(uploader.images):
+            self.prompt_box.show_error(None)  # it was about the old inputs
             self.history.clear()
             self.answer.clear()
             self.uploader.show_next(None)
