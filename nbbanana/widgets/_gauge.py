@@ -279,8 +279,8 @@ class TurnGauge:
             index, count = self.picked
             what = (
                 f"next run edits image {index + 1} of {count} of turn {self.turn} "
-                f"({width}×{height}, made by the model): a new chat starts from it, "
-                "sent as the one image (the chat history and the uploads are not sent)"
+                f"({width}×{height}, made by the model): a new chat starts from it "
+                "alone (no chat history, no uploads)"
             )
         else:
             what = (
