@@ -13,6 +13,7 @@ from PIL import Image
 from test_region_sdk import textured
 
 import nbbanana
+from nbbanana._format import format_usd
 from nbbanana.budget import RequestBudget
 from nbbanana.emulator import Emulator
 from nbbanana.region import Box, RegionResult, parse_region, plan_crop
@@ -324,7 +325,8 @@ def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emula
     assert app.compare.canvas.before_size == [plan.crop.width, plan.crop.height]
     assert not app.compare.save_button.disabled
     assert app.state.turns == [] and app.region.tool.selection()  # ready to run again
-    assert "failed" in app.prompt_box.status.value.lower()
+    status = app.prompt_box.status.value
+    assert "Failed after" in status and f"cost {format_usd(answer.cost_usd)}" in status
 
     # A second upload: the error was about the old inputs, and there is no one picture
     # to draw on any more (the tool says why); with one upload again, it is back.
