@@ -208,6 +208,26 @@ def test_turn_gauge_describes_the_turn_image_being_sent() -> None:
     assert gauge.fraction == pytest.approx(3_000_014 / 20_000_000)
 
 
+def test_a_picked_image_gauge_says_a_new_chat_starts_from_it() -> None:
+    gauge = turn_gauge(
+        3,
+        size=(1264, 848),
+        history_bytes=1_400_000,
+        history_tokens=1_120,
+        model=FLASH,
+        limit=20_000_000,
+        picked=(1, 3),
+    )
+    assert gauge.title == "Next request: image 2 of 3 of turn 3"
+    said = gauge.lines()[0]
+    assert said.startswith("next run edits image 2 of 3 of turn 3 (1264×848, made by the model)")
+    assert "a new chat starts from it" in said and "goes back in the chat history" not in said
+    unpicked = turn_gauge(3, size=(1264, 848), history_bytes=1, history_tokens=1, model=FLASH,
+                          limit=None)  # fmt: skip
+    assert unpicked.title == "Next request: turn 3's image"
+    assert "goes back in the chat history" in unpicked.lines()[0]
+
+
 def test_the_budget_bar_has_a_scale() -> None:
     assert scale_labels(3_800_000, 100_000_000) == ("0", "3.8 MB (4%)", "100.0 MB budget")
     assert scale_labels(3_800_000, None) == ("0", "3.8 MB request", "no limit")

@@ -294,6 +294,9 @@ def test_every_image_of_an_answer_can_be_picked_and_edited_next(emulator: Emulat
     assert len(result.images) == 3
     assert [b.description for b in app.answer.buttons] == ["Image 1 ●", "Image 2", "Image 3"]
     assert strip_caption(3, 0) in app.answer.caption.value
+    # The strip comes first in the panel, right under the view it picks for.
+    children = list(app.answer.children)
+    assert children.index(app.answer.strip) < children.index(app.answer.extras)
     first_after = app.compare.canvas.after
     app.answer.buttons[2].click()
     assert app.state.picked == 2 and app.compare.canvas.after != first_after
@@ -306,7 +309,10 @@ def test_every_image_of_an_answer_can_be_picked_and_edited_next(emulator: Emulat
     gauge = app.state.next_gauge(box.request())
     assert gauge is not None and gauge.size == result.images[2].size
     assert gauge.history_bytes < app.state.tree[1].chat._history_bytes()
-    assert app.uploader.summary["title"] == "Next request: turn 1's image"
+    # ...and says what happens to it: a new chat, not the chat history.
+    assert app.uploader.summary["title"] == "Next request: image 3 of 3 of turn 1"
+    said = app.uploader.summary["lines"][0]
+    assert "a new chat starts from it" in said and "goes back in the chat history" not in said
     box.prompt.value = "Make it blue"
     box.run.click()
     assert box.error.value == ""

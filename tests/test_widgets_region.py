@@ -13,11 +13,13 @@ from PIL import Image
 from test_region_sdk import textured
 
 import nbbanana
+from nbbanana._format import format_usd
 from nbbanana.budget import RequestBudget
 from nbbanana.emulator import Emulator
 from nbbanana.region import Box, RegionResult, parse_region, plan_crop
 from nbbanana.widgets import Studio
 from nbbanana.widgets._region import (
+    SEVERAL_UPLOADS,
     RegionGauge,
     RegionPicker,
     RegionTool,
@@ -266,3 +268,71 @@ def test_a_regional_run_in_the_studio(emulator: Emulator) -> None:
     second = app.run()
     assert second is not None and second.parent is result
     assert app.zoom.layout.display == "none"
+
+
+def test_after_a_pick_the_region_tool_draws_on_the_picked_image(emulator: Emulator) -> None:
+    session = nbbanana.connect(
+        base_url=emulator.base_url, endpoint="gemini", model="gemini-3-pro-image"
+    )
+    app = Studio(session)
+    app.uploader.add_bytes(jpeg_bytes(textured(1200, 800, seed=5), 95), "street.jpg")
+    app.prompt_box.prompt.value = "Three variations of this street"
+    answer = app.run()
+    assert answer is not None and len(answer.images) == 3
+    assert app.region.tool.source is answer  # the first image, until another is picked
+    app.pick(2)
+    picked = answer.images[2]
+    assert app.region.tool.source is picked and app.region.size == list(picked.size)
+    assert app.region.tool.what == "image 3 of 3 of turn 1"
+    # A regional run edits the picked image: every pixel outside the region is its own.
+    app.region.rect = [0.3, 0.3, 0.6, 0.6]
+    assert app.uploader.summary["title"] == "Next request: a region of image 3 of 3 of turn 1"
+    emulator.inject("transform", scale=1.0)
+    app.prompt_box.prompt.value = "make the sky violet"
+    result = app.run()
+    assert app.prompt_box.error.value == ""
+    assert isinstance(result, RegionResult) and result.image is not None
+    assert result.image.size == picked.size
+    outside = (0, 0, picked.width, picked.height // 5)  # above the region
+    composite = np.asarray(result.image.convert("RGB").crop(outside), dtype=int)
+    assert np.array_equal(composite, np.asarray(picked.convert("RGB").crop(outside), dtype=int))
+    first = np.asarray(answer.images[0].convert("RGB").crop(outside), dtype=int)
+    assert not np.array_equal(composite, first)
+
+
+def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emulator) -> None:
+    session = nbbanana.connect(base_url=emulator.base_url, endpoint="gemini", model=FLASH)
+    app = Studio(session)
+    # A plain picture: the context around the region has nothing to register on.
+    app.uploader.add_bytes(
+        jpeg_bytes(Image.new("RGB", (1200, 800), (120, 130, 140)), 92), "wall.jpg"
+    )
+    app.region.rect = [0.3, 0.3, 0.6, 0.6]
+    plan = app.region.tool.plan()
+    assert plan is not None
+    app.prompt_box.prompt.value = "paint a door"
+    assert app.run() is None
+    error = app.prompt_box.error.value
+    assert "could not be placed back into the picture" in error
+    assert "too little detail" in error  # why, in region.py's words
+    assert "unblended answer is kept" in error and "shown as the After image" in error
+    assert ".answer" not in error and "min_confidence" not in error  # no API advice
+    assert "the next run still edits the uploaded image" in error
+    # The answer is shown beside the crop that was sent; nothing joined the history.
+    answer = app.compare.result
+    assert answer is not None and answer.image is not None
+    assert app.compare.canvas.after_size == list(answer.image.size)
+    assert app.compare.canvas.before_size == [plan.crop.width, plan.crop.height]
+    assert not app.compare.save_button.disabled
+    assert app.state.turns == [] and app.region.tool.selection()  # ready to run again
+    status = app.prompt_box.status.value
+    assert "Failed after" in status and f"cost {format_usd(answer.cost_usd)}" in status
+
+    # A second upload: the error was about the old inputs, and there is no one picture
+    # to draw on any more (the tool says why); with one upload again, it is back.
+    app.uploader.add_bytes(jpeg_bytes(textured(640, 480, seed=6), 92), "kite.jpg")
+    assert app.prompt_box.error.value == ""
+    assert app.region.src == "" and app.region.label == SEVERAL_UPLOADS
+    app.uploader.remove(app.uploader.items[0]["id"])
+    assert app.region.src and app.region.size == [640, 480]
+    assert app.region.label.startswith("No region")

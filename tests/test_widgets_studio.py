@@ -55,7 +55,9 @@ def _generate_calls(emulator: Emulator) -> int:
 def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) -> None:
     app = _studio(emulator)
     app.uploader.add_bytes(upload, "street.jpg")
-    assert app.compare.canvas.before_size == [900, 600]  # the input is shown at once
+    assert app.compare.canvas.before_size == [900, 600]  # the input is ready ...
+    # ... but the view waits for a result: the region tool already shows the upload.
+    assert app.compare.layout.display == "none" and app.region.size == [900, 600]
     box = app.prompt_box
     box.prompt.value = "Make the sky violet"
     box.aspect_ratio.value = "3:2"
@@ -65,6 +67,7 @@ def test_upload_run_second_turn_and_branch(emulator: Emulator, upload: bytes) ->
     assert app.compare.canvas.after_size == list(get_model(FLASH).output_size("3:2"))
     assert app.compare.canvas.before_size == [900, 600]
     assert app.compare.canvas.can_slide  # both 3:2
+    assert app.compare.layout.display != "none"
     assert "Done in" in box.status.value and not box.run.disabled
     assert [b.description for b in app.history.buttons] == [CURRENT_LABEL]
 

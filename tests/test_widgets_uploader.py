@@ -287,3 +287,22 @@ def test_plain_word_warnings_reach_the_view() -> None:
     assert "GPS" in warnings["gps.jpg"]
     assert "first of 4 frames" in warnings["anim.gif"]
     assert "not accepted by the API" in uploader.items[1]["lines"][1]  # GIF is converted
+
+
+def test_many_uploads_are_a_grid_of_thumbnails_with_a_short_gauge() -> None:
+    uploader = ImageUploader(model=PRO)
+    photos = [jpeg_bytes(photo_like(480, 480, seed=40 + n), 85) for n in range(14)]
+    uploader.add_bytes(photos[0], "ref-01.jpg")
+    uploader.add_bytes(photos[1], "ref-02.jpg")
+    assert uploader.layout_mode == "cards"  # a few: each card with its whole gauge
+    for n, data in enumerate(photos[2:], start=3):
+        uploader.add_bytes(data, f"ref-{n:02d}.jpg")
+    assert uploader.layout_mode == "grid" and len(uploader.images) == 14
+    view = uploader.items[0]
+    assert view["short"] == ["480×480 sent as is", view["short"][1]]
+    assert view["short"][1].endswith("tokens") and " · ≈" in view["short"][1]
+    assert len(view["lines"]) >= 4  # the whole gauge is still there, for the tooltip
+    uploader.remove(uploader.items[0]["id"])
+    for view in list(uploader.items)[:11]:
+        uploader.remove(view["id"])
+    assert len(uploader.items) == 2 and uploader.layout_mode == "cards"

@@ -65,7 +65,8 @@ class AnswerPanel(w.VBox):  # type: ignore[misc]
         #: The strip's buttons, one per image of the answer (``buttons[0]`` is image 1).
         self.buttons: list[w.Button] = []
         self._callbacks: list[Callable[[int], None]] = []
-        super().__init__(children=[self.extras, self.caption, self.strip])
+        # The strip first: it picks the After image shown just above it.
+        super().__init__(children=[self.caption, self.strip, self.extras])
         self.add_class("nbb-answer")
         self.clear()
 

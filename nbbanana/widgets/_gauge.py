@@ -102,6 +102,16 @@ class ImageGauge:
             lines.append(self.resize_note)
         return lines
 
+    def short_lines(self) -> list[str]:
+        """The gauge in two lines, for a thumbnail among many (the full lines go in
+        its tooltip): what is sent, and what it costs in the request."""
+        (ow, oh), (fw, fh) = self.original_size, self.fitted_size
+        sent = f"{fw}×{fh} sent as is" if self.passthrough else f"{ow}×{oh} → {fw}×{fh}"
+        return [
+            sent,
+            f"{format_bytes(self.request_bytes)} · ≈{self.tokens:,} tokens",
+        ]
+
     def __str__(self) -> str:
         return "\n".join([self.name, *self.lines(), *(f"⚠ {w}" for w in self.warnings)])
 
@@ -232,7 +242,9 @@ def resize_note(
 @dataclass(frozen=True)
 class TurnGauge:
     """What the next run sends when it continues a turn: that turn's image goes back
-    to the model in the chat history (the uploads were sent with the first turn)."""
+    to the model in the chat history (the uploads were sent with the first turn). When
+    one of several images of the turn's answer was picked, the next run instead starts
+    a new chat with that image as the one image sent."""
 
     turn: int
     model: str
@@ -244,6 +256,15 @@ class TurnGauge:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    #: ``(index from 0, how many)`` when one of several answer images was picked.
+    picked: tuple[int, int] | None = None
+
+    @property
+    def title(self) -> str:
+        if self.picked is not None:
+            index, count = self.picked
+            return f"Next request: image {index + 1} of {count} of turn {self.turn}"
+        return f"Next request: turn {self.turn}'s image"
 
     @property
     def fraction(self) -> float:
@@ -254,9 +275,20 @@ class TurnGauge:
         budget = (
             f" of {format_bytes(self.limit)} budget ({self.fraction:.0%})" if self.limit else ""
         )
+        if self.picked is not None:
+            index, count = self.picked
+            what = (
+                f"next run edits image {index + 1} of {count} of turn {self.turn} "
+                f"({width}×{height}, made by the model): a new chat starts from it "
+                "alone (no chat history, no uploads)"
+            )
+        else:
+            what = (
+                f"next run edits turn {self.turn}'s image ({width}×{height}, made by the "
+                "model); it goes back in the chat history, not the uploads"
+            )
         return [
-            f"next run edits turn {self.turn}'s image ({width}×{height}, made by the model); "
-            "it goes back in the chat history, not the uploads",
+            what,
             f"request ≈{format_bytes(self.history_bytes)}{budget}",
             f"≈{self.input_tokens:,} input + {self.output_tokens:,} output tokens ≈ "
             f"{format_usd(self.cost_usd)} on {self.model}",
@@ -273,8 +305,10 @@ def turn_gauge(
     limit: int | None,
     prompt: str = "",
     image_size: str | None = None,
+    picked: tuple[int, int] | None = None,
 ) -> TurnGauge:
-    """The gauge of a run that continues turn ``turn`` of a chat."""
+    """The gauge of a run that continues turn ``turn`` of a chat (``picked``: from image
+    ``picked[0]`` of ``picked[1]`` of its answer, in a new chat)."""
     info = get_model(model)
     input_tokens = history_tokens + text_tokens(prompt)
     output_tokens = info.output_image_tokens(image_size if image_size in info.image_sizes else None)
@@ -287,6 +321,7 @@ def turn_gauge(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_usd=info.cost_usd(input_tokens=input_tokens, output_image_tokens=output_tokens),
+        picked=picked,
     )
 
 

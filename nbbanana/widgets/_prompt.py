@@ -240,6 +240,8 @@ def status_text(
         parts.append(f"cost {format_usd(cost_usd)}" if cost_usd is not None else "cost unknown")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
+        if cost_usd is not None:  # paid for all the same (a regional answer not placed)
+            parts.append(f"cost {format_usd(cost_usd)}")
     parts.append("session " + SpendSummary(spent_usd, cap_usd, offline=offline).text())
     return " · ".join(parts)
 

@@ -31,7 +31,7 @@ function render({ model, el }) {
   }
   const stage = h("div", { class: "nbb-region-stage" }, img, canvas, box);
   const modes = {};
-  const toolbar = h("div", { class: "nbb-region-toolbar" }, h("b", { text: "Region (optional):" }));
+  const toolbar = h("div", { class: "nbb-region-toolbar" }, h("b", { text: "Edit only a region (optional):" }));
   for (const [value, label, hint] of [
     ["box", "▭ Box", "Drag on the picture to select a box"],
     ["mask", "✎ Paint mask", "Paint over what to edit"],
@@ -136,6 +136,9 @@ function render({ model, el }) {
     stage.style.display = has ? "" : "none";
     toolbar.style.display = has ? "" : "none";
     empty.style.display = has ? "none" : "";
+    label.style.display = has ? "" : "none";
+    // Without a picture the kernel's label says why (no upload yet, or several).
+    empty.textContent = model.get("label") || "Upload an image to select a region of it.";
     if (img.getAttribute("src") !== src) {
       if (has) img.setAttribute("src", src);
       else img.removeAttribute("src");

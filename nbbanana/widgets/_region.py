@@ -35,11 +35,12 @@ from PIL import Image, ImageDraw
 from .._format import format_usd
 from ..errors import NbbananaError, redact
 from ..models import get_model, text_tokens
-from ..region import Box, CropPlan, parse_region, plan_crop
+from ..region import Box, CropPlan, RegistrationError, parse_region, plan_crop
 from ._background import run_in_background
 from ._compare import _CompareCanvas, can_slide
 from ._gauge import format_bytes, scale_labels
 from ._preview import VIEW_SIDE, data_url
+from ._prompt import UserMessage
 
 if TYPE_CHECKING:
     from ..budget import RequestBudget
@@ -305,6 +306,8 @@ class RegionTool:
         self.source: object = None
         self.size: tuple[int, int] = (0, 0)
         self.what = "the picture"
+        #: Why there is nothing to draw on, when there is a reason beyond "no upload".
+        self.note = ""
         self.mode = "box"
         self.rect: Rect | None = None
         self.strokes: list[Stroke] = []
@@ -316,8 +319,10 @@ class RegionTool:
         self._generation = 0
 
     def set_source(self, source: object, size: tuple[int, int], what: str) -> None:
-        """Edit ``source`` (upright ``size``) from now on; the selection is cleared."""
+        """Edit ``source`` (upright ``size``) from now on; the selection is cleared.
+        With ``source=None``, ``what`` may say why there is nothing to draw on."""
         self.source, self.size, self.what = source, size, what
+        self.note = what if source is None else ""
         self._upright = None
         self._fits.clear()
         self._pending.clear()
@@ -353,10 +358,20 @@ class RegionTool:
             return None
         return plan_crop(parse_region(chosen.get("region"), chosen.get("mask"), size=self.size))
 
+    def crop(self) -> Image.Image | None:
+        """The crop of the source a regional run sends (region and margin, upright, at
+        full resolution); ``None`` without a selection."""
+        plan = self.plan()
+        if plan is None:
+            return None
+        if self._upright is None:
+            self._upright = _upright(self.source)
+        return self._upright.crop(plan.crop.as_tuple())
+
     def label(self) -> str:
         """One line under the picture: what is selected, in source pixels."""
         if self.source is None:
-            return "Upload an image to select a region of it."
+            return self.note or "Upload an image to select a region of it."
         plan = self.plan()
         if plan is None:
             how = "paint over" if self.mode == "mask" else "drag a box on"
@@ -432,22 +447,63 @@ class RegionTool:
         self._run(work, done)
 
 
+#: What the region tool says instead of a picture when several images are uploaded.
+SEVERAL_UPLOADS = (
+    "A regional edit changes one picture: with several uploads there is none to draw on "
+    "(keep one to select a region of it, or run first and select one in the result)."
+)
+
+#: Where region.py's messages stop describing what happened and turn to its API.
+_API_ADVICE = " The unblended answer is on this error's .answer"
+
+
+def unplaced_message(exc: RegistrationError, what: str) -> UserMessage:
+    """What the studio says when a regional answer could not be placed back into
+    ``what`` (the picture the run edited): why, that nothing was blended, and that the
+    model's unblended answer (paid for) is kept and shown, or that there is none."""
+    reason = exc.message.split(_API_ADVICE, 1)[0].strip()
+    answer = exc.answer
+    if answer is not None and answer.image is not None:
+        kept = (
+            "The model's unblended answer is kept and shown as the After image, beside "
+            f"the crop that was sent (Save keeps it); the next run still edits {what}."
+        )
+    else:
+        kept = f"The answer held no image to show; the next run still edits {what}."
+    return UserMessage(
+        "The edited region could not be placed back into the picture",
+        f"{reason} {kept}",
+        "Run again (each answer differs), or draw a larger region that takes in some "
+        "texture or corners around what to change.",
+    )
+
+
 def region_source(
-    turns: Sequence[Result], uploads: Sequence[tuple[str, bytes]], current: int | None
+    turns: Sequence[Result],
+    uploads: Sequence[tuple[str, bytes]],
+    current: int | None,
+    picked: int | None = None,
 ) -> tuple[object, Image.Image | None, tuple[int, int], str]:
     """What the next run edits, for the region tool: ``(source, preview, upright size,
-    what it is called)``. The latest turn's image (full size: a regional turn's
+    what it is called; or why there is none)``. Image ``picked`` (from 0) of the latest turn's answer when one
+    of several was picked, else the latest turn's image (full size: a regional turn's
     composite), else the first upload's original bytes (full resolution, whatever was
     fitted for sending) with an upright preview; ``(None, None, (0, 0), "")`` when there
     is nothing."""
     from ..images import load_image
 
+    if picked is not None and turns and 0 <= picked < len(turns[-1].images):
+        image = turns[-1].images[picked]
+        count = len(turns[-1].images)
+        return image, image, image.size, f"image {picked + 1} of {count} of turn {current}"
     latest = next((r for r in reversed(turns) if r.image is not None), None)
     if latest is not None and latest.image is not None:
         what = f"turn {current}'s image" if current is not None else "the latest image"
         return latest, latest.image, latest.image.size, what
     if not uploads:
         return None, None, (0, 0), ""
+    if len(uploads) > 1:  # references for a new picture: none of them is "the" picture
+        return None, None, (0, 0), SEVERAL_UPLOADS
     name, data = uploads[0]
     source = {"name": name, "type": "", "content": memoryview(data)}
     # A preview-sized decode (JPEG draft): the full size is read from the header.

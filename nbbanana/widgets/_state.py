@@ -130,6 +130,7 @@ class StudioState:
                 limit=self.session.pipeline.budget(request.model).limit,
                 prompt=request.prompt,
                 image_size=request.image_size,
+                picked=(self.picked, len(result.images)),
             )
         if current is None or self.chat is None or not len(self.chat):
             return None

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._spend import SpendSummary
+from ..region import RegistrationError
 from ._answer import AnswerPanel
 from ._background import run_in_background
 from ._choices import ModelListing, fetch_catalogue, listing_for
 from ._compare import CompareView
 from ._history import HistoryStrip
 from ._prompt import PromptBox, RunRequest, describe_error, status_text, validate_request
-from ._region import RegionPicker, RegionZoom, region_source
+from ._region import RegionPicker, RegionZoom, region_source, unplaced_message
 from ._state import StudioState
 from ._uploader import ImageUploader
 
@@ -58,6 +59,9 @@ class Studio(w.VBox):  # type: ignore[misc]
         )
         self.prompt_box = PromptBox(model=session.model, model_info=model_info)
         self.compare = CompareView()
+        # Hidden until there is a result: before that its Before picture would only
+        # repeat the region tool's picture of the same upload.
+        self.compare.layout.display = "none"
         self.region, self.zoom = RegionPicker(), RegionZoom()  # regional edits (issue 15)
         self.region.on_change(lambda _picker: self._update_gauge())
         self.answer = AnswerPanel()
@@ -146,6 +150,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.state.pick(index)
         self.compare.show(result, before, index=index)
         self.answer.show(result, picked=index)
+        self._show_region_source()  # draw on the picked image: the next run edits it
         self._update_gauge()
         self.prompt_box.show_status(
             f"Image {index + 1} of {len(result.images)} is the After image: the next run edits it."
@@ -158,6 +163,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         if self.prompt_box.run.disabled:
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
+        self.prompt_box.show_error(None)  # an error of the branch left behind
         turns = self.state.turns
         self.history.show(self.state.tree)
         self._update_gauge()
@@ -201,12 +207,15 @@ class Studio(w.VBox):  # type: ignore[misc]
                 selection["source"] = self.region.tool.source
             result = await self.state.run(request, region=selection)
             self.compare.show(result, before)
+            self.compare.layout.display = ""
             self.zoom.show(result)
             self.answer.show(result)
             self._show_region_source()
             self.history.show(self.state.tree)
             self._update_gauge()
             cost = result.cost_usd
+        except RegistrationError as exc:  # paid for but not placed: show it, say so
+            cost = self._show_unplaced(exc)
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
         finally:
@@ -226,6 +235,25 @@ class Studio(w.VBox):  # type: ignore[misc]
             )
         )
         return result
+
+    def _show_unplaced(self, exc: RegistrationError) -> float | None:
+        """A regional answer that could not be placed back: show it unblended beside
+        the crop that was sent, and say so. Nothing changes in the history: the next
+        run edits the same picture (the region stays selected, to run again)."""
+        tool = self.region.tool
+        answer = exc.answer
+        self.prompt_box.show_error(unplaced_message(exc, tool.what))
+        if answer is None or answer.image is None:
+            return None
+        try:
+            crop = tool.crop()
+        except Exception:  # the crop is context for the eye; the answer is what matters
+            crop = None
+        self.compare.show(answer, crop)
+        self.compare.layout.display = ""
+        self.zoom.show(None)
+        self.answer.show(answer)
+        return answer.cost_usd
 
     def _estimate(self, request: RunRequest) -> float | None:
         try:
@@ -272,7 +300,7 @@ class Studio(w.VBox):  # type: ignore[misc]
 
     def _update_gauge(self) -> None:
         """Make the gauge describe what the next run sends: the uploads, or, once there
-        are turns, the current turn's image (which goes back in the chat history)."""
+        are turns, the current turn's image (or the one picked of its answer)."""
         request = self.prompt_box.request()
         region = self.region.summary(
             model=request.model, budget=self.session.pipeline.budget(request.model),
@@ -291,10 +319,12 @@ class Studio(w.VBox):  # type: ignore[misc]
         if uploader.busy:
             return
         if self.state.set_inputs(uploader.images):
+            self.prompt_box.show_error(None)  # it was about the old inputs
             self.history.clear()
             self.answer.clear()
             self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
+            self.compare.layout.display = "none"  # until the new inputs have a result
             self.zoom.show(None)
             self._show_region_source()
         elif self.region.tool.selection():
@@ -304,7 +334,10 @@ class Studio(w.VBox):  # type: ignore[misc]
         """Draw regions on what the next run edits (the selection starts empty)."""
         self.region.set_source(
             *region_source(
-                self.state.turns, self.uploader.tracker.originals, self.state.tree.current
+                self.state.turns,
+                self.uploader.tracker.originals,
+                self.state.tree.current,
+                self.state.picked,
             )
         )
 

@@ -169,9 +169,13 @@ function render({ model, el }) {
     } else if (item.state === "error") {
       body.append(h("div", { class: "nbb-item-error", role: "alert", text: item.error }));
     }
+    // In the grid a thumbnail carries a two-line gauge; the whole one is its tooltip.
+    const grid = model.get("layout_mode") === "grid";
+    const lines = (grid ? item.short : item.lines) || [];
     const gauge = h("ul", { class: "nbb-gauge" });
-    for (const line of item.lines || []) gauge.append(h("li", { text: line }));
-    if ((item.lines || []).length) body.append(gauge);
+    for (const line of lines) gauge.append(h("li", { text: line }));
+    if (lines.length) body.append(gauge);
+    if (grid && (item.lines || []).length) card.title = [item.name, ...item.lines].join("\n");
     for (const warning of item.warnings || []) {
       body.append(h("div", { class: "nbb-warning", text: "⚠ " + warning }));
     }
@@ -190,6 +194,7 @@ function render({ model, el }) {
     const items = model.get("items") || [];
     const max = model.get("max_images");
     hint.textContent = `or drop up to ${max} ${max === 1 ? "image" : "images"} here`;
+    list.className = `nbb-upload-items nbb-layout-${model.get("layout_mode") || "cards"}`;
     list.replaceChildren(...items.map(renderItem));
     const info = model.get("summary") || {};
     summary.replaceChildren();
@@ -217,6 +222,7 @@ function render({ model, el }) {
     }
   }
   model.on("change:items", update);
+  model.on("change:layout_mode", update);
   model.on("change:summary", update);
   model.on("change:max_images", update);
   update();
@@ -224,6 +230,7 @@ function render({ model, el }) {
   return () => {
     model.off("msg:custom", onMessage);
     model.off("change:items", update);
+    model.off("change:layout_mode", update);
     model.off("change:summary", update);
     model.off("change:max_images", update);
   };

@@ -65,6 +65,8 @@ __all__ = [
 CHUNK_SIZE = 4 * 1024 * 1024
 #: The largest file the uploader accepts; anything bigger is not a photo worth sending.
 MAX_UPLOAD_BYTES = 200 * 1000 * 1000
+#: From this many uploads on they are shown as a wrapping grid of thumbnails, not cards.
+GRID_FROM = 3
 
 
 class UploadRefused(Exception):
@@ -225,6 +227,7 @@ class _Item:
             "status": "fitting for the model…" if self.state == "fitting" else "",
             "thumb": outcome.thumb if outcome else "",
             "lines": self.gauge.lines() if self.gauge else [],
+            "short": self.gauge.short_lines() if self.gauge else [],
             "warnings": list(self.gauge.warnings) if self.gauge else [],
             "error": self.error,
             # of the bytes that arrived: lets a test (or a curious user) check integrity
@@ -345,6 +348,12 @@ class UploadTracker:
     def views(self) -> list[dict[str, Any]]:
         """What the browser shows for each upload."""
         return [item.view() for item in self._items]
+
+    def layout(self) -> str:
+        """How the browser lays the uploads out: ``"cards"`` (each with its whole
+        gauge) for a few, ``"grid"`` (wrapping thumbnails with a two-line gauge; the
+        rest in a tooltip) from :data:`GRID_FROM` on, so 14 references stay compact."""
+        return "grid" if len(self._items) >= GRID_FROM else "cards"
 
     def summary(self) -> dict[str, Any]:
         """What the browser shows for the whole request (empty when nothing is ready)."""
@@ -498,6 +507,8 @@ class ImageUploader(anywidget.AnyWidget):
     max_images = traitlets.Int(3).tag(sync=True)
     chunk_size = traitlets.Int(CHUNK_SIZE).tag(sync=True)
     items = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: ``"cards"`` or ``"grid"``: see :meth:`UploadTracker.layout`.
+    layout_mode = traitlets.Unicode("cards").tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
 
     def __init__(
@@ -637,7 +648,7 @@ class ImageUploader(anywidget.AnyWidget):
         if gauge is None:
             return self.tracker.summary()
         return {
-            "title": f"Next request: turn {gauge.turn}'s image",
+            "title": gauge.title,
             "lines": gauge.lines(),
             "fraction": gauge.fraction,
             "scale": list(scale_labels(gauge.history_bytes, gauge.limit)),
@@ -646,6 +657,7 @@ class ImageUploader(anywidget.AnyWidget):
         }
 
     def _publish(self) -> None:
+        self.layout_mode = self.tracker.layout()
         self.items = self.tracker.views()
         self.summary = self._summary()
         for callback in list(self._change_callbacks):

@@ -112,6 +112,11 @@ def _drive(page, expect, lab: JupyterLab, references: list[Path]):  # type: igno
     expect(refused).to_contain_text("up to 6 objects and 5 people")
     studio.locator(".nbb-item.nbb-state-error button").click()
     expect(studio.locator(".nbb-item")).to_have_count(REFERENCES)
+    # 14 references are a compact grid of thumbnails, not a long column of cards.
+    items = studio.locator(".nbb-upload-items")
+    expect(items).to_have_class("nbb-upload-items nbb-layout-grid")
+    grid = items.bounding_box()
+    assert grid is not None and grid["height"] < 600, grid
     page.screenshot(path=str(ARTIFACTS / "studio-gemini3-1-ready.png"), full_page=True)
 
     studio.locator(".nbb-prompt textarea").fill(
@@ -151,6 +156,10 @@ def _drive(page, expect, lab: JupyterLab, references: list[Path]):  # type: igno
     picks.nth(1).click()
     expect(picks.nth(1)).to_have_text("Image 2 ●")
     expect(studio.locator(".nbb-status")).to_contain_text("Image 2 of 3 is the After image")
+    # The gauge says what the next run does with it: a new chat, not the chat history.
+    summary = studio.locator(".nbb-upload-summary")
+    expect(summary).to_contain_text("Next request: image 2 of 3 of turn 2")
+    expect(summary).to_contain_text("a new chat starts from it")
     page.screenshot(path=str(ARTIFACTS / "studio-gemini3-4-several.png"), full_page=True)
     studio.locator(".nbb-compare-view").screenshot(
         path=str(ARTIFACTS / "studio-gemini3-5-compare.png")
