@@ -124,6 +124,21 @@ def test_text_only(emulator: Emulator, sdk_client: genai.Client) -> None:
     assert "no image" in response.text
 
 
+def test_the_prompt_is_the_last_words_of_the_last_user_turn(
+    emulator: Emulator, sdk_client: genai.Client
+) -> None:
+    # A chat joins a regional turn's note and the next prompt into one user turn: the
+    # answer (here the text-only one, which quotes the prompt) is to the prompt.
+    emulator.inject("text_only")
+    turn = types.Content(
+        role="user",
+        parts=[types.Part.from_text(text="[a note on the picture]"),
+               types.Part.from_text(text="draw a cat")],
+    )  # fmt: skip
+    response = sdk_client.models.generate_content(model=FLASH, contents=[turn])
+    assert "“draw a cat”" in response.text and "a note" not in response.text
+
+
 def test_blocked_prompt(make_client: object, emulator: Emulator) -> None:
     client = make_client(headers={"x-emulator-fault": "blocked;reason=PROHIBITED_CONTENT"})  # type: ignore[operator]
     response = client.models.generate_content(model=FLASH, contents="x")

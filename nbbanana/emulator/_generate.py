@@ -307,8 +307,10 @@ def _parse_part(
     if (text := part.get("text")) is not None:
         if not thought:
             request.text_parts.append(str(text))
-            if is_last_user:
-                request.prompt = (request.prompt + " " + str(text)).strip()
+            if is_last_user and str(text).strip():
+                # The prompt is the turn's last words: texts before it in the same turn
+                # are context (a chat joins a regional turn's note into the next turn).
+                request.prompt = str(text).strip()
         return
     inline = field_of(part, "inlineData")
     if inline is not None:
