@@ -99,6 +99,16 @@ _HP_REACH = 5
 _MIN_ISOTROPY = 0.02
 #: Fewer context pixels than this on a level: register on the whole crop instead.
 _MIN_CONTEXT = 400
+#: Side of the tiles the confidence is judged on (px of its level).
+_TILE = 12
+#: A tile whose detail varies less than this (grey levels) has nothing to judge by.
+_MIN_DETAIL = 1.0
+#: Fewer informative tiles than this: the context is feature-poor.
+_MIN_TILES = 6
+#: Long side (px) of the grey images a feature-poor context is compared on.
+_AGREEMENT_SIDE = 64
+#: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
+_FLAT_LEVELS = 4.0
 
 
 class RegistrationError(NbbananaError):
@@ -467,6 +477,13 @@ class Registration:
     #: The answer's brightness relation to the crop on that context: crop ≈ gain × answer + bias.
     gain: float = 1.0
     bias: float = 0.0
+    #: What the placement rests on: ``"context"`` — the detail around the region confirms
+    #: it (``confidence`` as above); ``"sizes"`` — the context is feature-poor (sky, a
+    #: smooth gradient, one straight edge), so the answer is placed the way the model
+    #: frames its input (scaled to cover the crop, centred) because the context does not
+    #: contradict that; ``confidence`` is then how well the context's coarse shading
+    #: agrees (1 = identical after a gain and bias fit, 0 = at the refusal limit).
+    basis: Literal["context", "sizes"] = "context"
 
     def to_crop(self, x: float, y: float) -> tuple[float, float]:
         return self.scale * x + self.tx, self.scale * y + self.ty
@@ -482,6 +499,7 @@ class Registration:
             "confidence": round(self.confidence, 4),
             "gain": round(self.gain, 4),
             "bias": round(self.bias, 3),
+            "basis": self.basis,
         }
 
 
@@ -516,16 +534,30 @@ def _valid(
     ny: float,
     inset: int = 0,
 ) -> np.ndarray[Any, Any]:
-    """Where the warp samples inside the source (one pixel in from its edge), less
-    ``inset`` grid pixels (for filters that would reach past the edge)."""
+    """Where the warp samples inside the source, less ``inset`` grid pixels next to where
+    it does not (a filter of that reach would mix in the warp's fill there).
+
+    The inset applies only against the source's edge, not the grid's: at the grid's own
+    edge both images being compared are edge-padded alike. (Insetting there too threw
+    away most of a thin context frame exactly when the answer covers its crop, and
+    favoured scales that overshoot it.)"""
     h, w = shape
     sh, sw = source_shape
-    ax = m * (np.arange(w, dtype=np.float32) + 0.5) + nx
-    ay = m * (np.arange(h, dtype=np.float32) + 0.5) + ny
-    pad = 1.0 + inset * m
-    vx = (ax >= pad) & (ax <= sw - pad)
-    vy = (ay >= pad) & (ay <= sh - pad)
-    return np.outer(vy, vx)
+    return np.outer(_valid_run(h, sh, m, ny, inset), _valid_run(w, sw, m, nx, inset))
+
+
+def _valid_run(n: int, source: int, m: float, offset: float, inset: int) -> np.ndarray[Any, Any]:
+    """One axis of :func:`_valid`: a bilinear sample at ``m·(i + 0.5) + offset`` reads
+    only the source's pixels while it lies within ``[0.5, source - 0.5]``."""
+    at = m * (np.arange(n, dtype=np.float64) + 0.5) + offset
+    inside = (at >= 0.5 - 1e-6) & (at <= source - 0.5 + 1e-6)
+    if inset and inside.any():
+        first, last = int(np.argmax(inside)), n - 1 - int(np.argmax(inside[::-1]))
+        if first > 0:
+            inside[first : first + inset] = False
+        if last < n - 1:
+            inside[max(0, last - inset + 1) : last + 1] = False
+    return inside
 
 
 def _mean(image: np.ndarray[Any, Any], radius: int) -> np.ndarray[Any, Any]:
@@ -679,11 +711,11 @@ def _confidence(
     tx: float,
     ty: float,
     q: float,
-) -> tuple[float, float]:
-    """Correlation of detail between the crop and the registered answer on the context,
-    at about a quarter of the answer's resolution: detail there survives the model's
-    redrawing when the images match, and is unrelated when they do not. Also the
-    context's :func:`_isotropy`."""
+) -> _Evidence:
+    """What the context says about a placement of the answer: the correlation of detail
+    between the crop and the registered answer, tile by tile, at about an eighth of the
+    answer's resolution (detail there survives the model's redrawing when the images
+    match, and is unrelated when they do not). See :class:`_Evidence`."""
     ref = _grey_level(reference, q)
     p = min(1.0, q * s * 1.25)
     ans = _grey_level(answer, p)
@@ -694,7 +726,62 @@ def _confidence(
     if weights.sum() < _MIN_CONTEXT:  # a thin margin: judge on everything the answer shows
         weights = valid.astype(np.float32)
     detail = _highpass(ref)
-    return _weighted_ncc(detail, _highpass(warped), weights), _isotropy(detail, weights)
+    correlation, tiles = _tiled_ncc(detail, _highpass(warped), weights, _TILE)
+    return _Evidence(correlation, tiles, _isotropy(detail, weights))
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The context's verdict on one placement."""
+
+    #: Weighted median over the informative tiles of their correlation of detail.
+    correlation: float
+    #: How many tiles of the context have detail to judge by (see :func:`_tiled_ncc`).
+    tiles: int
+    #: :func:`_isotropy` of the context's detail.
+    isotropy: float
+
+    @property
+    def informative(self) -> bool:
+        """Enough detail, in more than one direction, for the correlation to mean something."""
+        return self.tiles >= _MIN_TILES and self.isotropy >= _MIN_ISOTROPY
+
+
+def _tiled_ncc(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], tile: int
+) -> tuple[float, int]:
+    """The weighted median, over ``tile``-pixel tiles, of each tile's correlation of ``a``
+    and ``b``, weighted by ``a``'s energy in the tile; and how many tiles took part.
+
+    A tile takes part when a quarter of it is weighted and ``a`` varies there by at least
+    :data:`_MIN_DETAIL` grey levels. Tile by tile rather than over the whole context: a
+    label or an object the model added in the context spoils its own tiles, not the
+    verdict; an unrelated picture spoils them all."""
+    h, w = a.shape
+    th, tw = -(-h // tile), -(-w // tile)
+
+    def sums(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        padded = np.zeros((th * tile, tw * tile), dtype=np.float64)
+        padded[:h, :w] = x
+        result: np.ndarray[Any, Any] = padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
+        return result
+
+    wa, wb = weights * a, weights * b
+    n = sums(weights)
+    safe = np.maximum(n, 1e-9)
+    ma, mb = sums(wa) / safe, sums(wb) / safe
+    var_a = sums(wa * a) / safe - ma * ma
+    var_b = sums(wb * b) / safe - mb * mb
+    cov = sums(wa * b) / safe - ma * mb
+    use = (n >= tile * tile / 4) & (var_a >= _MIN_DETAIL**2)
+    if not use.any():
+        return 0.0, 0
+    ncc = cov[use] / np.sqrt(np.maximum(var_a[use] * var_b[use], 1e-12))
+    energy = (n * var_a)[use]
+    order = np.argsort(ncc)
+    cumulative = np.cumsum(energy[order])
+    median = float(ncc[order][int(np.searchsorted(cumulative, cumulative[-1] / 2))])
+    return median, int(use.sum())
 
 
 def _isotropy(detail: np.ndarray[Any, Any], weights: np.ndarray[Any, Any]) -> float:
@@ -725,10 +812,21 @@ def register(
     How: a scale search around the "cover" and "contain" fits of the answer into the crop,
     each scale's translation by phase correlation, on grey images of about 160 px; then
     Gauss-Newton on scale, translation, gain and bias at about 320, 640 px and the
-    answer's own resolution (up to 1024 px), robust to what the model changed. The
+    answer's own resolution (up to 768 px), robust to what the model changed. The
     confidence is the correlation of detail (a band-pass) on the context, at an eighth of
-    the crop's or the answer's resolution, whichever is coarser. Raises :class:`RegistrationError` when it is below ``min_confidence`` or
-    the answer does not cover the region.
+    the crop's or the answer's resolution, whichever is coarser, taken tile by tile (the
+    weighted median: a label the model drew in the context spoils only its tiles). The
+    placement the sizes imply (the answer showing its crop scaled to cover, centred) is
+    judged the same way and taken when the estimate is not confirmed but it is.
+
+    When the context is feature-poor (fewer than a few tiles with detail, or detail in
+    one direction only: sky, a smooth gradient, one straight edge) nothing can be
+    estimated from it; the answer is then placed where the sizes imply, with ``basis``
+    ``"sizes"``, unless the context contradicts that (see :func:`_agreement`).
+
+    Raises :class:`RegistrationError` (with the best estimate) when the context's detail
+    does not confirm a placement (below ``min_confidence``), or when a feature-poor context
+    contradicts the sizes' placement.
     """
     cw, ch = reference.size
     aw, ah = answer.size
@@ -806,25 +904,115 @@ def register(
     # noise) is resampled differently on the two sides and decorrelates even when the
     # images match.
     q_conf = max(min(0.125, 0.125 / s), min(1.0, 96 / max(cw, ch)))
-    confidence, isotropy = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
-    estimate = Registration(float(s), float(tx), float(ty), float(confidence), gain, bias)
-    if isotropy < _MIN_ISOTROPY:
+    found = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
+    estimate = Registration(float(s), float(tx), float(ty), found.correlation, gain, bias)
+    if found.informative and found.correlation >= min_confidence:
+        return estimate
+    # The geometry the sizes imply (the answer frames its crop as the model frames any
+    # input: scaled to cover, centred), judged by the same evidence.
+    si, txi, tyi = _implied(reference.size, answer.size)
+    implied = _confidence(reference, answer, exclude, si, txi, tyi, q_conf)
+    if implied.informative and implied.correlation >= min_confidence:
+        return Registration(si, txi, tyi, implied.correlation)
+    if found.informative or implied.informative:
         raise RegistrationError(
-            "The context around the region has too little detail to place the answer "
-            "(a plain area, or a single straight edge), so it was not blended. The "
-            "unblended answer is on this error's .answer; give a larger margin that takes in "
-            "some texture or corners.",
+            f"The answer does not match the crop that was sent (confidence "
+            f"{found.correlation:.2f} < {min_confidence:.2f}): the model redrew the context, so "
+            "it was not blended. The unblended answer is on this error's .answer; try again, "
+            "give a larger margin, or lower min_confidence.",
             estimate=estimate,
         )
-    if not confidence >= min_confidence:
+    # A feature-poor context (sky, a smooth gradient, one straight edge) cannot place the
+    # answer, but it can still contradict the sizes' geometry.
+    verdict = _agreement(reference, answer, exclude, si, txi, tyi)
+    fallback = Registration(si, txi, tyi, verdict.score, verdict.gain, verdict.bias, "sizes")
+    if verdict.reason:
         raise RegistrationError(
-            f"The answer does not match the crop that was sent (confidence {confidence:.2f} "
-            f"< {min_confidence:.2f}): the model redrew the context, so it was not blended. "
-            "The unblended answer is on this error's .answer; try again, give a larger "
-            "margin, or lower min_confidence.",
-            estimate=estimate,
+            "The context around the region has too little detail to place the answer by, and "
+            f"the answer does not match it where the sizes put it ({verdict.reason}), so it was "
+            "not blended. The unblended answer is on this error's .answer; try again, or give "
+            "a larger margin that takes in some texture or corners.",
+            estimate=fallback,
         )
-    return estimate
+    return fallback
+
+
+def _implied(crop: tuple[int, int], answer: tuple[int, int]) -> tuple[float, float, float]:
+    """Scale and translation of an answer that shows its crop scaled to cover, centred."""
+    cw, ch = crop
+    aw, ah = answer
+    s = min(cw / aw, ch / ah)
+    return s, (cw - s * aw) / 2, (ch - s * ah) / 2
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A feature-poor context's agreement with a placement (see :func:`_agreement`)."""
+
+    score: float
+    gain: float
+    bias: float
+    #: Why the context contradicts the placement; empty when it does not.
+    reason: str
+
+
+def _agreement(
+    reference: Image.Image,
+    answer: Image.Image,
+    exclude: Image.Image | None,
+    s: float,
+    tx: float,
+    ty: float,
+) -> _Verdict:
+    """Whether a feature-poor context contradicts placing the answer at ``s, tx, ty``.
+
+    On grey images of about 64 px (where a placement a few percent off moves nothing by
+    more than a pixel or two), the crop's context ≈ gain × answer + bias is fitted (gain
+    within [1/2, 2]: an edit may recolour, not invent contrast). The context contradicts
+    the placement when the fit leaves a residual above 4 grey levels and above half the
+    context's own spread (another gradient, another picture), or when the answer shows
+    more fine detail there than the crop (texture where the crop is plain). ``score`` is
+    1 − residual / that limit (1 = identical after the fit, 0 = at the limit)."""
+    cw, ch = reference.size
+    q = min(1.0, _AGREEMENT_SIDE / max(cw, ch))
+    ref = _grey_level(reference, q)
+    p = min(1.0, q * s * 1.25)
+    ans = _grey_level(answer, p)
+    m, nx, ny = p / (q * s), -tx * p / s, -ty * p / s
+    warped = _warp(ans, (ref.shape[1], ref.shape[0]), m, nx, ny)
+    valid = _valid(ref.shape, ans.shape, m, nx, ny)
+    weights = _context_weights(exclude, ref.shape, q) * valid
+    if weights.sum() < 16:
+        weights = valid.astype(np.float32)
+    total = max(float(weights.sum()), 1e-9)
+    mr = float((weights * ref).sum()) / total
+    ma = float((weights * warped).sum()) / total
+    dr, da = ref - mr, warped - ma
+    var_a = float((weights * da * da).sum()) / total
+    spread = math.sqrt(max(0.0, float((weights * dr * dr).sum()) / total))
+    gain = float((weights * dr * da).sum()) / total / var_a if var_a > 1e-9 else 1.0
+    gain = min(2.0, max(0.5, gain))
+    residual = math.sqrt(float((weights * (dr - gain * da) ** 2).sum()) / total)
+    limit = max(_FLAT_LEVELS, 0.5 * spread)
+    reason = ""
+    if residual > limit:
+        reason = f"residual {residual:.1f} grey levels after a gain and bias fit"
+    else:
+        # Fine detail, at the confidence's level, on the context.
+        q_fine = min(1.0, 4 * q)
+        r_fine = _highpass(_grey_level(reference, q_fine))
+        p_fine = min(1.0, q_fine * s * 1.25)
+        a_fine = _grey_level(answer, p_fine)
+        mf, nxf, nyf = p_fine / (q_fine * s), -tx * p_fine / s, -ty * p_fine / s
+        w_fine = _warp(a_fine, (r_fine.shape[1], r_fine.shape[0]), mf, nxf, nyf)
+        v_fine = _valid(r_fine.shape, a_fine.shape, mf, nxf, nyf, _HP_REACH)
+        k = _context_weights(exclude, r_fine.shape, q_fine) * v_fine
+        n = max(float(k.sum()), 1e-9)
+        own = math.sqrt(float((k * r_fine * r_fine).sum()) / n)
+        shown = gain * math.sqrt(float((k * _highpass(w_fine) ** 2).sum()) / n)
+        if shown > max(3 * _MIN_DETAIL, 2 * own):
+            reason = f"detail of {shown:.1f} grey levels where the crop has {own:.1f}"
+    return _Verdict(max(0.0, 1.0 - residual / limit), gain, mr - gain * ma, reason)
 
 
 # --------------------------------------------------------------------------- composite
