@@ -93,6 +93,10 @@ _COARSE_SIDE = 160
 #: The scale search spans this factor on either side of the "cover" and "contain" fits.
 _SCALE_SPAN = 1.6
 _SCALE_STEP = 1.012
+#: The first scales searched: the "cover" fit, zoomed in by up to this many steps (≈ 10 %)
+#: or out by two; taken when their best scores at least _PRIOR_SCORE inside that span.
+_PRIOR_STEPS = 8
+_PRIOR_SCORE = 0.3
 #: How far the detail filter reaches (px).
 _HP_REACH = 5
 #: Below this, the context's detail runs in one direction only (see _isotropy).
@@ -592,15 +596,19 @@ def _hann(shape: tuple[int, int]) -> np.ndarray[Any, Any]:
     return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
 
 
+def _spectrum(image: np.ndarray[Any, Any], window: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    spectrum: np.ndarray[Any, Any] = np.fft.rfft2((image - image.mean()) * window)
+    return spectrum
+
+
 def _phase_shift(
     reference: np.ndarray[Any, Any], moving: np.ndarray[Any, Any], window: np.ndarray[Any, Any]
 ) -> tuple[float, float]:
-    """The shift ``d`` with ``moving(p) ≈ reference(p + d)`` (phase correlation)."""
-    fa = np.fft.rfft2((reference - reference.mean()) * window)
-    fb = np.fft.rfft2((moving - moving.mean()) * window)
-    cross = fa * np.conj(fb)
+    """The shift ``d`` with ``moving(p) ≈ reference(p + d)`` (phase correlation);
+    ``reference`` is given as its :func:`_spectrum`."""
+    cross = reference * np.conj(_spectrum(moving, window))
     cross /= np.abs(cross) + 1e-9
-    corr = np.fft.irfft2(cross, s=reference.shape)
+    corr = np.fft.irfft2(cross, s=moving.shape)
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     h, w = corr.shape
     dy = iy if iy <= h // 2 else iy - h
@@ -648,11 +656,15 @@ def _refine(
     weights: np.ndarray[Any, Any],
     params: tuple[float, float, float],
     iterations: int,
+    tolerance: float,
+    shading: tuple[float, float] = (1.0, 0.0),
 ) -> tuple[tuple[float, float, float], float, float]:
     """Gauss-Newton on ``reference(p) ≈ g·answer(m·p + n) + b`` over (m, nx, ny, g, b),
-    reweighted against outliers (what the model changed in the context)."""
+    reweighted against outliers (what the model changed in the context), from ``params``
+    and ``shading`` (g, b), until a step moves the answer by less than ``tolerance``
+    answer pixels."""
     m, nx, ny = params
-    gain, bias = 1.0, 0.0
+    gain, bias = shading
     h, w = reference.shape
     # Scale about the grid's centre (not its corner), so that scale and shift are nearly
     # independent and Gauss-Newton converges in a few steps.
@@ -698,7 +710,7 @@ def _refine(
         gain += float(step[3])
         bias += float(step[4])
         moved = abs(float(step[0])) * max(w, h) / 2 + abs(float(step[1])) + abs(float(step[2]))
-        if moved < 0.002 * m:
+        if moved < tolerance:
             break
     return (m, nx, ny), gain, bias
 
@@ -828,6 +840,9 @@ def register(
     does not confirm a placement (below ``min_confidence``), or when a feature-poor context
     contradicts the sizes' placement.
     """
+    # Grey once: every level below is made from these.
+    reference = reference if reference.mode == "L" else reference.convert("L")
+    answer = answer if answer.mode == "L" else answer.convert("L")
     cw, ch = reference.size
     aw, ah = answer.size
     s_cover = min(cw / aw, ch / ah)  # crop pixels per answer pixel, answer covering the crop
@@ -837,81 +852,27 @@ def register(
     levels = [fine]
     while max(cw, ch) * levels[0] > 2 * _COARSE_SIDE:
         levels.insert(0, levels[0] / 2)
-    # The search needs detail of several crop and answer pixels (grain and JPEG noise
-    # are resampled differently on the two sides), on at least 64 px.
-    search_q = min(levels[0], max(min(0.25, 0.25 / s_cover), min(1.0, 64 / max(cw, ch))))
-
-    # ---- coarse: scale search with phase correlation
-    q = search_q
-    ref = _grey_level(reference, q)
-    weights = _context_weights(exclude, ref.shape, q)
-    p = min(1.0, q * s_cover * 1.5)  # answer level: a little finer than the reference grid
-    ans = _grey_level(answer, p)
-    window = _hann(ref.shape)
-    ref_hp = _highpass(ref)
-    best: tuple[float, tuple[float, float, float]] | None = None
-    lo, hi = math.log(s_cover / _SCALE_SPAN), math.log(s_contain * _SCALE_SPAN)
-    steps = max(3, math.ceil((hi - lo) / math.log(_SCALE_STEP**4)))
-    coarse_scales = np.exp(np.linspace(lo, hi, steps))
-    tried: dict[float, float] = {}
-
-    def score_scale(s: float) -> float:
-        nonlocal best
-        # reference point r (level px) = crop r/q; answer point (r/q - t)/s; answer level ·p
-        m = p / (q * s)
-        nx = p * (aw - cw / s) / 2  # centred
-        ny = p * (ah - ch / s) / 2
-        warped = _warp(ans, (ref.shape[1], ref.shape[0]), m, nx, ny)
-        dx, dy = _phase_shift(ref, warped, window)
-        nx, ny = nx - m * dx, ny - m * dy  # now warped(p) ≈ reference(p)
-        warped = _warp(ans, (ref.shape[1], ref.shape[0]), m, nx, ny)
-        wts = weights * _valid(ref.shape, ans.shape, m, nx, ny, _HP_REACH)
-        score = _weighted_ncc(ref_hp, _highpass(warped), wts) * math.sqrt(
-            float(wts.sum()) / max(1.0, float(weights.sum()))
-        )
-        tried[s] = score
-        if best is None or score > best[0]:
-            best = (score, (m, nx, ny))
-        return score
-
-    # Every fourth step of the scale ladder, then the steps around the best of those
-    for s in coarse_scales:
-        score_scale(float(s))
-    # (around the best three: a straight edge may score well at a wrong scale)
-    for top in sorted(tried, key=lambda k: tried[k])[-3:]:
-        for k in (-3, -2, -1, 1, 2, 3):
-            score_scale(top * _SCALE_STEP**k)
-    assert best is not None
-    m, nx, ny = best[1]
-    # In crop/answer units: answer point a = (c - t)/s, level maps: a·p = m·(c·q) + n.
-    s = p / (q * m)
-    tx, ty = -nx * s / p, -ny * s / p
-
-    # ---- fine: Gauss-Newton per level
-    gain, bias = 1.0, 0.0
-    for index, q in enumerate(levels):
-        last = index == len(levels) - 1
-        ref = _grey_level(reference, q)
-        weights = _context_weights(exclude, ref.shape, q)
-        p = min(1.0, q * s * 1.25)
-        ans = _grey_level(answer, p)
-        params = (p / (q * s), -tx * p / s, -ty * p / s)
-        (m, nx, ny), gain, bias = _refine(ref, ans, weights, params, 12 if last else 6)
-        s = p / (q * m)
-        tx, ty = -nx * s / p, -ny * s / p
-
-    # Detail of at least 8 crop pixels and 8 answer pixels: finer detail (grain, JPEG
-    # noise) is resampled differently on the two sides and decorrelates even when the
-    # images match.
-    q_conf = max(min(0.125, 0.125 / s), min(1.0, 96 / max(cw, ch)))
-    found = _confidence(reference, answer, exclude, s, tx, ty, q_conf)
-    estimate = Registration(float(s), float(tx), float(ty), found.correlation, gain, bias)
+    search = _Search(reference, answer, exclude, levels[0], s_cover)
+    # Models frame an edit's answer like its input, perhaps zoomed in a little: the
+    # scales near that first. The whole range (around the "cover" and "contain" fits)
+    # only when they hold no clear peak or what they lead to is not confirmed.
+    prior = [s_cover * _SCALE_STEP**k for k in range(-_PRIOR_STEPS, 3)]
+    best = search.best(prior)
+    peaked = best[0] >= _PRIOR_SCORE and prior[0] < best[1] < prior[-1]
+    if not peaked:
+        search.best(_ladder(s_cover, s_contain), around=3)
+    estimate, found = _settle(reference, answer, exclude, levels, search.placement())
+    if peaked and not (found.informative and found.correlation >= min_confidence):
+        search.best(_ladder(s_cover, s_contain), around=3)
+        retry, evidence = _settle(reference, answer, exclude, levels, search.placement())
+        if evidence.correlation > found.correlation:
+            estimate, found = retry, evidence
     if found.informative and found.correlation >= min_confidence:
         return estimate
     # The geometry the sizes imply (the answer frames its crop as the model frames any
     # input: scaled to cover, centred), judged by the same evidence.
     si, txi, tyi = _implied(reference.size, answer.size)
-    implied = _confidence(reference, answer, exclude, si, txi, tyi, q_conf)
+    implied = _confidence(reference, answer, exclude, si, txi, tyi, _confidence_level(si, cw, ch))
     if implied.informative and implied.correlation >= min_confidence:
         return Registration(si, txi, tyi, implied.correlation)
     if found.informative or implied.informative:
@@ -935,6 +896,121 @@ def register(
             estimate=fallback,
         )
     return fallback
+
+
+def _ladder(s_cover: float, s_contain: float) -> list[float]:
+    """Every fourth step of the scale ladder, from the "cover" fit shrunk by
+    :data:`_SCALE_SPAN` to the "contain" fit grown by it."""
+    lo, hi = math.log(s_cover / _SCALE_SPAN), math.log(s_contain * _SCALE_SPAN)
+    steps = max(3, math.ceil((hi - lo) / math.log(_SCALE_STEP**4)))
+    return [float(v) for v in np.exp(np.linspace(lo, hi, steps))]
+
+
+class _Search:
+    """The coarse search: for each scale tried, the translation by phase correlation and a
+    score (correlation of detail on the context, times the square root of the share of
+    the context the answer covers), on grey images of about 160 px."""
+
+    def __init__(
+        self,
+        reference: Image.Image,
+        answer: Image.Image,
+        exclude: Image.Image | None,
+        coarsest: float,
+        s_cover: float,
+    ) -> None:
+        cw, ch = reference.size
+        self.crop, self.answer_size = (cw, ch), answer.size
+        # Detail of several crop and answer pixels (grain and JPEG noise are resampled
+        # differently on the two sides), on at least 64 px.
+        self.q = q = min(coarsest, max(min(0.25, 0.25 / s_cover), min(1.0, 64 / max(cw, ch))))
+        self.ref = _grey_level(reference, q)
+        self.weights = _context_weights(exclude, self.ref.shape, q)
+        # the answer a little finer than the reference grid
+        self.p = min(1.0, q * s_cover * 1.5)
+        self.ans = _grey_level(answer, self.p)
+        window = _hann(self.ref.shape)
+        self.window = window
+        self.ref_spectrum = _spectrum(self.ref, window)
+        self.ref_hp = _highpass(self.ref)
+        self.tried: dict[float, tuple[float, tuple[float, float, float]]] = {}
+
+    def score(self, s: float) -> float:
+        if s in self.tried:
+            return self.tried[s][0]
+        q, p, ref, ans = self.q, self.p, self.ref, self.ans
+        (cw, ch), (aw, ah) = self.crop, self.answer_size
+        size = (ref.shape[1], ref.shape[0])
+        # reference point r (level px) = crop r/q; answer point (r/q - t)/s; answer level ·p
+        m = p / (q * s)
+        nx = p * (aw - cw / s) / 2  # centred
+        ny = p * (ah - ch / s) / 2
+        warped = _warp(ans, size, m, nx, ny)
+        dx, dy = _phase_shift(self.ref_spectrum, warped, self.window)
+        nx, ny = nx - m * dx, ny - m * dy  # now warped(p) ≈ reference(p)
+        warped = _warp(ans, size, m, nx, ny)
+        wts = self.weights * _valid(ref.shape, ans.shape, m, nx, ny, _HP_REACH)
+        score = _weighted_ncc(self.ref_hp, _highpass(warped), wts) * math.sqrt(
+            float(wts.sum()) / max(1.0, float(self.weights.sum()))
+        )
+        self.tried[s] = (score, (m, nx, ny))
+        return score
+
+    def best(self, scales: list[float], around: int = 0) -> tuple[float, float]:
+        """Score ``scales`` (then ``around`` fine steps either side of the best three: a
+        straight edge may score well at a wrong scale); the best (score, scale) so far."""
+        scores = {s: self.score(s) for s in scales}
+        for top in sorted(scores, key=lambda k: scores[k])[-3:] if around else []:
+            for k in range(-around, around + 1):
+                if k:
+                    self.score(top * _SCALE_STEP**k)
+        s = max(self.tried, key=lambda k: self.tried[k][0])
+        return self.tried[s][0], s
+
+    def placement(self) -> tuple[float, float, float]:
+        """The best placement found, as scale and translation (crop per answer pixel)."""
+        _, (m, nx, ny) = max(self.tried.values(), key=lambda v: v[0])
+        # In crop/answer units: answer point a = (c - t)/s, level maps: a·p = m·(c·q) + n.
+        s = self.p / (self.q * m)
+        return s, -nx * s / self.p, -ny * s / self.p
+
+
+def _settle(
+    reference: Image.Image,
+    answer: Image.Image,
+    exclude: Image.Image | None,
+    levels: list[float],
+    start: tuple[float, float, float],
+) -> tuple[Registration, _Evidence]:
+    """Gauss-Newton per level from ``start``, then the context's evidence on the result."""
+    s, tx, ty = start
+    # Each level starts from the previous level's estimate (the shading too: an edit's
+    # recolouring is the same at every level). A coarse level only needs to hand on an
+    # estimate within a fraction of its pixel; the finest one stops below a twentieth of
+    # the answer's.
+    gain, bias = 1.0, 0.0
+    for index, q in enumerate(levels):
+        last = index == len(levels) - 1
+        ref = _grey_level(reference, q)
+        weights = _context_weights(exclude, ref.shape, q)
+        p = min(1.0, q * s * 1.25)
+        ans = _grey_level(answer, p)
+        params = (p / (q * s), -tx * p / s, -ty * p / s)
+        (m, nx, ny), gain, bias = _refine(
+            ref, ans, weights, params, 12 if last else 6, 0.05 * p if last else 0.1, (gain, bias)
+        )
+        s = p / (q * m)
+        tx, ty = -nx * s / p, -ny * s / p
+    cw, ch = reference.size
+    found = _confidence(reference, answer, exclude, s, tx, ty, _confidence_level(s, cw, ch))
+    return Registration(float(s), float(tx), float(ty), found.correlation, gain, bias), found
+
+
+def _confidence_level(s: float, cw: int, ch: int) -> float:
+    """Detail of at least 8 crop pixels and 8 answer pixels: finer detail (grain, JPEG
+    noise) is resampled differently on the two sides and decorrelates even when the
+    images match."""
+    return max(min(0.125, 0.125 / s), min(1.0, 96 / max(cw, ch)))
 
 
 def _implied(crop: tuple[int, int], answer: tuple[int, int]) -> tuple[float, float, float]:
