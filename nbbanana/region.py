@@ -37,7 +37,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -1499,15 +1499,37 @@ def _finish(job: _Job, answer: Result, min_confidence: float) -> RegionResult:
     )
 
 
-def _options(aspect_ratio: str | None, image_size: str | None, model: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if aspect_ratio is not None:
-        options["aspect_ratio"] = aspect_ratio
-    if image_size is not None:
-        options["image_size"] = image_size
-    if model is not None:
-        options["model"] = model
-    return options
+#: One step of a regional edit: local work (run in a thread under ``asyncio``), or the
+#: request (the crop, the prompt and the session's edit options).
+_Step = (
+    tuple[Literal["work"], Callable[[], Any]]
+    | tuple[Literal["edit"], Image.Image, str, dict[str, Any]]
+)
+
+
+def _steps(
+    image: object,
+    prompt: str,
+    region: object,
+    mask: MaskSource | None,
+    margin: float | int,
+    feather: float | int | None,
+    min_confidence: float,
+    aspect_ratio: str | None,
+    image_size: str | None,
+    model: str | None,
+) -> Generator[_Step, Any, RegionResult]:
+    """A regional edit, written once for both drivers (as the request pipeline is): it
+    yields what it needs done and receives the outcome; :func:`edit_region` performs the
+    steps in turn, :func:`aedit_region` awaits the request and runs the work in a
+    thread."""
+    job: _Job = yield ("work", partial(_prepare, image, region, mask, margin, feather))
+    # Only the options given: the session's own defaults apply to the rest.
+    given = {"aspect_ratio": aspect_ratio, "image_size": image_size, "model": model}
+    options = {key: value for key, value in given.items() if value is not None}
+    answer: Result = yield ("edit", job.crop, prompt, options)
+    result: RegionResult = yield ("work", partial(_finish, job, answer, min_confidence))
+    return result
 
 
 def edit_region(
@@ -1533,9 +1555,26 @@ def edit_region(
     Raises :class:`RegistrationError` (with ``.answer``) when the answer cannot be put
     back with confidence.
     """
-    job = _prepare(image, region, mask, margin, feather)
-    answer = session.edit(job.crop, prompt, **_options(aspect_ratio, image_size, model))
-    return _finish(job, answer, min_confidence)
+    steps = _steps(
+        image,
+        prompt,
+        region,
+        mask,
+        margin,
+        feather,
+        min_confidence,
+        aspect_ratio,
+        image_size,
+        model,
+    )
+    outcome: Any = None
+    while True:
+        try:
+            step = steps.send(outcome)
+        except StopIteration as done:
+            result: RegionResult = done.value
+            return result
+        outcome = step[1]() if step[0] == "work" else session.edit(step[1], step[2], **step[3])
 
 
 async def aedit_region(
@@ -1554,6 +1593,26 @@ async def aedit_region(
 ) -> RegionResult:
     """:func:`edit_region` for ``asyncio``: loading, registration and blending run in a
     worker thread, the request through ``session.aedit``."""
-    job = await asyncio.to_thread(_prepare, image, region, mask, margin, feather)
-    answer = await session.aedit(job.crop, prompt, **_options(aspect_ratio, image_size, model))
-    return await asyncio.to_thread(_finish, job, answer, min_confidence)
+    steps = _steps(
+        image,
+        prompt,
+        region,
+        mask,
+        margin,
+        feather,
+        min_confidence,
+        aspect_ratio,
+        image_size,
+        model,
+    )
+    outcome: Any = None
+    while True:
+        try:
+            step = steps.send(outcome)
+        except StopIteration as done:
+            result: RegionResult = done.value
+            return result
+        if step[0] == "work":
+            outcome = await asyncio.to_thread(step[1])
+        else:
+            outcome = await session.aedit(step[1], step[2], **step[3])

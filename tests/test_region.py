@@ -3,6 +3,7 @@ registration and the seam measure — without HTTP (the SDK path is in test_regi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import json
@@ -22,6 +23,7 @@ from nbbanana.region import (
     Box,
     Registration,
     RegistrationError,
+    aedit_region,
     composite,
     edit_region,
     feather_mask,
@@ -230,6 +232,7 @@ class _EchoEditor:
 
     def __init__(self) -> None:
         self.sent: list[Image.Image] = []
+        self.options: list[dict[str, Any]] = []
 
     def _answer(self, image: Image.Image, prompt: str) -> Result:
         self.sent.append(image)
@@ -252,9 +255,11 @@ class _EchoEditor:
         )
 
     def edit(self, images: Any, prompt: str, **options: Any) -> Result:
+        self.options.append(options)
         return self._answer(images, prompt)
 
     async def aedit(self, images: Any, prompt: str, **options: Any) -> Result:
+        self.options.append(options)
         return self._answer(images, prompt)
 
 
@@ -497,6 +502,18 @@ def test_region_result_saves_png_exactly_and_jpeg_on_request(tmp_path: Path) -> 
     assert result.answer is not None and result.answer.image is not None
     before, after = result.zoom()
     assert before.size == after.size == (226, 186)
+
+
+def test_sync_and_async_pass_only_the_options_given() -> None:
+    image = photo_like(200, 160, seed=6)
+    editor = _EchoEditor()
+    box = (20, 20, 120, 100)
+    sync = edit_region(editor, image, "tint", region=box, aspect_ratio="4:3", model="m")
+    asynchronous = asyncio.run(aedit_region(editor, image, "tint", region=box, image_size="2K"))
+    assert editor.options == [{"aspect_ratio": "4:3", "model": "m"}, {"image_size": "2K"}]
+    assert sync.image is not None and asynchronous.image is not None
+    assert np.array_equal(np.asarray(sync.image), np.asarray(asynchronous.image))
+    assert sync.region == asynchronous.region
 
 
 def test_the_callers_image_is_not_modified() -> None:
