@@ -481,6 +481,34 @@ def test_seam_measure_tells_a_feathered_blend_from_a_hard_cut() -> None:
     assert scores[0] > 3.0  # a hard cut between unlike images is a visible seam
 
 
+@pytest.mark.parametrize(
+    "box", [(150, 100, 450, 300), (0, 0, 200, 150), (400, 250, 600, 400), (0, 120, 600, 200)]
+)
+@pytest.mark.parametrize("feather", [0, 5])
+def test_seam_on_the_frame_only_equals_the_seam_on_the_whole_area(
+    box: tuple[int, int, int, int], feather: int
+) -> None:
+    """measure_seam looks only at the frame around a box region: the same score."""
+    from nbbanana.region import _seam, _seam_area, _seam_parts, _seam_values
+
+    image = photo_like(600, 400, seed=12)
+    answer_full = Image.blend(image, Image.new("RGB", image.size, (255, 40, 200)), 0.5)
+    plan = plan_crop(parse_region(box, size=image.size), feather=feather, margin=40)
+    area = _seam_area(plan)
+    identity = Registration(1.0, 0.0, 0.0, 1.0)
+    out = composite(image, answer_full.crop(plan.crop.as_tuple()), plan, identity)
+    before, after = image.crop(area.as_tuple()), out.crop(area.as_tuple())
+    answer = answer_full.crop(area.as_tuple())
+    alpha = Image.new("L", area.size, 0)
+    blend = plan.blend.relative_to(area)
+    alpha.paste(feather_mask(plan), (blend.left, blend.top))
+    whole = _seam_values(before, after, answer, alpha, None)
+    frame = _seam_values(before, after, answer, alpha, _seam_parts(plan, area))
+    assert sorted(whole[0].tolist()) == sorted(frame[0].tolist())
+    assert sorted(whole[1].tolist()) == sorted(frame[1].tolist())
+    assert _seam(*whole) == _seam(*frame)
+
+
 # --------------------------------------------------------------------------- result
 
 
