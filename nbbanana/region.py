@@ -115,6 +115,8 @@ _MIN_TILES = 6
 _AGREEMENT_SIDE = 64
 #: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
 _FLAT_LEVELS = 4.0
+#: The share of a feature-poor context that must agree with the sizes' placement.
+_MIN_AGREEMENT = 0.75
 
 
 class RegistrationError(NbbananaError):
@@ -487,8 +489,8 @@ class Registration:
     #: it (``confidence`` as above); ``"sizes"`` — the context is feature-poor (sky, a
     #: smooth gradient, one straight edge), so the answer is placed the way the model
     #: frames its input (scaled to cover the crop, centred) because the context does not
-    #: contradict that; ``confidence`` is then how well the context's coarse shading
-    #: agrees (1 = identical after a gain and bias fit, 0 = at the refusal limit).
+    #: contradict that; ``confidence`` is then the share of the context whose coarse
+    #: shading agrees with it (see :func:`_agreement`; below 0.75 it is refused).
     basis: Literal["context", "sizes"] = "context"
 
     def to_crop(self, x: float, y: float) -> tuple[float, float]:
@@ -761,6 +763,16 @@ class _Evidence:
         return self.tiles >= _MIN_TILES and self.isotropy >= _MIN_ISOTROPY
 
 
+def _tile_sums(x: np.ndarray[Any, Any], tile: int) -> np.ndarray[Any, Any]:
+    """Sums of ``x`` over ``tile``-pixel tiles (the last row and column of tiles partial)."""
+    h, w = x.shape
+    th, tw = -(-h // tile), -(-w // tile)
+    padded = np.zeros((th * tile, tw * tile), dtype=np.float64)
+    padded[:h, :w] = x
+    result: np.ndarray[Any, Any] = padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
+    return result
+
+
 def _tiled_ncc(
     a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], tile: int
 ) -> tuple[float, int]:
@@ -771,14 +783,9 @@ def _tiled_ncc(
     :data:`_MIN_DETAIL` grey levels. Tile by tile rather than over the whole context: a
     label or an object the model added in the context spoils its own tiles, not the
     verdict; an unrelated picture spoils them all."""
-    h, w = a.shape
-    th, tw = -(-h // tile), -(-w // tile)
 
     def sums(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        padded = np.zeros((th * tile, tw * tile), dtype=np.float64)
-        padded[:h, :w] = x
-        result: np.ndarray[Any, Any] = padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
-        return result
+        return _tile_sums(x, tile)
 
     wa, wb = weights * a, weights * b
     n = sums(weights)
@@ -1046,11 +1053,13 @@ def _agreement(
 
     On grey images of about 64 px (where a placement a few percent off moves nothing by
     more than a pixel or two), the crop's context ≈ gain × answer + bias is fitted (gain
-    within [1/2, 2]: an edit may recolour, not invent contrast). The context contradicts
-    the placement when the fit leaves a residual above 4 grey levels and above half the
-    context's own spread (another gradient, another picture), or when the answer shows
-    more fine detail there than the crop (texture where the crop is plain). ``score`` is
-    1 − residual / that limit (1 = identical after the fit, 0 = at the limit)."""
+    within [1/2, 2]: an edit may recolour, not invent contrast), robustly: refitted on
+    the pixels it leaves within 4 grey levels or half the context's own spread, so that a
+    label or an object the model added in the context has no say. The context
+    contradicts the placement when under three quarters of it is within that (another
+    gradient, another picture), or when the answer shows much more fine detail than the
+    crop in over a quarter of its tiles (texture where the crop is plain). ``score`` is
+    the share of the context within the limit."""
     cw, ch = reference.size
     q = min(1.0, _AGREEMENT_SIDE / max(cw, ch))
     ref = _grey_level(reference, q)
@@ -1063,34 +1072,49 @@ def _agreement(
     if weights.sum() < 16:
         weights = valid.astype(np.float32)
     total = max(float(weights.sum()), 1e-9)
-    mr = float((weights * ref).sum()) / total
-    ma = float((weights * warped).sum()) / total
-    dr, da = ref - mr, warped - ma
-    var_a = float((weights * da * da).sum()) / total
-    spread = math.sqrt(max(0.0, float((weights * dr * dr).sum()) / total))
-    gain = float((weights * dr * da).sum()) / total / var_a if var_a > 1e-9 else 1.0
-    gain = min(2.0, max(0.5, gain))
-    residual = math.sqrt(float((weights * (dr - gain * da) ** 2).sum()) / total)
+    mean = float((weights * ref).sum()) / total
+    spread = math.sqrt(float((weights * (ref - mean) ** 2).sum()) / total)
     limit = max(_FLAT_LEVELS, 0.5 * spread)
+    inliers = weights
+    gain, bias = 1.0, 0.0
+    for _ in range(4):
+        n = max(float(inliers.sum()), 1e-9)
+        mr = float((inliers * ref).sum()) / n
+        ma = float((inliers * warped).sum()) / n
+        var_a = float((inliers * (warped - ma) ** 2).sum()) / n
+        cov = float((inliers * (ref - mr) * (warped - ma)).sum()) / n
+        gain = min(2.0, max(0.5, cov / var_a)) if var_a > 1e-9 else 1.0
+        bias = mr - gain * ma
+        inliers = weights * (np.abs(ref - gain * warped - bias) <= limit)
+    share = float(inliers.sum()) / total
     reason = ""
-    if residual > limit:
-        reason = f"residual {residual:.1f} grey levels after a gain and bias fit"
+    if share < _MIN_AGREEMENT:
+        reason = (
+            f"only {share:.0%} of the context within {limit:.0f} grey levels after a gain "
+            "and bias fit"
+        )
     else:
-        # Fine detail, at the confidence's level, on the context.
+        # Fine detail, at the confidence's level, tile by tile on the context.
         q_fine = min(1.0, 4 * q)
         r_fine = _highpass(_grey_level(reference, q_fine))
         p_fine = min(1.0, q_fine * s * 1.25)
         a_fine = _grey_level(answer, p_fine)
         mf, nxf, nyf = p_fine / (q_fine * s), -tx * p_fine / s, -ty * p_fine / s
-        w_fine = _warp(a_fine, (r_fine.shape[1], r_fine.shape[0]), mf, nxf, nyf)
-        v_fine = _valid(r_fine.shape, a_fine.shape, mf, nxf, nyf, _HP_REACH)
-        k = _context_weights(exclude, r_fine.shape, q_fine) * v_fine
-        n = max(float(k.sum()), 1e-9)
-        own = math.sqrt(float((k * r_fine * r_fine).sum()) / n)
-        shown = gain * math.sqrt(float((k * _highpass(w_fine) ** 2).sum()) / n)
-        if shown > max(3 * _MIN_DETAIL, 2 * own):
-            reason = f"detail of {shown:.1f} grey levels where the crop has {own:.1f}"
-    return _Verdict(max(0.0, 1.0 - residual / limit), gain, mr - gain * ma, reason)
+        w_fine = gain * _highpass(_warp(a_fine, (r_fine.shape[1], r_fine.shape[0]), mf, nxf, nyf))
+        k = _context_weights(exclude, r_fine.shape, q_fine) * _valid(
+            r_fine.shape, a_fine.shape, mf, nxf, nyf, _HP_REACH
+        )
+        n_tiles = _tile_sums(k, _TILE)
+        safe = np.maximum(n_tiles, 1e-9)
+        own = np.sqrt(_tile_sums(k * r_fine * r_fine, _TILE) / safe)
+        shown = np.sqrt(_tile_sums(k * w_fine * w_fine, _TILE) / safe)
+        used = n_tiles >= _TILE * _TILE / 4
+        busy = used & (shown > np.maximum(3 * _MIN_DETAIL, 2 * own))
+        if used.any() and busy.sum() > 0.25 * used.sum():
+            reason = (
+                f"detail in {busy.sum() / used.sum():.0%} of the context where the crop is plain"
+            )
+    return _Verdict(share, gain, bias, reason)
 
 
 # --------------------------------------------------------------------------- composite
