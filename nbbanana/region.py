@@ -12,17 +12,19 @@ editing a 48 MP photo directly gives back a smaller, different picture. Instead,
 3. **cuts the crop** from the upright, sRGB, full-resolution source and sends it with the
    session's public :meth:`~nbbanana.session.Session.edit` (so fitting applies as usual);
 4. **registers** the answer to the crop it came from — the model may rescale, shift or
-   reframe — by estimating a scale and a translation on the context around the region,
-   and refuses (:class:`RegistrationError`, with the unblended answer kept) when the
-   estimate is not confident — :func:`register`;
+   reframe — by estimating a scale and a translation on the context around the region;
+   where the context is feature-poor (sky, a smooth gradient) the answer is placed the
+   way the model frames its input unless the context contradicts that; it refuses
+   (:class:`RegistrationError`, with the unblended answer kept) when the context does
+   not confirm the placement — :func:`register`;
 5. **composites** the answer, resampled to the crop's full resolution, into the original
    through a feathered mask — :func:`composite`. Outside the mask and its feather the
    output's pixels are the upright source's, bit for bit.
 
 The result is a :class:`RegionResult`: a :class:`~nbbanana.result.Result` whose image is
 the full-size composite, with the region, crop, registration and feather in its provenance,
-saved as PNG (lossless, so the untouched pixels stay exact) or, on request, as a
-high-quality JPEG.
+saved as PNG (lossless, so the untouched pixels stay exact; written fast by
+:mod:`nbbanana._png`) or, on request, as a high-quality JPEG.
 
 Memory: the full-size source is decoded once and never turned into a numpy array; the
 composite is made by pasting one patch into it (in place when the decoded image is ours,
