@@ -111,8 +111,14 @@ _MIN_CONTEXT = 400
 _TILE = 12
 #: A tile whose detail varies less than this (grey levels) has nothing to judge by.
 _MIN_DETAIL = 1.0
-#: Fewer informative tiles than this: the context is feature-poor.
+#: Fewer informative tiles than this: the context is feature-poor (it cannot refute the
+#: sizes' placement) ...
 _MIN_TILES = 6
+#: ... though this many can confirm a placement.
+_CONFIRM_TILES = 3
+#: Fewer than this: a placement from the first scales searched is checked against the
+#: whole range.
+_SURE_TILES = 12
 #: Long side (px) of the grey images a feature-poor context is compared on.
 _AGREEMENT_SIDE = 64
 #: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
@@ -744,8 +750,10 @@ def _confidence(
     if weights.sum() < _MIN_CONTEXT:  # a thin margin: judge on everything the answer shows
         weights = valid.astype(np.float32)
     detail = _highpass(ref)
-    correlation, tiles = _tiled_ncc(detail, _highpass(warped), weights, _TILE)
-    return _Evidence(correlation, tiles, _isotropy(detail, weights))
+    answer_detail = _highpass(warped)
+    correlation, tiles = _tiled_ncc(detail, answer_detail, weights, _TILE)
+    overall = _weighted_ncc(detail, answer_detail, weights)
+    return _Evidence(correlation, tiles, _isotropy(detail, weights), overall)
 
 
 @dataclass(frozen=True)
@@ -758,6 +766,8 @@ class _Evidence:
     tiles: int
     #: :func:`_isotropy` of the context's detail.
     isotropy: float
+    #: The correlation of detail over the whole context at once (a label lowers it).
+    overall: float = 0.0
 
     @property
     def informative(self) -> bool:
@@ -871,28 +881,51 @@ def register(
     best = search.best(prior)
     peaked = best[0] >= _PRIOR_SCORE and prior[0] < best[1] < prior[-1]
     if not peaked:
-        search.best(_ladder(s_cover, s_contain), around=3)
-    estimate, found = _settle(reference, answer, exclude, levels, search.placement())
-    if peaked and not (found.informative and found.correlation >= min_confidence):
-        search.best(_ladder(s_cover, s_contain), around=3)
-        retry, evidence = _settle(reference, answer, exclude, levels, search.placement())
-        if evidence.correlation > found.correlation:
-            estimate, found = retry, evidence
-    if found.informative and found.correlation >= min_confidence:
+        best = search.best(_ladder(s_cover, s_contain), around=3)
+    estimate, found = _settle(reference, answer, exclude, levels, search.placement(best[1]))
+
+    def confirmed(evidence: _Evidence) -> bool:
+        # A few tiles of detail in more than one direction can confirm a placement;
+        # fewer than _MIN_TILES cannot refute the sizes' one (see below).
+        return (
+            evidence.tiles >= _CONFIRM_TILES
+            and evidence.isotropy >= _MIN_ISOTROPY
+            and evidence.correlation >= min_confidence
+        )
+
+    # A few tiles of detail can confirm a wrong scale as well as the right one: then the
+    # whole range is searched too, and the better confirmed placement kept (by the
+    # correlation over the whole context, which a wrong scale lowers everywhere a little).
+    if peaked and not (confirmed(found) and found.tiles >= _SURE_TILES):
+        other = search.best(_ladder(s_cover, s_contain), around=3)
+        if other[1] != best[1]:
+            retry, evidence = _settle(
+                reference, answer, exclude, levels, search.placement(other[1])
+            )
+
+            def rank(e: _Evidence) -> tuple[bool, float]:
+                return confirmed(e), e.overall if confirmed(e) else e.correlation
+
+            if rank(evidence) > rank(found):
+                estimate, found = retry, evidence
+    if confirmed(found):
         return estimate
     # The geometry the sizes imply (the answer frames its crop as the model frames any
     # input: scaled to cover, centred), judged by the same evidence.
     si, txi, tyi = _implied(reference.size, answer.size)
     implied = _confidence(reference, answer, exclude, si, txi, tyi, _confidence_level(si, cw, ch))
-    if implied.informative and implied.correlation >= min_confidence:
+    if confirmed(implied):
         return Registration(si, txi, tyi, implied.correlation)
     if found.informative or implied.informative:
+        evidence, refused = found, estimate
+        if not found.informative:
+            evidence, refused = implied, Registration(si, txi, tyi, implied.correlation)
         raise RegistrationError(
             f"The answer does not match the crop that was sent (confidence "
-            f"{found.correlation:.2f} < {min_confidence:.2f}): the model redrew the context, so "
-            "it was not blended. The unblended answer is on this error's .answer; try again, "
-            "give a larger margin, or lower min_confidence.",
-            estimate=estimate,
+            f"{evidence.correlation:.2f} < {min_confidence:.2f}): the model redrew the "
+            "context, so it was not blended. The unblended answer is on this error's .answer; "
+            "try again, give a larger margin, or lower min_confidence.",
+            estimate=refused,
         )
     # A feature-poor context (sky, a smooth gradient, one straight edge) cannot place the
     # answer, but it can still contradict the sizes' geometry.
@@ -969,21 +1002,22 @@ class _Search:
 
     def best(self, scales: list[float], around: int = 0) -> tuple[float, float]:
         """Score ``scales`` (then ``around`` fine steps either side of the best three: a
-        straight edge may score well at a wrong scale); the best (score, scale) so far."""
+        straight edge may score well at a wrong scale); the best (score, scale) of these."""
         scores = {s: self.score(s) for s in scales}
         for top in sorted(scores, key=lambda k: scores[k])[-3:] if around else []:
             for k in range(-around, around + 1):
                 if k:
-                    self.score(top * _SCALE_STEP**k)
-        s = max(self.tried, key=lambda k: self.tried[k][0])
-        return self.tried[s][0], s
+                    scores[top * _SCALE_STEP**k] = self.score(top * _SCALE_STEP**k)
+        s = max(scores, key=lambda k: scores[k])
+        return scores[s], s
 
-    def placement(self) -> tuple[float, float, float]:
-        """The best placement found, as scale and translation (crop per answer pixel)."""
-        _, (m, nx, ny) = max(self.tried.values(), key=lambda v: v[0])
+    def placement(self, s: float) -> tuple[float, float, float]:
+        """The placement found at scale ``s``, as scale and translation (crop pixels per
+        answer pixel)."""
+        _, (m, nx, ny) = self.tried[s]
         # In crop/answer units: answer point a = (c - t)/s, level maps: a·p = m·(c·q) + n.
-        s = self.p / (self.q * m)
-        return s, -nx * s / self.p, -ny * s / self.p
+        scale = self.p / (self.q * m)
+        return scale, -nx * scale / self.p, -ny * scale / self.p
 
 
 def _settle(

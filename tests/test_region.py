@@ -360,6 +360,35 @@ def test_registration_recovers_known_scale_and_shift(
     assert estimate.confidence > 0.6
 
 
+@pytest.mark.parametrize(
+    ("size", "box", "params", "out", "seed"),
+    [
+        ((1200, 900), (752, 537, 1130, 861), {"scale": "1.061", "seed": "6"}, (1184, 864), 106),
+        ((900, 900), (500, 524, 771, 742), {"scale": "1.055", "seed": "11"}, (1024, 1024), 111),
+    ],
+)  # fmt: skip
+def test_a_placement_confirmed_by_a_few_tiles_is_not_refused(
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    params: dict[str, str],
+    out: tuple[int, int],
+    seed: int,
+) -> None:
+    """Small crops whose context has only a few tiles of detail where the answer lands
+    (the emulator's labels cover a corner): once refused, reporting confidence 1.00."""
+    from nbbanana.region import _check_coverage, _exclusion
+
+    image = photo_like(*size, seed=seed)
+    plan = plan_crop(parse_region(box, size=size))
+    crop = image.crop(plan.crop.as_tuple())
+    answer = _transform.edit(crop, "make it violet", out, 7, params, f"few{seed}")
+    truth = _transform.known_transform(f"few{seed}")
+    assert truth is not None
+    estimate = register(answer, crop, exclude=_exclusion(plan))
+    _check_coverage(plan, estimate, answer.size)
+    assert _corner_error(estimate, truth, (1.0, 1.0), plan.blend.relative_to(plan.crop)) < 1.0
+
+
 def test_an_answer_of_another_picture_is_refused() -> None:
     crop = photo_like(800, 600, seed=1)
     other = photo_like(1024, 768, seed=2)
