@@ -55,6 +55,7 @@ def write_png(
         raise ValueError(f"write_png takes modes L, LA, RGB and RGBA, not {image.mode}")
     bands, colour_type = _CHANNELS[image.mode]
     width, height = image.size
+    image.load()  # once, here: the threads below only read the decoded pixels
     handle.write(_SIGNATURE)
     handle.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)))
     for key, value in (text or {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,3 +62,15 @@ def test_adler32_combine_is_zlibs(first: bytes, second: bytes) -> None:
 def test_other_modes_are_refused() -> None:
     with pytest.raises(ValueError, match="modes L, LA, RGB and RGBA"):
         _png.write_png(Image.new("I;16", (4, 4)), io.BytesIO())
+
+
+def test_a_lazily_opened_image_is_written_whole(tmp_path: Any) -> None:
+    """A file image not yet decoded: decoded once before the stripes are cut in threads."""
+    source = photo_like(120, 90, seed=4)
+    path = tmp_path / "in.png"
+    source.save(path)
+    with Image.open(path) as lazy:
+        buffer = io.BytesIO()
+        _png.write_png(lazy, buffer, workers=4)
+    buffer.seek(0)
+    assert np.array_equal(np.asarray(Image.open(buffer)), np.asarray(source))
