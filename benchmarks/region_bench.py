@@ -11,9 +11,11 @@ is measured as PSNR against the source tinted at full resolution.
 * ``naive``    — ``Session.edit`` of the whole photo, the ~1 MP answer scaled back up to
   48 MP (what one does without regional edits).
 
-Columns: wall time excluding the model's (the emulator's) time, that model time, peak
-RSS of the process, the time to save the full-size PNG, PSNR inside the region, and how
-many pixels outside the blended area differ from the source.
+Columns: wall time excluding the model's (the emulator's) time, median and best of the
+runs (the machine may be shared: the load average is printed with the table), that model
+time, peak RSS of the process, the time to save the full-size PNG and its size (its own
+column: saving is a separate step), PSNR inside the region, and how many pixels outside
+the blended area differ from the source.
 
 Usage: ``python benchmarks/region_bench.py [--side 8000] [--repeat 3]``.
 Targets for the regional route: < 2 s wall time, < 600 MB peak RSS.
@@ -95,8 +97,9 @@ def _child(args: argparse.Namespace) -> None:
         figures["model_s"] = result.latency_s
         figures["peak_rss_mb"] = _rss_mb()
         saving = time.perf_counter()
-        result.save(args.outdir)
+        paths = result.save(args.outdir)
         figures["save_s"] = time.perf_counter() - saving
+        figures["png_mb"] = paths[0].stat().st_size / 1e6
         assert result.image is not None
         got = np.asarray(result.image.crop(box), dtype=np.float64)
         figures["registration"] = result.region["registration"]
@@ -119,6 +122,7 @@ def _child(args: argparse.Namespace) -> None:
         )
         got = np.asarray(up, dtype=np.float64)
         figures["save_s"] = None
+        figures["png_mb"] = None
         figures["output"] = [aw, ah]
         composite = None
     with Image.open(photo) as source_file:
@@ -189,6 +193,7 @@ def main() -> int:
         return 0
 
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photo = _make_photo(folder, args.side)
@@ -214,7 +219,7 @@ def main() -> int:
         finally:
             emulator.terminate()
             emulator.wait(timeout=10)
-    _print_table(runs, args)
+    _print_table(runs, args, (load_before, os.getloadavg()))
     return 0
 
 
@@ -223,26 +228,35 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-def _print_table(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+def _print_table(
+    runs: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> None:
     width, height = args.side, args.side * 3 // 4
     print(
         f"Regional edit of a {width}×{height} ({width * height / 1e6:.0f} MP) JPEG, region "
-        f"{_box(width, height)}; median of {args.repeat} runs, model time excluded.\n"
+        f"{_box(width, height)}; median (best) of {args.repeat} runs, model time excluded; "
+        f"load average {load[0][0]:.1f} before, {load[1][0]:.1f} after "
+        f"({os.cpu_count()} cores).\n"
     )
     header = (
-        f"{'route':<10} {'wall s':>7} {'model s':>8} {'peak RSS MB':>12} {'save PNG s':>11} "
-        f"{'PSNR dB':>8} {'output':>12}  changed outside the region"
+        f"{'route':<10} {'wall s':>12} {'model s':>8} {'peak RSS MB':>12} {'save PNG s':>12} "
+        f"{'PNG MB':>7} {'PSNR dB':>8} {'output':>12}  changed outside the region"
     )
     print(header)
     print("-" * len(header))
     for route, figures in runs.items():
-        save = [f["save_s"] for f in figures if f["save_s"] is not None]
+        walls = [f["wall_s"] for f in figures]
+        saves = [f["save_s"] for f in figures if f["save_s"] is not None]
+        sizes = [f["png_mb"] for f in figures if f["png_mb"] is not None]
         output = "×".join(map(str, figures[0]["output"]))
+        wall = f"{_median(walls):.2f} ({min(walls):.2f})"
+        save = f"{_median(saves):.2f} ({min(saves):.2f})" if saves else "-"
         print(
-            f"{route:<10} {_median([f['wall_s'] for f in figures]):>7.2f} "
-            f"{_median([f['model_s'] for f in figures]):>8.2f} "
-            f"{_median([f['peak_rss_mb'] for f in figures]):>12.0f} "
-            f"{(f'{_median(save):.2f}' if save else '-'):>11} "
+            f"{route:<10} {wall:>12} {_median([f['model_s'] for f in figures]):>8.2f} "
+            f"{_median([f['peak_rss_mb'] for f in figures]):>12.0f} {save:>12} "
+            f"{(f'{_median(sizes):.0f}' if sizes else '-'):>7} "
             f"{_median([f['psnr_db'] for f in figures]):>8.1f} {output:>12}  "
             f"{figures[0]['changed_outside']}"
         )

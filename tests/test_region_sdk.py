@@ -197,6 +197,41 @@ def test_a_mismatching_answer_is_refused_not_blended(session: Session, photo: Im
     assert error.estimate is not None and error.estimate.confidence < 0.7
 
 
+def _sky(width: int, height: int) -> Image.Image:
+    """A plain sky: a vertical gradient with a little sensor noise, nothing to register on."""
+    rng = np.random.default_rng(0)
+    t = np.mgrid[0:height, 0:width][0].astype(np.float32) / height
+    rgb = np.stack([90 + 60 * t, 140 + 50 * t, 220 - 20 * t], axis=2)
+    rgb += rng.normal(0, 1.5, rgb.shape)
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+
+
+def test_a_plain_sky_is_placed_by_the_sizes(emu: Emulator, session: Session) -> None:
+    """The emulator's answer (zoomed a little, shifted, with its labels in the corners)
+    of a crop with no detail: placed where the sizes say, every other pixel kept."""
+    sky = _sky(2000, 1500)
+    emu.inject("transform")
+    result = edit_region(session, sky, "make it violet", region=BOX)
+    registration = result.region["registration"]
+    assert registration["basis"] == "sizes" and registration["confidence"] >= 0.75
+    assert result.image is not None
+    out, source = np.asarray(result.image), np.asarray(sky)
+    blend = Box(*BOX).expand(result.region["feather"], result.region["feather"], sky.size)
+    outside = np.ones(source.shape[:2], bool)
+    outside[blend.top : blend.bottom, blend.left : blend.right] = False
+    assert np.array_equal(out[outside], source[outside])
+    truth = np.asarray(_truth(result).expected(sky.crop(BOX)), np.float32)
+    inside = out[BOX[1] : BOX[3], BOX[0] : BOX[2]].astype(np.float32)
+    assert np.abs(inside - truth).mean() < 3.0  # a few percent off on a plain area: no matter
+
+
+def test_a_plain_sky_still_refuses_another_picture(session: Session) -> None:
+    with pytest.raises(RegistrationError, match="too little detail") as caught:
+        edit_region(_IgnoresInput(session), _sky(2000, 1500), "a lighthouse", region=BOX)
+    assert caught.value.answer is not None
+    assert caught.value.estimate is not None and caught.value.estimate.basis == "sizes"
+
+
 def test_a_region_result_can_be_edited_again(
     emu: Emulator, session: Session, photo: Image.Image, tmp_path: Path
 ) -> None:
