@@ -82,7 +82,7 @@ def test_refusals_are_recorded_with_their_message(photo: bytes) -> None:
     tracker = UploadTracker(model=FLASH, run=Runner())
     for n in range(tracker.max_images):
         tracker.begin(f"u{n}", name=f"{n}.jpg", size=10)
-    with pytest.raises(UploadRefused, match="at most 3 images"):
+    with pytest.raises(UploadRefused, match="accepts at most 3 per request"):
         tracker.begin("extra", name="extra.jpg", size=10)
     tracker.refuse("extra", "at most 3 images")
     assert tracker.errors == ["at most 3 images"]
