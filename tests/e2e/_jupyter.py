@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "jupyter_server_config.py"
@@ -196,3 +197,21 @@ def stop_jupyterlab(lab: JupyterLab) -> None:
     except subprocess.TimeoutExpired:
         lab.process.kill()
         lab.process.wait(timeout=5)
+
+
+def open_studio_in_lab(page: Any, expect: Any, lab: JupyterLab, notebook: str) -> Any:
+    """Open ``notebook`` in JupyterLab, wait for its kernel, run every cell from the Run
+    menu and return the studio's locator once it is on the page."""
+    page.goto(lab.notebook_url(notebook))
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    expect(page.locator(".jp-StatusBar-TextItem:has-text('| Idle')").first).to_be_visible()
+    page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
+    page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
+    studio = page.locator(".nbb-studio")
+    # JupyterLab may still ask which kernel to use if the session was not ready: accept.
+    dialog_or_studio = page.locator(".jp-Dialog .jp-mod-accept").or_(studio)
+    expect(dialog_or_studio.first).to_be_visible()
+    if page.locator(".jp-Dialog .jp-mod-accept").count():
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    expect(studio).to_be_visible()
+    return studio

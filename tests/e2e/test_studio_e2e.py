@@ -39,7 +39,12 @@ ASPECT = "3:2"
 
 sync_api = require_browser()
 
-from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab  # noqa: E402
+from _jupyter import (  # noqa: E402
+    JupyterLab,
+    open_studio_in_lab,
+    start_jupyterlab,
+    stop_jupyterlab,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +100,7 @@ def test_studio_uploads_runs_and_branches(lab: JupyterLab, photo: Path) -> None:
 def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_label: str):  # type: ignore[no-untyped-def]
     expected_width, expected_height = width_height
 
-    # Open the notebook, wait for its kernel, run every cell from the Run menu.
-    page.goto(lab.notebook_url("studio.ipynb"))
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
-    expect(page.locator(".jp-StatusBar-TextItem:has-text('| Idle')").first).to_be_visible()
-    page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
-    page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
-    studio = page.locator(".nbb-studio")
-    # JupyterLab may still ask which kernel to use if the session was not ready: accept.
-    dialog_or_studio = page.locator(".jp-Dialog .jp-mod-accept").or_(studio)
-    expect(dialog_or_studio.first).to_be_visible()
-    if page.locator(".jp-Dialog .jp-mod-accept").count():
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-    expect(studio).to_be_visible()
+    studio = open_studio_in_lab(page, expect, lab, "studio.ipynb")
     expect(studio.locator(".nbb-where")).to_contain_text("offline emulator")
 
     # Upload the 30 MB photo; it arrives in slices and is fitted in the kernel.

@@ -31,7 +31,12 @@ REFERENCES = get_model(PRO).max_reference_images  # 14
 
 sync_api = require_browser()
 
-from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab  # noqa: E402
+from _jupyter import (  # noqa: E402
+    JupyterLab,
+    open_studio_in_lab,
+    start_jupyterlab,
+    stop_jupyterlab,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +75,7 @@ def test_studio_gemini3_features(lab: JupyterLab, references: list[Path]) -> Non
 def _drive(page, expect, lab: JupyterLab, references: list[Path]):  # type: ignore[no-untyped-def]
     width, height = get_model(PRO).output_size("1:1", "4K")
 
-    page.goto(lab.notebook_url("studio.ipynb"))
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
-    expect(page.locator(".jp-StatusBar-TextItem:has-text('| Idle')").first).to_be_visible()
-    page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
-    page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
-    studio = page.locator(".nbb-studio")
-    dialog_or_studio = page.locator(".jp-Dialog .jp-mod-accept").or_(studio)
-    expect(dialog_or_studio.first).to_be_visible()
-    if page.locator(".jp-Dialog .jp-mod-accept").count():
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-    expect(studio).to_be_visible()
+    studio = open_studio_in_lab(page, expect, lab, "studio.ipynb")
 
     # The picker lists what the emulator serves (its models.list), Pro among them.
     model = studio.locator(".nbb-model select")

@@ -29,7 +29,12 @@ UPRIGHT = (3000, 2000)
 
 sync_api = require_browser()
 
-from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab  # noqa: E402
+from _jupyter import (  # noqa: E402
+    JupyterLab,
+    open_studio_in_lab,
+    start_jupyterlab,
+    stop_jupyterlab,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +82,7 @@ def _drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:  
 
 
 def _drive(page, expect, lab: JupyterLab, photo: Path) -> None:  # type: ignore[no-untyped-def]
-    page.goto(lab.notebook_url("studio_region.ipynb"))
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
-    expect(page.locator(".jp-StatusBar-TextItem:has-text('| Idle')").first).to_be_visible()
-    page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
-    page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
-    studio = page.locator(".nbb-studio")
-    dialog_or_studio = page.locator(".jp-Dialog .jp-mod-accept").or_(studio)
-    expect(dialog_or_studio.first).to_be_visible()
-    if page.locator(".jp-Dialog .jp-mod-accept").count():
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-    expect(studio).to_be_visible()
+    studio = open_studio_in_lab(page, expect, lab, "studio_region.ipynb")
     picker = studio.locator(".nbb-region")
     expect(picker.locator(".nbb-region-empty")).to_be_visible()
 
