@@ -64,6 +64,8 @@ class BinderRun:
     every notebook run in it; both on a background thread, one command at a time."""
 
     base: Path
+    #: Whether to run the notebooks after the build (only when their test was selected).
+    with_notebooks: bool = True
     built: threading.Event = field(default_factory=threading.Event)
     notebooks_done: threading.Event = field(default_factory=threading.Event)
     build_error: str | None = None
@@ -138,7 +140,9 @@ class BinderRun:
         finally:
             self.built.set()
         try:
-            if self.build_error is not None:
+            if not self.with_notebooks:
+                self.notebooks_error = "the notebook test was not selected"
+            elif self.build_error is not None:
                 self.notebooks_error = f"no Binder environment:\n{self.build_error}"
             else:
                 self._run_notebooks()
@@ -210,15 +214,17 @@ def pytest_collection_modifyitems(
     if not binder or config.option.collectonly:
         return
     items[:] = [item for item in items if not _is_binder_test(item)] + binder
-    option = config.option
-    same_check = not (option.nbval or option.nbval_lax or option.nbval_kernel_name)
-    if same_check and any(item.name == NOTEBOOKS_TEST for item in binder):
+    # --nbval, --nbval-lax or another kernel: the notebook items check something else.
+    flags = ("nbval", "nbval_lax", "nbval_kernel_name")
+    same_check = not any(getattr(config.option, flag, None) for flag in flags)
+    with_notebooks = any(item.name == NOTEBOOKS_TEST for item in binder)
+    if same_check and with_notebooks:
         for item in items:
             if _is_notebook_cell(item):
                 item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
     # tmp_path_factory's folder (kept for a look after a failure), before fixtures exist.
     factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
-    run = BinderRun(factory.mktemp("binder")).start()
+    run = BinderRun(factory.mktemp("binder"), with_notebooks).start()
     config.stash[_RUN] = run
     config.add_cleanup(run.cancel)
 
