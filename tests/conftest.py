@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _imagegen import jpeg_bytes, photo_like, png_bytes, screenshot_like
 
-pytest_plugins = ["_emulator_fixtures"]  # emulator, sdk_client, make_client
+pytest_plugins = ["_emulator_fixtures", "_binder"]  # emulator, sdk_client, make_client; binder_run
 
 
 @pytest.fixture(scope="session")

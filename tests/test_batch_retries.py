@@ -127,6 +127,20 @@ def test_a_refused_request_is_not_retried(tmp_path: Path, emu: Emulator) -> None
 
 # --------------------------------------------------------------------------- done when
 
+#: ``python -m nbbanana`` with the back-offs made fast, as the in-process tests make them
+#: (the defaults pause 1 s, 2 s, 4 s in the client and 2 s, 4 s in the engine per fault):
+#: what is checked is what gets retried and written, not how long the pauses are.
+FAST_CLI = """
+import sys
+import nbbanana._connect as connect, nbbanana.batch._retries as retries
+retries.BACKOFF_S = 0.02
+connect.DEFAULT_RETRY = connect.DEFAULT_RETRY.model_copy(
+    update={"initial_delay": 0.05, "max_delay": 0.2, "jitter": 0.05}
+)
+from nbbanana.cli import main
+sys.exit(main())
+"""
+
 
 def _done_counts(outdir: Path) -> Counter[str]:
     return Counter(r["id"] for r in _records(outdir, "done"))
@@ -151,9 +165,9 @@ def test_forty_items_with_faults_of_every_kind_killed_and_resumed(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     with Emulator(fault_rate=0.2, fault_kinds=kinds, seed=7, latency=0.1) as emulator:
         command = [
-            sys.executable, "-m", "nbbanana", "batch", str(manifest), "-o", str(out),
+            sys.executable, "-c", FAST_CLI, "batch", str(manifest), "-o", str(out),
             "--base-url", emulator.base_url, "--concurrency", "8", "--no-progress",
-            "--timeout", "4",  # a "timeout" fault then costs seconds, not five minutes
+            "--timeout", "3",  # a "timeout" fault then costs seconds, not five minutes
         ]  # fmt: skip
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -9,32 +9,31 @@ and runs every notebook with that environment's Python as the kernel, comparing 
 as the notebook tests do. The test runner itself (pytest, nbval) stays outside the
 environment under test, so nothing it needs can hide a gap in ``binder/``.
 
-It takes a minute or two (mostly pip), which is why it is marked ``slow``.
+The build and the notebook run take minutes (mostly pip, then the kernels): ``_binder``
+starts them in the background as soon as collection ends, these tests run last and wait
+for them, and the plain notebook items are skipped when this run covers them (see
+``_binder``'s docstring). Marked ``slow`` for that reason.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from _binder import BINDER, NOTEBOOKS, ROOT, BinderRun, clean_env
 
 # pip needs a minute or two; the notebooks about as long again on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[1]
-BINDER = ROOT / "binder"
-NOTEBOOKS = ROOT / "notebooks"
-KERNEL_NAME = "nbbanana-binder"
 #: What the raised limit must at least allow: a 30 MB photo sent by a plain FileUpload,
 #: base64-encoded inside a JSON message (Jupyter Server's default is 10 MiB).
 MIN_WEBSOCKET_MESSAGE = 64 * 1024 * 1024
+#: Longer than any build seen on a busy 2-core machine, shorter than the test's timeout.
+WAIT_S = 840
 
 
 def _run(args: list[str | Path], *, env: dict[str, str], cwd: Path) -> str:
@@ -49,40 +48,13 @@ def _run(args: list[str | Path], *, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The environment without anything that would leak the outer virtualenv or a key."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "GEMINI_API_KEY", "GOOGLE_API_KEY")
-        and not k.startswith("JUPYTER")
-    }
-    env.update(extra)
-    return env
-
-
-@pytest.fixture(scope="module")
-def binder_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A fresh virtual environment built the way repo2docker builds the Binder image."""
-    base = tmp_path_factory.mktemp("binder")
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    bin_dir = venv / "bin"
-    config_dir = base / "jupyter-config"  # an empty user config dir: only postBuild's counts
-    config_dir.mkdir()
-    env = _clean_env(
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        VIRTUAL_ENV=str(venv),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-    )
-    _run(
-        [bin_dir / "python", "-m", "pip", "install", "--quiet", "-r", BINDER / "requirements.txt"],
-        env=env,
-        cwd=ROOT,
-    )
-    _run(["bash", BINDER / "postBuild"], env=env, cwd=ROOT)
-    return {"venv": venv, "bin": bin_dir, "config": config_dir, "base": base}
+@pytest.fixture
+def binder_env(binder_run: BinderRun) -> BinderRun:
+    """The fresh environment, once built as Binder builds it."""
+    assert binder_run.built.wait(WAIT_S), "the Binder environment was not built in time"
+    if binder_run.build_error is not None:
+        pytest.fail(binder_run.build_error, pytrace=False)
+    return binder_run
 
 
 def test_runtime_names_a_python_the_project_supports() -> None:
@@ -95,23 +67,23 @@ def test_runtime_names_a_python_the_project_supports() -> None:
     assert int(match.group(1)) >= int(floor.group(1)), f"{runtime} is older than {requires}"
 
 
-def test_postbuild_installs_the_package_from_the_checkout(binder_env: dict[str, Path]) -> None:
+def test_postbuild_installs_the_package_from_the_checkout(binder_env: BinderRun) -> None:
     out = _run(
         [
-            binder_env["bin"] / "python",
+            binder_env.bin / "python",
             "-c",
             "import nbbanana, nbbanana.samples as s; print(nbbanana.__file__); "
             "print(all(p.exists() for p in s.sample_paths()))",
         ],
-        env=_clean_env(),
-        cwd=binder_env["base"],
+        env=clean_env(),
+        cwd=binder_env.base,
     )
     location, samples_ok = out.split()
-    assert Path(location).is_relative_to(binder_env["venv"]), location
+    assert Path(location).is_relative_to(binder_env.venv), location
     assert samples_ok == "True"  # the sample images are inside the installed package
 
 
-def test_postbuild_raises_the_websocket_message_limit(binder_env: dict[str, Path]) -> None:
+def test_postbuild_raises_the_websocket_message_limit(binder_env: BinderRun) -> None:
     probe = (
         "import json; from jupyter_server.serverapp import ServerApp; "
         "app = ServerApp(); app.load_config_file(); "
@@ -119,52 +91,25 @@ def test_postbuild_raises_the_websocket_message_limit(binder_env: dict[str, Path
         "'body': app.max_body_size, 'buffer': app.max_buffer_size}))"
     )
     out = _run(
-        [binder_env["bin"] / "python", "-c", probe],
-        env=_clean_env(JUPYTER_CONFIG_DIR=str(binder_env["config"])),
-        cwd=binder_env["base"],
+        [binder_env.bin / "python", "-c", probe],
+        env=clean_env(JUPYTER_CONFIG_DIR=str(binder_env.config)),
+        cwd=binder_env.base,
     )
     loaded = json.loads(out)
     assert loaded["ws"] is not None and loaded["ws"] >= MIN_WEBSOCKET_MESSAGE, loaded
     assert loaded["body"] >= loaded["ws"] and loaded["buffer"] >= loaded["ws"], loaded
 
 
-def test_notebooks_pass_in_the_binder_environment(binder_env: dict[str, Path]) -> None:
+def test_notebooks_pass_in_the_binder_environment(binder_env: BinderRun) -> None:
+    """Every notebook, strict nbval, with the Binder environment's Python as the kernel
+    (run by ``_binder`` in the background: kernel registered outside the environment,
+    notebooks copied so that they cannot depend on the rest of the checkout)."""
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert notebooks, "no notebooks to run"
-    # The Binder environment's Python as a named kernel, registered outside it.
-    kernels = binder_env["base"] / "kernels"
-    _run(
-        [
-            binder_env["bin"] / "python",
-            "-m",
-            "ipykernel",
-            "install",
-            "--prefix",
-            kernels,
-            "--name",
-            KERNEL_NAME,
-        ],
-        env=_clean_env(),
-        cwd=binder_env["base"],
-    )
-    # A copy of the notebooks folder: they must not depend on the rest of the checkout.
-    work = binder_env["base"] / "run"
-    shutil.copytree(NOTEBOOKS, work / "notebooks", ignore=shutil.ignore_patterns(".ipynb_*"))
-    (work / "pytest.ini").write_text("[pytest]\n")
-    env = _clean_env(JUPYTER_PATH=str(kernels / "share" / "jupyter"))
-    out = _run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--nbval-kernel-name",
-            KERNEL_NAME,
-            "notebooks",
-        ],
-        env=env,
-        cwd=work,
-    )
+    assert binder_env.notebooks_done.wait(WAIT_S), "the notebooks did not finish in time"
+    if binder_env.notebooks_error is not None:
+        pytest.fail(binder_env.notebooks_error, pytrace=False)
+    out = binder_env.notebooks_output
     assert re.search(r"\b\d+ passed\b", out) and " failed" not in out, out[-3000:]
+    missing = [path.name for path in notebooks if f"notebooks/{path.name} " not in out]
+    assert not missing, f"not run: {missing}\n{out[-3000:]}"
