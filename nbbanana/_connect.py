@@ -40,6 +40,11 @@ DEFAULT_RETRY = types.HttpRetryOptions(
 #: minute; five minutes leaves room without hanging a notebook forever.
 DEFAULT_TIMEOUT_S = 300.0
 
+#: The listing that picks the default model at connect: one attempt, ten seconds. It is
+#: a convenience (the table's default stands in), so a laptop with no network must not
+#: wait through the retries' back-off (about 8 s) before it can start.
+_QUICK_LISTING = types.HttpOptions(timeout=10_000, retry_options=types.HttpRetryOptions(attempts=1))
+
 _OFFLINE_NOTE = (
     "nbbanana: OFFLINE session - requests go to the built-in Gemini emulator, not to Google; "
     "images are synthetic and marked 'offline emulator'. Set GEMINI_API_KEY (or pass "
@@ -174,6 +179,6 @@ def _default_model(client: genai.Client, base_url: str | None) -> str:
     from .discovery import discover
 
     with contextlib.suppress(Exception):  # no listing: the table's default
-        listed = discover(client, base_url.rstrip("/"))
+        listed = discover(client, base_url.rstrip("/"), http_options=_QUICK_LISTING)
         model = listed.default_model if listed.available else model
     return model

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from google import genai
+from google.genai import types
 
 from .errors import ModelUnavailable
 from .models import (
@@ -408,10 +409,14 @@ def _write_disk(base_url: str, listed_at: float, models: list[ListedModel]) -> N
 # ------------------------------------------------------------------ listing
 
 
-def list_service_models(client: genai.Client) -> list[ListedModel]:
-    """Every model the endpoint lists (all pages), with its generation methods."""
+def list_service_models(
+    client: genai.Client, http_options: types.HttpOptions | None = None
+) -> list[ListedModel]:
+    """Every model the endpoint lists (all pages), with its generation methods.
+    ``http_options``: this call's time-out and retries instead of the client's."""
     listed = []
-    for model in client.models.list(config={"page_size": 1000}):
+    config = types.ListModelsConfig(page_size=1000, http_options=http_options)
+    for model in client.models.list(config=config):
         name = (model.name or "").removeprefix("models/")
         if name:
             listed.append(
@@ -427,10 +432,12 @@ def discover(
     refresh: bool = False,
     persist: bool | None = None,
     now: Callable[[], float] = time.time,
+    http_options: types.HttpOptions | None = None,
 ) -> Catalogue:
     """The image models ``base_url`` serves, from the memory cache, the disk cache (a
     day), or ``models.list`` through ``client``. ``refresh``: ask the service again.
-    ``persist``: keep the answer on disk (default: not for loopback emulators)."""
+    ``persist``: keep the answer on disk (default: not for loopback emulators).
+    ``http_options``: the listing's own time-out and retries (see :func:`connect`)."""
     key = base_url.rstrip("/")
     persist = (not _is_loopback(key)) if persist is None else persist
     moment = now()
@@ -444,7 +451,7 @@ def discover(
             cached = _read_disk(key, moment)
     from_cache = cached is not None
     if cached is None:
-        cached = (moment, list_service_models(client))
+        cached = (moment, list_service_models(client, http_options))
         if persist:
             _write_disk(key, *cached)
     with _memory_lock:

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,34 @@ def test_models_cli_table(emulator: Emulator, capsys: pytest.CaptureFixture[str]
     assert main(["models", "--base-url", emulator.base_url]) == 0
     out = capsys.readouterr().out
     assert "retired → gemini-3-pro-image" in out and "$0.240 (4K)" in out
+
+
+def test_connect_asks_for_the_model_list_once_and_does_not_wait_on_retries() -> None:
+    """The listing at connect only picks the default model: a service that answers 503
+    (or a closed network) costs one attempt, not the retries' back-off, and the table's
+    default stands in."""
+    asked: list[str] = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b'{"error": {"code": 503, "message": "busy", "status": "UNAVAILABLE"}}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        session = nbbanana.connect("test-key", base_url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(asked) == 1 and asked[0].split("?")[0].endswith("/models")
+    assert session.model == nbbanana.models.DEFAULT_MODEL
