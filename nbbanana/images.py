@@ -683,12 +683,15 @@ def _load_path_reduced(
         try:
             with _pillow_globals():
                 image = Image.open(handle, formats=_readable_formats())
-                frames = _frame_count(image)
         except (OSError, SyntaxError, ValueError, EOFError, RuntimeError, IndexError):
             return None  # the bytes path says what is wrong
-        if max(image.size) <= target_side or frames != 1:
+        if max(image.size) <= target_side:
+            return None  # nothing to reduce: the file may be passed through as it is
+        _check_pixels(image.size, max_pixels, name)  # before anything else is read
+        with _pillow_globals():
+            frames = _frame_count(image)
+        if frames != 1:
             return None
-        _check_pixels(image.size, max_pixels, name)
         read_at = _file_reader(handle)
         first_idat, after_pixels = -1, True
         if image.format == "PNG":

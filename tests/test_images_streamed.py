@@ -25,7 +25,7 @@ from _imagegen import (
 from PIL import Image, PngImagePlugin
 
 from nbbanana import _vips, images
-from nbbanana.errors import CorruptImageError
+from nbbanana.errors import CorruptImageError, DecompressionBombError
 from nbbanana.fit import fit_image
 from nbbanana.images import _PngChecksums, load_image
 
@@ -243,3 +243,10 @@ def test_png_checksums_stream_in_pieces_of_any_size(damage: int | None) -> None:
     assert len(set(verdicts)) == 1
     assert (verdicts[0] == "") == (damage is None)
     images._verify_png_checksums(bytes(data[: len(data) // 2]), "cut.png")  # left to the decoder
+
+
+def test_a_path_declaring_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(png_bytes(photo_like(800, 600, seed=1)))
+    with pytest.raises(DecompressionBombError, match="max_pixels=480000"):
+        load_image(path, target_side=300, max_pixels=100_000)
