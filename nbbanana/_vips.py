@@ -17,6 +17,7 @@ installed or refuses the file, so a damaged file still gets the loader's one-lin
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import Any
 
@@ -67,9 +68,16 @@ def scaled_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
 
 
 def decode_reduced(
-    data: bytes, fmt: str, size: tuple[int, int], target_side: int, *, draft_slack: float
+    data: bytes | os.PathLike[str],
+    fmt: str,
+    size: tuple[int, int],
+    target_side: int,
+    *,
+    draft_slack: float,
 ) -> Image.Image | None:
-    """Decode ``data`` (a ``fmt`` file of stored ``size``) reduced to ``target_side``.
+    """Decode ``data`` (a ``fmt`` file of stored ``size``, its bytes or its path) reduced
+    to ``target_side``. From a path, libvips reads the file as it decodes, in small
+    pieces: the file is never held whole.
 
     The result's long side is ``min(target_side, long side)``, except for a JPEG whose
     DCT-scaled decode already lands within ``draft_slack × target_side``: that decode is
@@ -82,8 +90,11 @@ def decode_reduced(
         return None
     long_side = max(size)
     try:
-        # A source over the caller's bytes: new_from_buffer would copy the whole file.
-        source = pyvips.Source.new_from_memory(data)
+        if isinstance(data, bytes):
+            # A source over the caller's bytes: new_from_buffer would copy the whole file.
+            source = pyvips.Source.new_from_memory(data)
+        else:
+            source = pyvips.Source.new_from_file(os.fspath(data))
         if fmt in ("JPEG", "MPO"):
             floor_side = math.ceil(target_side * draft_slack)
             shrink = 1

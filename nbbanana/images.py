@@ -32,6 +32,10 @@ Why each step exists:
   ``/dev/zero``, a socket or a folder is refused before anything is read (opening a FIFO
   would block, reading ``/dev/zero`` would never end). No input — file or stream — is read
   past ``max_bytes`` + 1 byte (:data:`DEFAULT_MAX_BYTES`).
+* **Hold no more than needed.** A file given by path that will be reduced is decoded by
+  libvips from disk while a helper thread streams it through SHA-256 (and a PNG's chunk
+  checksums): its bytes are never held whole. Any other case, or any doubt (a file
+  libvips refuses, one that changed meanwhile), reads the file and loads its bytes.
 * **Blame the right thing.** A valid PNG whose metadata chunk (iCCP, zTXt, iTXt, tEXt) is
   over one of Pillow's decompression limits is loaded without that chunk, with a note
   naming the chunk and the limit. A HEIC/HEIF/AVIF that the bundled decoder cannot read
@@ -126,7 +130,9 @@ class LoadedImage:
     #: SHA-256 (hex) of the original encoded bytes, or of the pixels for arrays/PIL images.
     source_sha256: str = ""
     #: The original bytes when they may be sent unchanged (JPEG/PNG/WebP, 8-bit, upright,
-    #: sRGB, nothing to strip); else ``None``.
+    #: sRGB, nothing to strip); else ``None``. Also ``None`` for a file given by path that
+    #: was decoded reduced from disk: its bytes were never held (and a reduced image is
+    #: never sent as it is).
     passthrough: bytes | None = None
     #: MIME type of :attr:`passthrough` (``"image/jpeg"``, ``"image/png"``, ``"image/webp"``).
     passthrough_mime: str | None = None
@@ -259,6 +265,10 @@ def load_image(
         )
         loaded.warnings[:0] = notes
         return loaded
+    if isinstance(source, str | os.PathLike) and target_side is not None and strip_metadata:
+        streamed = _load_path_reduced(source, max_pixels, target_side, max_bytes)
+        if streamed is not None:
+            return streamed
     data, name = _read_source(source, max_bytes)
     return _load_bytes(data, name, max_pixels, target_side, strip_metadata)
 
@@ -301,6 +311,14 @@ def _read_source(source: object, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[by
 def _read_path(source: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, str]:
     if isinstance(source, str) and source[:5].lower() == "data:":
         return _read_data_url(source)
+    text, name = _path_names(source)
+    with _path_errors(text, name), _open_regular(text, name, max_bytes) as (handle, info):
+        # One read of the whole file in the usual case; bounded if it grew meanwhile.
+        return _read_bounded(handle.read, max_bytes, name, info.st_size + 1), name
+
+
+def _path_names(source: str | os.PathLike[str]) -> tuple[str, str]:
+    """The path as given and its display name; a URL is refused."""
     text = os.fspath(source)
     name = Path(text).name or text
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
@@ -309,20 +327,35 @@ def _read_path(source: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, s
             "pass the file (or its bytes).",
             source=name,
         )
+    return text, name
+
+
+@contextmanager
+def _open_regular(
+    text: str, name: str, max_bytes: int
+) -> Iterator[tuple[io.FileIO, os.stat_result]]:
+    """The regular file at ``text``, opened unbuffered, and its ``fstat``; anything else,
+    or a file over ``max_bytes``, is refused before a byte is read."""
     path = Path(text).expanduser()
+    # Look before opening: opening a FIFO blocks until a writer comes, a socket
+    # cannot be opened at all; O_NONBLOCK covers a file swapped in between.
+    _check_regular(os.stat(path).st_mode, text, name)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        assert isinstance(handle, io.FileIO)
+        info = os.fstat(handle.fileno())
+        _check_regular(info.st_mode, text, name)
+        if info.st_size > max_bytes:
+            raise _too_many_bytes(name, info.st_size, max_bytes)
+        yield handle, info
+
+
+@contextmanager
+def _path_errors(text: str, name: str) -> Iterator[None]:
+    """An ``OSError`` of opening or reading the file at ``text`` as one sentence."""
     try:
-        # Look before opening: opening a FIFO blocks until a writer comes, a socket
-        # cannot be opened at all; O_NONBLOCK covers a file swapped in between.
-        _check_regular(os.stat(path).st_mode, text, name)
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb", buffering=0) as handle:
-            info = os.fstat(handle.fileno())
-            _check_regular(info.st_mode, text, name)
-            if info.st_size > max_bytes:
-                raise _too_many_bytes(name, info.st_size, max_bytes)
-            # One read of the whole file in the usual case; bounded if it grew meanwhile.
-            return _read_bounded(handle.read, max_bytes, name, info.st_size + 1), name
+        yield
     except FileNotFoundError as exc:
         raise ImageError(f"{text} does not exist; check the path.", source=name) from exc
     except IsADirectoryError as exc:
@@ -542,7 +575,15 @@ def _load_bytes(
     if data.startswith(_PNG_SIGNATURE):
         data = _without_oversized_png_chunks(data, notes)
     image = _open_header(data, name)
-    checks = _Checks(original, data if image.format == "PNG" else None, name)
+    png = image.format == "PNG"
+    if png and data is not original:  # chunks were dropped: check what is decoded
+        _verify_png_checksums(data, name)
+    checks = _Checks(
+        iter((original,)),
+        name,
+        png=png and data is original,
+        background=len(original) >= _Checks._BACKGROUND_FROM,
+    )
     try:
         return _decode_checked(original, data, image, name, max_pixels, target_side,
                                strip_metadata, notes, checks)  # fmt: skip
@@ -606,6 +647,133 @@ def _decode_checked(
         passthrough=passthrough,
         passthrough_mime=_PASSTHROUGH_MIME[fmt] if passthrough is not None and fmt else None,
     )
+
+
+#: File formats (by signature) that :func:`_load_path_reduced` may decode from disk.
+_STREAMED_SIGNATURES = ("JPEG", "PNG", "TIFF", "WebP")
+_PIECE = 1 << 20  # a file given by path is hashed in pieces of this size
+
+
+def _load_path_reduced(
+    source: str | os.PathLike[str], max_pixels: int, target_side: int, max_bytes: int
+) -> LoadedImage | None:
+    """A file given by path that will be reduced, decoded by libvips from disk while a
+    helper thread streams it through SHA-256 (and a PNG's chunk checksums): its bytes
+    are never held whole, as libvips' own thumbnail does not hold them (36 MB for a
+    12 MP TIFF scan). Nothing is lost by not reading it: a reduced image is never
+    passed through as it is.
+
+    ``None`` when this does not apply or any doubt arises — not a JPEG/PNG/TIFF/WebP
+    that libvips decodes (see :func:`_vips_suits`), nothing to reduce, a PNG metadata
+    chunk over Pillow's limits, a file libvips refuses (damaged, cut short), or a file
+    that changed while it was read — and the caller reads the file and loads its bytes,
+    which gives every other case its usual handling and error message.
+    """
+    from . import _vips
+
+    if not _vips.available() or (isinstance(source, str) and source[:5].lower() == "data:"):
+        return None
+    text, name = _path_names(source)
+    with _path_errors(text, name), _open_regular(text, name, max_bytes) as (raw, info):
+        handle = io.BufferedReader(raw)
+        head = handle.read(32)
+        if _signature_format(head) not in _STREAMED_SIGNATURES:
+            return None
+        handle.seek(0)
+        try:
+            with _pillow_globals():
+                image = Image.open(handle, formats=_readable_formats())
+        except (OSError, SyntaxError, ValueError, EOFError, RuntimeError, IndexError):
+            return None  # the bytes path says what is wrong
+        if max(image.size) <= target_side:
+            return None  # nothing to reduce: the file may be passed through as it is
+        _check_pixels(image.size, max_pixels, name)  # before anything else is read
+        with _pillow_globals():
+            frames = _frame_count(image)
+        if frames != 1:
+            return None
+        read_at = _file_reader(handle)
+        first_idat, after_pixels = -1, True
+        if image.format == "PNG":
+            first_idat, after_pixels = _png_walk(read_at, info.st_size)
+        if first_idat > 0:
+            prefix = read_at(0, first_idat)
+            if _without_oversized_png_chunks(prefix, []) is not prefix:
+                return None  # a chunk to drop: the bytes path does that
+        if not _vips_suits(image, head[24:25], lambda: after_pixels):
+            return None
+        orientation = _orientation(image)
+        fmt = image.format
+        facts = _Facts.of(image, None, fmt, image.mode, orientation, frames)
+        # From here the helper thread owns the handle (Pillow is done with it).
+        handle.seek(0)
+        checks = _Checks(
+            _pieces(handle, max_bytes, name),
+            name,
+            png=fmt == "PNG",
+            background=info.st_size >= _Checks._BACKGROUND_FROM,
+        )
+        path = Path(text).expanduser()
+        try:
+            reduced = _vips.decode_reduced(
+                path, fmt or "", image.size, target_side, draft_slack=DRAFT_SLACK
+            )
+        finally:
+            digest = _checked_digest(checks)
+        if reduced is None or digest is None or _changed(info, os.fstat(raw.fileno()), path):
+            return None
+        if checks.size != info.st_size:
+            return None
+    notes: list[str] = []
+    loaded = _normalise(reduced, name, target_side, orientation, facts, True, notes)
+    return LoadedImage(
+        image=loaded.image,
+        name=name,
+        original_format="JPEG" if fmt == "MPO" else fmt,
+        original_bytes=checks.size,
+        original_size=_oriented(image.size, orientation),
+        has_alpha=loaded.has_alpha,
+        warnings=notes,
+        source_sha256=digest,
+    )
+
+
+def _pieces(handle: io.BufferedReader[Any], max_bytes: int, name: str) -> Iterator[memoryview]:
+    """The file's bytes from the current position, in pieces of one reused buffer."""
+    buffer = bytearray(_PIECE)
+    view = memoryview(buffer)
+    total = 0
+    while count := handle.readinto(view):
+        total += count
+        if total > max_bytes:  # it grew past the limit while being read
+            raise _too_many_bytes(name, None, max_bytes)
+        yield view[:count]
+
+
+def _checked_digest(checks: _Checks) -> str | None:
+    """The streamed digest; ``None`` when reading the file failed (the caller falls back
+    to reading it whole, which reports the failure). A damaged PNG's checksum error and
+    a file over the size limit are raised as they are."""
+    try:
+        return checks.result()
+    except ImageError:
+        raise
+    except OSError:
+        return None
+
+
+def _changed(before: os.stat_result, after: os.stat_result, path: Path) -> bool:
+    """True when the file was written to while it was read, or ``path`` (which libvips
+    opened by name) no longer names the file that was hashed."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+
+    def identity(info: os.stat_result) -> tuple[int, ...]:
+        return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+    return not identity(before) == identity(after) == identity(now)
 
 
 def _load_pil(
@@ -967,26 +1135,34 @@ def _heif_decoder_version(avif: bool) -> str:
 class _Checks:
     """The file's SHA-256 and, for a PNG, its chunk checksums, computed on a helper thread
     while the pixels decode (hashlib and zlib release the GIL; a 25 MB file takes about
-    40 ms of one core). Small files are checked at once, on the calling thread."""
+    40 ms of one core). ``blocks`` yields the file's bytes in order: the bytes held, or
+    pieces read from disk. Small inputs are checked at once, on the calling thread."""
 
     _BACKGROUND_FROM = 1 << 20
 
-    def __init__(self, original: bytes, png: bytes | None, name: str) -> None:
+    def __init__(
+        self, blocks: Iterator[bytes | memoryview], name: str, *, png: bool, background: bool
+    ) -> None:
         self._digest = ""
+        self.size = 0  #: bytes seen
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        args = (original, png, name)
-        if len(original) < self._BACKGROUND_FROM:
-            self._run(*args)
-        else:
-            self._thread = threading.Thread(target=self._run, args=args, daemon=True)
+        if background:
+            self._thread = threading.Thread(target=self._run, args=(blocks, name, png), daemon=True)
             self._thread.start()
+        else:
+            self._run(blocks, name, png)
 
-    def _run(self, original: bytes, png: bytes | None, name: str) -> None:
+    def _run(self, blocks: Iterator[bytes | memoryview], name: str, png: bool) -> None:
         try:
-            if png is not None:
-                _verify_png_checksums(png, name)
-            self._digest = hashlib.sha256(original).hexdigest()
+            digest = hashlib.sha256()
+            checksums = _PngChecksums(name) if png else None
+            for block in blocks:
+                digest.update(block)
+                self.size += len(block)
+                if checksums is not None:
+                    checksums.feed(block)
+            self._digest = digest.hexdigest()
         except BaseException as error:  # raised on the caller's thread by result()
             self._error = error
 
@@ -1000,30 +1176,64 @@ class _Checks:
 
 
 def _verify_png_checksums(data: bytes, name: str) -> None:
-    """Check every chunk's CRC: Pillow does not check IDAT's, so damage would decode as noise.
+    """Check every chunk's CRC of a PNG held in memory (see :class:`_PngChecksums`)."""
+    _PngChecksums(name).feed(data)
 
-    Runs at about 1 GB/s (zlib's CRC-32). A file cut short is left to the decoder, which
-    reports it as truncated.
+
+class _PngChecksums:
+    """Every chunk's CRC checked as a PNG's bytes stream past, in pieces of any size:
+    Pillow does not check IDAT's, so damage would decode as noise.
+
+    Runs at about 1 GB/s (zlib's CRC-32). A chunk cut short by the end of the file is
+    left to the decoder, which reports it as truncated; nothing after IEND is read.
     """
-    view = memoryview(data)
-    offset = 8
-    while offset + 12 <= len(data):
-        (length,) = struct.unpack_from(">I", data, offset)
-        end = offset + 12 + length
-        if end > len(data):
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._phase = "signature"  # then "header", "body", "crc", ..., "done"
+        self._want = 8  # bytes the fixed-size phase needs
+        self._fixed = bytearray()  # the fixed-size phase's bytes so far
+        self._kind = b""
+        self._left = 0  # body bytes still to come
+        self._crc = 0
+
+    def feed(self, block: bytes | memoryview) -> None:
+        view = memoryview(block)
+        while len(view) and self._phase != "done":
+            if self._phase == "body":
+                take = min(self._left, len(view))
+                self._crc = zlib.crc32(view[:take], self._crc)
+                view, self._left = view[take:], self._left - take
+                if not self._left:
+                    self._phase, self._want = "crc", 4
+                continue
+            take = self._want - len(self._fixed)
+            self._fixed += view[:take]
+            view = view[take:]
+            if len(self._fixed) == self._want:
+                self._fixed_done(bytes(self._fixed))
+                self._fixed.clear()
+
+    def _fixed_done(self, fixed: bytes) -> None:
+        if self._phase == "crc":
+            (stored,) = struct.unpack(">I", fixed)
+            if self._crc != stored:
+                kind = self._kind.decode("latin-1")
+                raise CorruptImageError(
+                    f"{self._name} is a damaged PNG (checksum mismatch in its {kind} chunk); "
+                    "re-export or re-download it.",
+                    source=self._name,
+                )
+            if self._kind == b"IEND":
+                self._phase = "done"
+                return
+        if self._phase in ("signature", "crc"):
+            self._phase, self._want = "header", 8
             return
-        kind_and_body = view[offset + 4 : offset + 8 + length]
-        (stored,) = struct.unpack_from(">I", data, offset + 8 + length)
-        if zlib.crc32(kind_and_body) != stored:
-            kind = bytes(view[offset + 4 : offset + 8]).decode("latin-1")
-            raise CorruptImageError(
-                f"{name} is a damaged PNG (checksum mismatch in its {kind} chunk); "
-                "re-export or re-download it.",
-                source=name,
-            )
-        if bytes(view[offset + 4 : offset + 8]) == b"IEND":
-            return
-        offset = end
+        (self._left,) = struct.unpack_from(">I", fixed)  # a header: length, kind
+        self._kind = fixed[4:8]
+        self._crc = zlib.crc32(self._kind)
+        self._phase, self._want = ("body", 0) if self._left else ("crc", 4)
 
 
 def _readable_formats() -> list[str]:
@@ -1108,44 +1318,68 @@ def _draft(image: Image.Image, target_side: int) -> None:
 
 def _vips_reduced(image: Image.Image, data: bytes, target_side: int) -> Image.Image | None:
     """The file's pixels decoded and reduced towards ``target_side`` by libvips (see
-    :mod:`nbbanana._vips`), for the inputs whose facts Pillow's header parse already
-    holds in full: 8-bit RGB/L JPEG, 8-bit PNG with nothing after its pixels, 8-bit
-    TIFF and WebP. ``None`` sends the file down the Pillow path."""
-    fmt, mode = image.format, image.mode
+    :mod:`nbbanana._vips`), when :func:`_vips_suits` says so. ``None`` sends the file
+    down the Pillow path."""
     if max(image.size) <= target_side:
         return None  # nothing to reduce (and the original may be passed through)
-    if fmt in ("JPEG", "MPO"):
-        ok = mode in ("RGB", "L")
-    elif fmt == "PNG":
-        # Pillow reads chunks up to the pixels on open; with nothing but IEND after them
-        # (eXIf, text) the header holds every fact, and an absent eXIf means no EXIF.
-        ok = mode in ("RGB", "RGBA", "L", "P") and data[24:25] == b"\x08"
-        ok = ok and not _png_chunks_after_pixels(data)
-        if ok:
-            image.info.setdefault("exif", b"")
-    else:
-        ok = fmt in ("TIFF", "WEBP") and mode in ("RGB", "RGBA", "L")
-    if not ok:
+    size = len(data)
+    if not _vips_suits(image, data[24:25], lambda: _png_walk(_bytes_reader(data), size)[1]):
         return None
     from . import _vips
 
-    return _vips.decode_reduced(data, fmt or "", image.size, target_side, draft_slack=DRAFT_SLACK)
+    fmt = image.format or ""
+    return _vips.decode_reduced(data, fmt, image.size, target_side, draft_slack=DRAFT_SLACK)
 
 
-def _png_chunks_after_pixels(data: bytes) -> bool:
-    """True when a chunk other than IDAT/IEND follows the first IDAT (or the walk fails)."""
-    offset, seen_idat = 8, False
-    while offset + 8 <= len(data):
-        (length,) = struct.unpack_from(">I", data, offset)
-        kind = data[offset + 4 : offset + 8]
-        if kind == b"IDAT":
-            seen_idat = True
-        elif kind == b"IEND":
+def _vips_suits(image: Image.Image, png_depth: bytes, after_pixels: Callable[[], bool]) -> bool:
+    """True for the inputs whose facts Pillow's header parse already holds in full, so
+    that libvips may decode the pixels: 8-bit RGB/L JPEG, 8-bit PNG with nothing after
+    its pixels (``after_pixels()``), 8-bit TIFF and WebP. ``png_depth`` is byte 24 of
+    the file (a PNG's bit depth)."""
+    fmt, mode = image.format, image.mode
+    if fmt in ("JPEG", "MPO"):
+        return mode in ("RGB", "L")
+    if fmt == "PNG":
+        # Pillow reads chunks up to the pixels on open; with nothing but IEND after them
+        # (eXIf, text) the header holds every fact, and an absent eXIf means no EXIF.
+        if mode not in ("RGB", "RGBA", "L", "P") or png_depth != b"\x08" or after_pixels():
             return False
-        elif seen_idat:
-            return True
+        image.info.setdefault("exif", b"")
+        return True
+    return fmt in ("TIFF", "WEBP") and mode in ("RGB", "RGBA", "L")
+
+
+def _bytes_reader(data: bytes) -> Callable[[int, int], bytes]:
+    return lambda offset, count: data[offset : offset + count]
+
+
+def _file_reader(handle: io.BufferedReader[Any]) -> Callable[[int, int], bytes]:
+    def read_at(offset: int, count: int) -> bytes:
+        handle.seek(offset)
+        return handle.read(count)
+
+    return read_at
+
+
+def _png_walk(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, bool]:
+    """Where a PNG's first IDAT chunk starts (-1 if none), and whether a chunk other
+    than IDAT/IEND follows it (or the walk fails). Only chunk headers are read."""
+    offset, first_idat = 8, -1
+    while offset + 8 <= size:
+        header = read_at(offset, 8)
+        if len(header) < 8:
+            break
+        (length,) = struct.unpack_from(">I", header)
+        kind = header[4:8]
+        if kind == b"IDAT":
+            if first_idat < 0:
+                first_idat = offset
+        elif kind == b"IEND":
+            return first_idat, False
+        elif first_idat >= 0:
+            return first_idat, True
         offset += 12 + length
-    return True
+    return first_idat, True
 
 
 def _full_load(image: Image.Image, name: str, fmt: str | None) -> None:
