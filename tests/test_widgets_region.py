@@ -303,10 +303,9 @@ def test_after_a_pick_the_region_tool_draws_on_the_picked_image(emulator: Emulat
 def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emulator) -> None:
     session = nbbanana.connect(base_url=emulator.base_url, endpoint="gemini", model=FLASH)
     app = Studio(session)
-    # A plain picture: the context around the region has nothing to register on.
-    app.uploader.add_bytes(
-        jpeg_bytes(Image.new("RGB", (1200, 800), (120, 130, 140)), 92), "wall.jpg"
-    )
+    # A model that draws something new instead of editing the crop it was given.
+    app.uploader.add_bytes(jpeg_bytes(textured(1200, 800, seed=5), 92), "photo.jpg")
+    emulator.inject("ignore_input")
     app.region.rect = [0.3, 0.3, 0.6, 0.6]
     plan = app.region.tool.plan()
     assert plan is not None
@@ -314,7 +313,7 @@ def test_an_answer_that_cannot_be_placed_back_is_shown_unblended(emulator: Emula
     assert app.run() is None
     error = app.prompt_box.error.value
     assert "could not be placed back into the picture" in error
-    assert "too little detail" in error  # why, in region.py's words
+    assert "confidence" in error  # why, in region.py's words
     assert "unblended answer is kept" in error and "shown as the After image" in error
     assert ".answer" not in error and "min_confidence" not in error  # no API advice
     assert "the next run still edits the uploaded image" in error

@@ -15,8 +15,10 @@ answers 504), ``reset`` (closes the TCP connection with an RST). Content faults,
 ``generateContent`` only: ``image_safety``, ``prohibited``, ``text_only``, ``blocked``
 (``reason=...`` sets ``promptFeedback.blockReason``, default ``SAFETY``),
 ``transform`` (an edit answer slightly zoomed and shifted by a known amount: see
-:mod:`nbbanana.emulator._transform`), and ``unmetered`` (a normal answer without
-``usageMetadata``, as some relays give: the client must still cost its images).
+:mod:`nbbanana.emulator._transform`), ``ignore_input`` (an edit answered with a new
+picture, as a model that ignores its input does: a regional edit must refuse to blend
+it), and ``unmetered`` (a normal answer without ``usageMetadata``, as some relays give:
+the client must still cost its images).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CONTENT_FAULTS: tuple[str, ...] = (
     "blocked",
     "transform",  # not a failure: the known-transform mode (_transform.py)
     "unmetered",  # not a failure: an answer without usageMetadata
+    "ignore_input",  # an edit answered with a new picture
 )
 FAULTS: tuple[str, ...] = TRANSIENT_FAULTS + CONTENT_FAULTS
 #: What ``fault_rate`` draws from unless told otherwise: the failures a client must retry.

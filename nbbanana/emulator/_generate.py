@@ -508,7 +508,7 @@ def respond(request: GenerateRequest, fault: Fault | None, server_seed: int) -> 
                         envelope["responseId"],
                     )
                 )  # fmt: skip
-            elif sources:
+            elif sources and not (fault is not None and fault.name == "ignore_input"):
                 images.append(_synth.edit(decoded, request.prompt, size, seed_n))
             else:
                 images.append(_synth.generate(request.prompt, size, seed_n))
