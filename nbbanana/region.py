@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import itertools
 import json
 import math
 import os
@@ -119,6 +120,15 @@ _CONFIRM_TILES = 3
 #: Fewer than this: a placement from the first scales searched is checked against the
 #: whole range.
 _SURE_TILES = 12
+#: How far (px of the confidence's level) each tile looks for a better match, and by how
+#: much that match must beat the placement's own to count against it ...
+_SHIFT_REACH = 6
+_SHIFT_MARGIN = 0.01
+#: A tile matched this well somewhere has a vote (below, the model redrew it).
+_MATCHED = 0.9
+#: ... and the share of the informative tiles that must match best where the placement
+#: puts them (see :func:`_aligned_share`).
+_MIN_ALIGNED = 0.7
 #: Long side (px) of the grey images a feature-poor context is compared on.
 _AGREEMENT_SIDE = 64
 #: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
@@ -753,7 +763,8 @@ def _confidence(
     answer_detail = _highpass(warped)
     correlation, tiles = _tiled_ncc(detail, answer_detail, weights, _TILE)
     overall = _weighted_ncc(detail, answer_detail, weights)
-    return _Evidence(correlation, tiles, _isotropy(detail, weights), overall)
+    aligned, typical = _aligned_share(detail, answer_detail, weights, _TILE)
+    return _Evidence(correlation, tiles, _isotropy(detail, weights), overall, aligned, typical)
 
 
 @dataclass(frozen=True)
@@ -768,6 +779,12 @@ class _Evidence:
     isotropy: float
     #: The correlation of detail over the whole context at once (a label lowers it).
     overall: float = 0.0
+    #: The share of the informative tiles that match best where the placement puts them
+    #: (see :func:`_aligned_share`).
+    aligned: float = 1.0
+    #: The median of the tiles' correlations, each tile counted once (a placement that
+    #: lines up only the strongest edges has a high :attr:`correlation`, not this).
+    typical: float = 1.0
 
     @property
     def informative(self) -> bool:
@@ -815,6 +832,50 @@ def _tiled_ncc(
     cumulative = np.cumsum(energy[order])
     median = float(ncc[order][int(np.searchsorted(cumulative, cumulative[-1] / 2))])
     return median, int(use.sum())
+
+
+def _aligned_share(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], tile: int
+) -> tuple[float, float]:
+    """Of the tiles that :func:`_tiled_ncc` judges on and that ``b`` matches well
+    somewhere within :data:`_SHIFT_REACH` px (a correlation of :data:`_MATCHED`), the
+    share that match as placed: no shift correlates better by more than
+    :data:`_SHIFT_MARGIN`, 1 when no tile matches well anywhere; and the median over
+    those tiles of their correlation as placed, again not weighted by energy.
+
+    An independent check of the placement, counted tile by tile and not weighted by
+    energy: a placement at a wrong scale can line up the few strong edges on one side of
+    the context (which then dominate the correlation) while the rest of it matches best
+    a few pixels away. A tile the model redrew (a label, a border) matches nowhere, so it
+    has no vote, for or against; but a placement far off matches most tiles nowhere,
+    which the median tells (a label covers only a few)."""
+    h, w = a.shape
+    reach = _SHIFT_REACH
+    padded = np.pad(b, reach, mode="edge")
+    n = _tile_sums(weights, tile)
+    safe = np.maximum(n, 1e-9)
+    wa = weights * a
+    ma = _tile_sums(wa, tile) / safe
+    var_a = _tile_sums(wa * a, tile) / safe - ma * ma
+    use = (n >= tile * tile / 4) & (var_a >= _MIN_DETAIL**2)
+    if not use.any():
+        return 1.0, 0.0
+    best = np.full(n.shape, -np.inf)
+    own = best
+    for dy, dx in itertools.product(range(-reach, reach + 1), repeat=2):
+        shifted = padded[reach + dy : reach + dy + h, reach + dx : reach + dx + w]
+        mb = _tile_sums(weights * shifted, tile) / safe
+        cov = _tile_sums(wa * shifted, tile) / safe - ma * mb
+        var_b = _tile_sums(weights * shifted * shifted, tile) / safe - mb * mb
+        ncc = cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))
+        best = np.maximum(best, ncc)
+        if dx == 0 and dy == 0:
+            own = ncc
+    typical = float(np.median(own[use]))
+    votes = use & (best >= _MATCHED)
+    if not votes.any():
+        return 1.0, typical
+    return float((own >= best - _SHIFT_MARGIN)[votes].mean()), typical
 
 
 def _isotropy(detail: np.ndarray[Any, Any], weights: np.ndarray[Any, Any]) -> float:
@@ -878,11 +939,12 @@ def register(
     # scales near that first. The whole range (around the "cover" and "contain" fits)
     # only when they hold no clear peak or what they lead to is not confirmed.
     prior = [s_cover * _SCALE_STEP**k for k in range(-_PRIOR_STEPS, 3)]
-    best = search.best(prior)
+    best = prior_best = search.best(prior)
     peaked = best[0] >= _PRIOR_SCORE and prior[0] < best[1] < prior[-1]
     if not peaked:
         best = search.best(_ladder(s_cover, s_contain), around=3)
     estimate, found = _settle(reference, answer, exclude, levels, search.placement(best[1]))
+    settled = {best[1]}
 
     def confirmed(evidence: _Evidence) -> bool:
         # A few tiles of detail in more than one direction can confirm a placement;
@@ -891,6 +953,8 @@ def register(
             evidence.tiles >= _CONFIRM_TILES
             and evidence.isotropy >= _MIN_ISOTROPY
             and evidence.correlation >= min_confidence
+            and evidence.typical >= min_confidence
+            and evidence.aligned >= _MIN_ALIGNED
         )
 
     # A few tiles of detail can confirm a wrong scale as well as the right one: then the
@@ -906,13 +970,28 @@ def register(
             def rank(e: _Evidence) -> tuple[bool, float]:
                 return confirmed(e), e.overall if confirmed(e) else e.correlation
 
+            settled.add(other[1])
             if rank(evidence) > rank(found):
                 estimate, found = retry, evidence
+    si, txi, tyi = _implied(reference.size, answer.size)
+    if not confirmed(found):
+        # Gauss-Newton can settle where the strongest edges line up at a wrong scale, which
+        # the tile checks refuse: then it starts again from the other scales searched and
+        # from the placement the sizes imply, and the first placement confirmed is kept.
+        starts = [
+            search.placement(s)
+            for s in (prior_best[1], search.best(_ladder(s_cover, s_contain), around=3)[1])
+            if s not in settled
+        ]
+        for start in [*starts, (si, txi, tyi)]:
+            retry, evidence = _settle(reference, answer, exclude, levels, start)
+            if confirmed(evidence):
+                estimate, found = retry, evidence
+                break
     if confirmed(found):
         return estimate
     # The geometry the sizes imply (the answer frames its crop as the model frames any
     # input: scaled to cover, centred), judged by the same evidence.
-    si, txi, tyi = _implied(reference.size, answer.size)
     implied = _confidence(reference, answer, exclude, si, txi, tyi, _confidence_level(si, cw, ch))
     if confirmed(implied):
         return Registration(si, txi, tyi, implied.correlation)
