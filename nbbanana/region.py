@@ -1000,9 +1000,8 @@ def register(
         if not found.informative:
             evidence, refused = implied, Registration(si, txi, tyi, implied.correlation)
         raise RegistrationError(
-            f"The answer does not match the crop that was sent (confidence "
-            f"{evidence.correlation:.2f} < {min_confidence:.2f}): the model redrew the "
-            "context, so it was not blended. The unblended answer is on this error's .answer; "
+            f"The answer does not match the crop that was sent ({_doubt(evidence, min_confidence)}): "
+            "the model redrew the context, so it was not blended. The unblended answer is on this error's .answer; "
             "try again, give a larger margin, or lower min_confidence.",
             estimate=refused,
         )
@@ -1019,6 +1018,26 @@ def register(
             estimate=fallback,
         )
     return fallback
+
+
+def _doubt(evidence: _Evidence, min_confidence: float) -> str:
+    """Why ``evidence`` does not confirm its placement, in a few words."""
+    if evidence.correlation < min_confidence:
+        return f"confidence {evidence.correlation:.2f} < {min_confidence:.2f}"
+    if evidence.typical < min_confidence:
+        return (
+            f"only the strongest detail matches: the median tile's correlation is "
+            f"{evidence.typical:.2f} < {min_confidence:.2f}"
+        )
+    if evidence.aligned < _MIN_ALIGNED:
+        return (
+            f"confidence {evidence.correlation:.2f}, but {1 - evidence.aligned:.0%} of the "
+            "tiles of its context that match somewhere match better a few pixels away: no "
+            "one scale and shift fit it all"
+        )
+    if evidence.isotropy < _MIN_ISOTROPY:
+        return "its detail runs in one direction only"
+    return f"only {evidence.tiles} tiles of its context have detail"
 
 
 def _ladder(s_cover: float, s_contain: float) -> list[float]:
