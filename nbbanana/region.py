@@ -129,6 +129,8 @@ _MATCHED = 0.9
 #: ... and the share of the informative tiles that must match best where the placement
 #: puts them (see :func:`_aligned_share`).
 _MIN_ALIGNED = 0.7
+#: How many other peaks of the first scales' scores a placement that fails starts from.
+_RETRY_PEAKS = 3
 #: Long side (px) of the grey images a feature-poor context is compared on.
 _AGREEMENT_SIDE = 64
 #: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
@@ -785,6 +787,10 @@ class _Evidence:
     #: The median of the tiles' correlations, each tile counted once (a placement that
     #: lines up only the strongest edges has a high :attr:`correlation`, not this).
     typical: float = 1.0
+    #: The gain of the crop ≈ gain × answer + bias fit behind the placement: outside
+    #: [1/2, 2] it is implausible (an edit recolours, it does not flatten or invent
+    #: contrast), and Gauss-Newton matched the context with a wrong placement.
+    gain: float = 1.0
 
     @property
     def informative(self) -> bool:
@@ -955,6 +961,7 @@ def register(
             and evidence.correlation >= min_confidence
             and evidence.typical >= min_confidence
             and evidence.aligned >= _MIN_ALIGNED
+            and 0.5 <= evidence.gain <= 2.0
         )
 
     # A few tiles of detail can confirm a wrong scale as well as the right one: then the
@@ -976,13 +983,18 @@ def register(
     si, txi, tyi = _implied(reference.size, answer.size)
     if not confirmed(found):
         # Gauss-Newton can settle where the strongest edges line up at a wrong scale, which
-        # the tile checks refuse: then it starts again from the other scales searched and
-        # from the placement the sizes imply, and the first placement confirmed is kept.
-        starts = [
-            search.placement(s)
-            for s in (prior_best[1], search.best(_ladder(s_cover, s_contain), around=3)[1])
-            if s not in settled
+        # the tile checks refuse: then it starts again from the best of the whole range,
+        # from the other peaks among the first scales searched (the coarse search's best
+        # may be a wrong one on a small crop), and from the placement the sizes imply; the
+        # first placement confirmed is kept.
+        scored = [search.tried[s][0] for s in prior]
+        peaks = [
+            prior[k] for k in range(len(prior)) if scored[k] >= max(scored[max(0, k - 1) : k + 2])
         ]
+        peaks.sort(key=lambda s: -search.tried[s][0])
+        ladder_best = search.best(_ladder(s_cover, s_contain), around=3)[1]
+        candidates = [prior_best[1], ladder_best, *peaks[:_RETRY_PEAKS]]
+        starts = [search.placement(s) for s in dict.fromkeys(candidates) if s not in settled]
         for start in [*starts, (si, txi, tyi)]:
             retry, evidence = _settle(reference, answer, exclude, levels, start)
             if confirmed(evidence):
@@ -1035,6 +1047,8 @@ def _doubt(evidence: _Evidence, min_confidence: float) -> str:
             "tiles of its context that match somewhere match better a few pixels away: no "
             "one scale and shift fit it all"
         )
+    if not 0.5 <= evidence.gain <= 2.0:
+        return f"it matches only with its contrast changed {evidence.gain:.2f}×"
     if evidence.isotropy < _MIN_ISOTROPY:
         return "its detail runs in one direction only"
     return f"only {evidence.tiles} tiles of its context have detail"
@@ -1146,6 +1160,7 @@ def _settle(
         tx, ty = -nx * s / p, -ny * s / p
     cw, ch = reference.size
     found = _confidence(reference, answer, exclude, s, tx, ty, _confidence_level(s, cw, ch))
+    found = dataclasses.replace(found, gain=gain)
     return Registration(float(s), float(tx), float(ty), found.correlation, gain, bias), found
 
 
