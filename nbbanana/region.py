@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import itertools
 import json
 import math
 import os
@@ -857,7 +856,9 @@ def _aligned_share(
     which the median tells (a label covers only a few)."""
     h, w = a.shape
     reach = _SHIFT_REACH
-    padded = np.pad(b, reach, mode="edge")
+    th, tw = -(-h // tile), -(-w // tile)
+    grid = ((0, th * tile - h), (0, tw * tile - w))
+    a, weights = np.pad(a, grid), np.pad(weights, grid)
     n = _tile_sums(weights, tile)
     safe = np.maximum(n, 1e-9)
     wa = weights * a
@@ -866,17 +867,22 @@ def _aligned_share(
     use = (n >= tile * tile / 4) & (var_a >= _MIN_DETAIL**2)
     if not use.any():
         return 1.0, 0.0
-    best = np.full(n.shape, -np.inf)
-    own = best
-    for dy, dx in itertools.product(range(-reach, reach + 1), repeat=2):
-        shifted = padded[reach + dy : reach + dy + h, reach + dx : reach + dx + w]
-        mb = _tile_sums(weights * shifted, tile) / safe
-        cov = _tile_sums(wa * shifted, tile) / safe - ma * mb
-        var_b = _tile_sums(weights * shifted * shifted, tile) / safe - mb * mb
-        ncc = cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))
-        best = np.maximum(best, ncc)
-        if dx == 0 and dy == 0:
-            own = ncc
+    # Every shift at once: views of ``b`` shifted by (dy, dx), summed over each tile.
+    padded = np.pad(np.pad(b, reach, mode="edge"), grid).astype(np.float32)
+    side = 2 * reach + 1
+    shifted = np.lib.stride_tricks.sliding_window_view(padded, a.shape)
+
+    def sums(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        total: np.ndarray[Any, Any] = x.reshape(side, side, th, tile, tw, tile).sum(axis=(3, 5))
+        return total
+
+    weighted = weights.astype(np.float32) * shifted
+    mb = sums(weighted) / safe
+    var_b = sums(weighted * shifted) / safe - mb * mb
+    cov = sums(wa.astype(np.float32) * shifted) / safe - ma * mb
+    ncc = cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))
+    best = ncc.max(axis=(0, 1))
+    own = ncc[reach, reach]
     typical = float(np.median(own[use]))
     votes = use & (best >= _MATCHED)
     if not votes.any():
