@@ -1152,7 +1152,16 @@ def _settle(
     # estimate within a fraction of its pixel; the finest one stops below a twentieth of
     # the answer's.
     gain, bias = 1.0, 0.0
+
+    def sane(s: float, tx: float, ty: float) -> bool:
+        return s > 0 and abs(math.log(s / start[0])) < math.log(2) and math.isfinite(tx + ty)
+
+    # Gauss-Newton run off (from a start far off, on an answer of another picture): no
+    # placement, and no evidence for one.
+    nothing = Registration(*start, 0.0), _Evidence(0.0, 0, 0.0)
     for index, q in enumerate(levels):
+        if not sane(s, tx, ty):
+            return nothing
         last = index == len(levels) - 1
         ref = _grey_level(reference, q)
         weights = _context_weights(exclude, ref.shape, q)
@@ -1164,6 +1173,8 @@ def _settle(
         )
         s = p / (q * m)
         tx, ty = -nx * s / p, -ny * s / p
+    if not sane(s, tx, ty):
+        return nothing
     cw, ch = reference.size
     found = _confidence(reference, answer, exclude, s, tx, ty, _confidence_level(s, cw, ch))
     found = dataclasses.replace(found, gain=gain)

@@ -445,6 +445,18 @@ def test_small_crops_are_placed_right_or_refused_never_placed_wrong() -> None:
     assert len(refused) <= 3, f"refused: {refused}"
 
 
+def test_a_start_that_diverges_gives_no_placement_not_an_error() -> None:
+    """Registration starts Gauss-Newton again from several placements when one fails; on
+    an answer of another picture one may run off to a scale of nothing or below."""
+    from nbbanana.region import _settle
+
+    crop = photo_like(400, 300, seed=1).convert("L")
+    other = photo_like(512, 384, seed=2).convert("L")
+    for start in ((-0.8, 0.0, 0.0), (0.8, float("nan"), 0.0)):
+        estimate, evidence = _settle(crop, other, None, [0.5, 1.0], start)
+        assert evidence.tiles == 0 and estimate.confidence == 0.0
+
+
 def test_an_answer_of_another_picture_is_refused() -> None:
     crop = photo_like(800, 600, seed=1)
     other = photo_like(1024, 768, seed=2)
