@@ -921,8 +921,10 @@ def register(
     answer's own resolution (up to 768 px), robust to what the model changed. The
     confidence is the correlation of detail (a band-pass) on the context, at an eighth of
     the crop's or the answer's resolution, whichever is coarser, taken tile by tile (the
-    weighted median: a label the model drew in the context spoils only its tiles). The
-    placement the sizes imply (the answer showing its crop scaled to cover, centred) is
+    weighted median: a label the model drew in the context spoils only its tiles); the
+    median tile, counted once, must correlate as well, and most tiles that match must
+    match best where the placement puts them (see :func:`_aligned_share`), else
+    Gauss-Newton starts again from other scales. The placement the sizes imply (the answer showing its crop scaled to cover, centred) is
     judged the same way and taken when the estimate is not confirmed but it is.
 
     When the context is feature-poor (fewer than a few tiles with detail, or detail in
