@@ -119,6 +119,17 @@ _CONFIRM_TILES = 3
 #: Fewer than this: a placement from the first scales searched is checked against the
 #: whole range.
 _SURE_TILES = 12
+#: How far (px of the confidence's level) each tile looks for a better match, and by how
+#: much that match must beat the placement's own to count against it ...
+_SHIFT_REACH = 6
+_SHIFT_MARGIN = 0.01
+#: A tile matched this well somewhere has a vote (below, the model redrew it).
+_MATCHED = 0.9
+#: ... and the share of the informative tiles that must match best where the placement
+#: puts them (see :func:`_aligned_share`).
+_MIN_ALIGNED = 0.7
+#: How many other peaks of the first scales' scores a placement that fails starts from.
+_RETRY_PEAKS = 3
 #: Long side (px) of the grey images a feature-poor context is compared on.
 _AGREEMENT_SIDE = 64
 #: A residual (grey levels) that a feature-poor context tolerates whatever its spread.
@@ -753,7 +764,8 @@ def _confidence(
     answer_detail = _highpass(warped)
     correlation, tiles = _tiled_ncc(detail, answer_detail, weights, _TILE)
     overall = _weighted_ncc(detail, answer_detail, weights)
-    return _Evidence(correlation, tiles, _isotropy(detail, weights), overall)
+    aligned, typical = _aligned_share(detail, answer_detail, weights, _TILE)
+    return _Evidence(correlation, tiles, _isotropy(detail, weights), overall, aligned, typical)
 
 
 @dataclass(frozen=True)
@@ -768,6 +780,16 @@ class _Evidence:
     isotropy: float
     #: The correlation of detail over the whole context at once (a label lowers it).
     overall: float = 0.0
+    #: The share of the informative tiles that match best where the placement puts them
+    #: (see :func:`_aligned_share`).
+    aligned: float = 1.0
+    #: The median of the tiles' correlations, each tile counted once (a placement that
+    #: lines up only the strongest edges has a high :attr:`correlation`, not this).
+    typical: float = 1.0
+    #: The gain of the crop ≈ gain × answer + bias fit behind the placement: outside
+    #: [1/2, 2] it is implausible (an edit recolours, it does not flatten or invent
+    #: contrast), and Gauss-Newton matched the context with a wrong placement.
+    gain: float = 1.0
 
     @property
     def informative(self) -> bool:
@@ -817,6 +839,57 @@ def _tiled_ncc(
     return median, int(use.sum())
 
 
+def _aligned_share(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], weights: np.ndarray[Any, Any], tile: int
+) -> tuple[float, float]:
+    """Of the tiles that :func:`_tiled_ncc` judges on and that ``b`` matches well
+    somewhere within :data:`_SHIFT_REACH` px (a correlation of :data:`_MATCHED`), the
+    share that match as placed: no shift correlates better by more than
+    :data:`_SHIFT_MARGIN`, 1 when no tile matches well anywhere; and the median over
+    those tiles of their correlation as placed, again not weighted by energy.
+
+    An independent check of the placement, counted tile by tile and not weighted by
+    energy: a placement at a wrong scale can line up the few strong edges on one side of
+    the context (which then dominate the correlation) while the rest of it matches best
+    a few pixels away. A tile the model redrew (a label, a border) matches nowhere, so it
+    has no vote, for or against; but a placement far off matches most tiles nowhere,
+    which the median tells (a label covers only a few)."""
+    h, w = a.shape
+    reach = _SHIFT_REACH
+    th, tw = -(-h // tile), -(-w // tile)
+    grid = ((0, th * tile - h), (0, tw * tile - w))
+    a, weights = np.pad(a, grid), np.pad(weights, grid)
+    n = _tile_sums(weights, tile)
+    safe = np.maximum(n, 1e-9)
+    wa = weights * a
+    ma = _tile_sums(wa, tile) / safe
+    var_a = _tile_sums(wa * a, tile) / safe - ma * ma
+    use = (n >= tile * tile / 4) & (var_a >= _MIN_DETAIL**2)
+    if not use.any():
+        return 1.0, 0.0
+    # Every shift at once: views of ``b`` shifted by (dy, dx), summed over each tile.
+    padded = np.pad(np.pad(b, reach, mode="edge"), grid).astype(np.float32)
+    side = 2 * reach + 1
+    shifted = np.lib.stride_tricks.sliding_window_view(padded, a.shape)
+
+    def sums(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        total: np.ndarray[Any, Any] = x.reshape(side, side, th, tile, tw, tile).sum(axis=(3, 5))
+        return total
+
+    weighted = weights.astype(np.float32) * shifted
+    mb = sums(weighted) / safe
+    var_b = sums(weighted * shifted) / safe - mb * mb
+    cov = sums(wa.astype(np.float32) * shifted) / safe - ma * mb
+    ncc = cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))
+    best = ncc.max(axis=(0, 1))
+    own = ncc[reach, reach]
+    typical = float(np.median(own[use]))
+    votes = use & (best >= _MATCHED)
+    if not votes.any():
+        return 1.0, typical
+    return float((own >= best - _SHIFT_MARGIN)[votes].mean()), typical
+
+
 def _isotropy(detail: np.ndarray[Any, Any], weights: np.ndarray[Any, Any]) -> float:
     """How well the context's detail pins a position in every direction: the smaller over
     the larger eigenvalue of its structure tensor (≈ 0 for a single straight edge, which
@@ -848,8 +921,10 @@ def register(
     answer's own resolution (up to 768 px), robust to what the model changed. The
     confidence is the correlation of detail (a band-pass) on the context, at an eighth of
     the crop's or the answer's resolution, whichever is coarser, taken tile by tile (the
-    weighted median: a label the model drew in the context spoils only its tiles). The
-    placement the sizes imply (the answer showing its crop scaled to cover, centred) is
+    weighted median: a label the model drew in the context spoils only its tiles); the
+    median tile, counted once, must correlate as well, and most tiles that match must
+    match best where the placement puts them (see :func:`_aligned_share`), else
+    Gauss-Newton starts again from other scales. The placement the sizes imply (the answer showing its crop scaled to cover, centred) is
     judged the same way and taken when the estimate is not confirmed but it is.
 
     When the context is feature-poor (fewer than a few tiles with detail, or detail in
@@ -878,11 +953,12 @@ def register(
     # scales near that first. The whole range (around the "cover" and "contain" fits)
     # only when they hold no clear peak or what they lead to is not confirmed.
     prior = [s_cover * _SCALE_STEP**k for k in range(-_PRIOR_STEPS, 3)]
-    best = search.best(prior)
+    best = prior_best = search.best(prior)
     peaked = best[0] >= _PRIOR_SCORE and prior[0] < best[1] < prior[-1]
     if not peaked:
         best = search.best(_ladder(s_cover, s_contain), around=3)
     estimate, found = _settle(reference, answer, exclude, levels, search.placement(best[1]))
+    settled = {best[1]}
 
     def confirmed(evidence: _Evidence) -> bool:
         # A few tiles of detail in more than one direction can confirm a placement;
@@ -891,6 +967,9 @@ def register(
             evidence.tiles >= _CONFIRM_TILES
             and evidence.isotropy >= _MIN_ISOTROPY
             and evidence.correlation >= min_confidence
+            and evidence.typical >= min_confidence
+            and evidence.aligned >= _MIN_ALIGNED
+            and 0.5 <= evidence.gain <= 2.0
         )
 
     # A few tiles of detail can confirm a wrong scale as well as the right one: then the
@@ -906,13 +985,33 @@ def register(
             def rank(e: _Evidence) -> tuple[bool, float]:
                 return confirmed(e), e.overall if confirmed(e) else e.correlation
 
+            settled.add(other[1])
             if rank(evidence) > rank(found):
                 estimate, found = retry, evidence
+    si, txi, tyi = _implied(reference.size, answer.size)
+    if not confirmed(found):
+        # Gauss-Newton can settle where the strongest edges line up at a wrong scale, which
+        # the tile checks refuse: then it starts again from the best of the whole range,
+        # from the other peaks among the first scales searched (the coarse search's best
+        # may be a wrong one on a small crop), and from the placement the sizes imply; the
+        # first placement confirmed is kept.
+        scored = [search.tried[s][0] for s in prior]
+        peaks = [
+            prior[k] for k in range(len(prior)) if scored[k] >= max(scored[max(0, k - 1) : k + 2])
+        ]
+        peaks.sort(key=lambda s: -search.tried[s][0])
+        ladder_best = search.best(_ladder(s_cover, s_contain), around=3)[1]
+        candidates = [prior_best[1], ladder_best, *peaks[:_RETRY_PEAKS]]
+        starts = [search.placement(s) for s in dict.fromkeys(candidates) if s not in settled]
+        for start in [*starts, (si, txi, tyi)]:
+            retry, evidence = _settle(reference, answer, exclude, levels, start)
+            if confirmed(evidence):
+                estimate, found = retry, evidence
+                break
     if confirmed(found):
         return estimate
     # The geometry the sizes imply (the answer frames its crop as the model frames any
     # input: scaled to cover, centred), judged by the same evidence.
-    si, txi, tyi = _implied(reference.size, answer.size)
     implied = _confidence(reference, answer, exclude, si, txi, tyi, _confidence_level(si, cw, ch))
     if confirmed(implied):
         return Registration(si, txi, tyi, implied.correlation)
@@ -921,9 +1020,8 @@ def register(
         if not found.informative:
             evidence, refused = implied, Registration(si, txi, tyi, implied.correlation)
         raise RegistrationError(
-            f"The answer does not match the crop that was sent (confidence "
-            f"{evidence.correlation:.2f} < {min_confidence:.2f}): the model redrew the "
-            "context, so it was not blended. The unblended answer is on this error's .answer; "
+            f"The answer does not match the crop that was sent ({_doubt(evidence, min_confidence)}): "
+            "the model redrew the context, so it was not blended. The unblended answer is on this error's .answer; "
             "try again, give a larger margin, or lower min_confidence.",
             estimate=refused,
         )
@@ -940,6 +1038,28 @@ def register(
             estimate=fallback,
         )
     return fallback
+
+
+def _doubt(evidence: _Evidence, min_confidence: float) -> str:
+    """Why ``evidence`` does not confirm its placement, in a few words."""
+    if evidence.correlation < min_confidence:
+        return f"confidence {evidence.correlation:.2f} < {min_confidence:.2f}"
+    if evidence.typical < min_confidence:
+        return (
+            f"only the strongest detail matches: the median tile's correlation is "
+            f"{evidence.typical:.2f} < {min_confidence:.2f}"
+        )
+    if evidence.aligned < _MIN_ALIGNED:
+        return (
+            f"confidence {evidence.correlation:.2f}, but {1 - evidence.aligned:.0%} of the "
+            "tiles of its context that match somewhere match better a few pixels away: no "
+            "one scale and shift fit it all"
+        )
+    if not 0.5 <= evidence.gain <= 2.0:
+        return f"it matches only with its contrast changed {evidence.gain:.2f}×"
+    if evidence.isotropy < _MIN_ISOTROPY:
+        return "its detail runs in one direction only"
+    return f"only {evidence.tiles} tiles of its context have detail"
 
 
 def _ladder(s_cover: float, s_contain: float) -> list[float]:
@@ -1034,7 +1154,16 @@ def _settle(
     # estimate within a fraction of its pixel; the finest one stops below a twentieth of
     # the answer's.
     gain, bias = 1.0, 0.0
+
+    def sane(s: float, tx: float, ty: float) -> bool:
+        return s > 0 and abs(math.log(s / start[0])) < math.log(2) and math.isfinite(tx + ty)
+
+    # Gauss-Newton run off (from a start far off, on an answer of another picture): no
+    # placement, and no evidence for one.
+    nothing = Registration(*start, 0.0), _Evidence(0.0, 0, 0.0)
     for index, q in enumerate(levels):
+        if not sane(s, tx, ty):
+            return nothing
         last = index == len(levels) - 1
         ref = _grey_level(reference, q)
         weights = _context_weights(exclude, ref.shape, q)
@@ -1046,8 +1175,11 @@ def _settle(
         )
         s = p / (q * m)
         tx, ty = -nx * s / p, -ny * s / p
+    if not sane(s, tx, ty):
+        return nothing
     cw, ch = reference.size
     found = _confidence(reference, answer, exclude, s, tx, ty, _confidence_level(s, cw, ch))
+    found = dataclasses.replace(found, gain=gain)
     return Registration(float(s), float(tx), float(ty), found.correlation, gain, bias), found
 
 
