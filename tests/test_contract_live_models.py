@@ -3,7 +3,8 @@ and, with ``GEMINI_API_KEY``, against the real service (``pytest -m live``).
 
 The first run with a key confirms or corrects the table: which ids the service lists,
 that a retired id answers 404, that grounding and thoughts come back in the documented
-shape, and that every size gives the documented pixels. It generates about a dozen
+shape, that fourteen references are taken, and that every size gives the documented
+pixels. It generates about a dozen
 images (roughly $1.50 at the table's prices).
 """
 
@@ -94,3 +95,18 @@ def test_each_size_gives_the_documented_pixels(target: Target, model: str, size:
     (image, *_) = final_images(response)
     # Pillow reads the size whatever the format (the service may answer JPEG or PNG).
     assert Image.open(io.BytesIO(image)).size == MODELS[model].output_size("1:1", size)
+
+
+def test_fourteen_references_are_taken(target: Target) -> None:
+    _, client = target
+    refs = []
+    for i in range(14):
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64), (18 * i, 120, 200 - 10 * i)).save(buffer, "PNG")
+        refs.append(types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/png"))
+    response = client.models.generate_content(
+        model=PRO,
+        contents=[*refs, "One poster with a small square of each of these fourteen colours."],
+        config=IMAGE,
+    )
+    assert final_images(response)

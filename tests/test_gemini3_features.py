@@ -293,3 +293,23 @@ def test_generate_cli_with_thoughts_grounding_and_4k(
     assert main([*argv[:4], "gemini-2.5-flash-image", "--grounding", "--base-url",
                  shared.base_url]) == 2  # fmt: skip
     assert "does not support Google Search grounding" in capsys.readouterr().err
+
+
+def test_edit_cli_with_fourteen_references(
+    shared: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbbanana.cli import main
+
+    refs = []
+    for i in range(15):
+        path = tmp_path / f"ref{i:02d}.png"
+        Image.new("RGB", (48, 48), (10 * i, 100, 200)).save(path)
+        refs.append(str(path))
+    base = ["edit", "-p", "a group photo of all these objects", "--model", "nano-banana-pro",
+            "--base-url", shared.base_url]  # fmt: skip
+    assert main([*base[:1], *refs[:14], *base[1:], "-o", str(tmp_path / "out")]) == 0
+    assert "gemini-3-pro-image" in capsys.readouterr().out
+    before = len(shared.requests)
+    assert main([*base[:1], *refs, *base[1:], "-o", str(tmp_path / "out15")]) == 2
+    assert "at most 14" in capsys.readouterr().err
+    assert len(shared.requests) == before  # refused before sending
