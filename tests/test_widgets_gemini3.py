@@ -405,3 +405,14 @@ def test_a_slow_listing_does_not_hold_up_the_studio_in_a_kernel() -> None:
         before, after = asyncio.run(scenario(emulator))
     assert before == list(MODELS)
     assert after == [PRO, NEW]
+
+
+def test_the_region_gauge_uses_the_sessions_price_per_image(emulator: Emulator) -> None:
+    with _session(emulator, model=PRO, price_per_image=0.5) as session:
+        app = Studio(session)
+        app.uploader.add_bytes(jpeg_bytes(photo_like(640, 480, seed=3), 85), "a.jpg")
+        app.region.select((160, 120, 480, 360))
+        app._update_gauge()
+        assert app.uploader.summary["title"].startswith("Next request: a region of")
+        # the session's $0.50 for the image, not the table's $0.134
+        assert any(re.search(r"≈ \$0\.5\d", line) for line in app.uploader.summary["lines"])

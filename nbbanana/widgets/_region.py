@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from .._format import format_usd
 from ..errors import NbbananaError, redact
-from ..models import get_model, text_tokens
+from ..models import ModelInfo, get_model, text_tokens
 from ..region import Box, CropPlan, RegistrationError, parse_region, plan_crop
 from ._background import run_in_background
 from ._compare import _CompareCanvas, can_slide
@@ -242,14 +242,15 @@ def region_gauge(
     plan: CropPlan,
     fitted: FittedImage | None,
     *,
-    model: str,
+    model: str | ModelInfo,
     budget: RequestBudget,
     prompt: str = "",
     image_size: str | None = None,
     what: str = "the picture",
 ) -> RegionGauge:
     """The gauge of a regional run: ``plan`` from :func:`~nbbanana.region.plan_crop`,
-    ``fitted`` the crop fitted for ``model`` (``None`` while it is being fitted)."""
+    ``fitted`` the crop fitted for ``model`` (``None`` while it is being fitted).
+    ``model`` may be a session's :class:`ModelInfo`, so that its price is the one used."""
     info = get_model(model)
     output_tokens = info.output_image_tokens(image_size if image_size in info.image_sizes else None)
     if fitted is None:
@@ -385,7 +386,7 @@ class RegionTool:
     def gauge(
         self,
         *,
-        model: str,
+        model: str | ModelInfo,
         budget: RequestBudget,
         prompt: str = "",
         image_size: str | None = None,
@@ -397,7 +398,7 @@ class RegionTool:
         plan = self.plan()
         if plan is None:
             return None
-        key = (plan.crop.as_tuple(), model)
+        key = (plan.crop.as_tuple(), get_model(model).id)
         fitted = self._fits.get(key)
         if fitted is None and key not in self._pending:
             self._pending.add(key)
@@ -566,7 +567,7 @@ class RegionPicker(anywidget.AnyWidget):
     def summary(
         self,
         *,
-        model: str,
+        model: str | ModelInfo,
         budget: RequestBudget,
         prompt: str = "",
         image_size: str | None = None,

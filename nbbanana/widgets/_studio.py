@@ -302,8 +302,9 @@ class Studio(w.VBox):  # type: ignore[misc]
         """Make the gauge describe what the next run sends: the uploads, or, once there
         are turns, the current turn's image (or the one picked of its answer)."""
         request = self.prompt_box.request()
+        pipeline = self.session.pipeline
         region = self.region.summary(
-            model=request.model, budget=self.session.pipeline.budget(request.model),
+            model=pipeline.model_info(request.model), budget=pipeline.budget(request.model),
             prompt=request.prompt, image_size=request.image_size, on_ready=self._update_gauge,
         )  # fmt: skip
         if region is not None:  # a region is selected: the run sends its crop
