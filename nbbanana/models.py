@@ -637,14 +637,17 @@ def _warn_once(key: str, message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
+def get_model(model_id: str | ModelInfo | None = None, *, warn: bool = True) -> ModelInfo:
     """Look a model up by id or alias (``models/`` prefix allowed).
 
     A retired id raises :class:`~nbbanana.errors.ModelUnavailable` naming its successor,
     before anything is sent. An id the table does not know is accepted with a one-time
     warning (new image models appear every few months and the server decides): it gets
-    :func:`generic_model` facts and an unknown price. An id reported retired with less
-    than high confidence stays usable (sessions say so once: :func:`note_if_reported_retired`).
+    :func:`generic_model` facts and an unknown price. ``warn=False`` leaves the warning
+    out, for callers that say so in their own words or where the server decides (rather
+    than ``warnings.catch_warnings``, which changes process-wide state and is not
+    thread-safe). An id reported retired with less than high confidence stays usable
+    (sessions say so once: :func:`note_if_reported_retired`).
     """
     if isinstance(model_id, ModelInfo):
         return model_id
@@ -656,12 +659,13 @@ def get_model(model_id: str | ModelInfo | None = None) -> ModelInfo:
     if name in RETIRED:
         retired = RETIRED[name]
         raise ModelUnavailable(retired.message(), successor=retired.successor)
-    _warn_once(
-        "unknown:" + name,
-        f"nbbanana does not know the model {name!r}: its sizes, limits and price are "
-        "unknown, so costs show as unknown (set one with "
-        "nbbanana.models.set_price(...)). The server decides what it accepts.",
-    )
+    if warn:
+        _warn_once(
+            "unknown:" + name,
+            f"nbbanana does not know the model {name!r}: its sizes, limits and price are "
+            "unknown, so costs show as unknown (set one with "
+            "nbbanana.models.set_price(...)). The server decides what it accepts.",
+        )
     info = generic_model(name)
     if name in _user_prices:
         info = replace(info, price=_user_prices[name], sources={"price": _USER})

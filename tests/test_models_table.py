@@ -111,6 +111,17 @@ def test_unknown_image_model_has_generic_facts_and_no_price() -> None:
     assert info.price_per_image("1K") is None
 
 
+def test_warn_false_looks_up_an_unknown_model_without_the_warning() -> None:
+    models._warned.discard("unknown:gemini-4-pro-image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        info = get_model("gemini-4-pro-image", warn=False)
+    assert not info.known and info.price is None
+    # Silent look-ups do not use up the one warning a user's own call gets.
+    with pytest.warns(UserWarning, match="does not know the model 'gemini-4-pro-image'"):
+        get_model("gemini-4-pro-image")
+
+
 def test_set_price_gives_an_unknown_model_a_price() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -78,9 +78,7 @@ def _request_parts(item: BatchItem, model: str) -> list[types.Part]:
 def _options(item: BatchItem, model: str) -> RequestOptions:
     """The item's request options, checked against the job's model as every request's
     are (the manifest check has already refused what the model cannot do)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # an unknown id: the server decides
-        info = get_model(model)
+    info = get_model(model, warn=False)  # an unknown id: the server decides
     return RequestOptions(
         kind="edit" if item.images else "generate", model=model,
         aspect_ratio=item.aspect_ratio, image_size=item.image_size,
@@ -201,9 +199,7 @@ def submit_batch(
             f"Items {regional[:5]} are regional edits ('region'/'mask'); run them with "
             "run_batch (locally), not as a Batch API job."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        job_model = get_model(job_model).id
+    job_model = get_model(job_model, warn=False).id
 
     requests = _Requests(job_model, inline_limit)
     try:

@@ -16,7 +16,6 @@ import binascii
 import dataclasses
 import io
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,9 +87,7 @@ class Estimate:
 
 
 def model_info(model_id: str) -> ModelInfo:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an unknown model gets generic facts: fine here
-        info = get_model(model_id)
+    info = get_model(model_id, warn=False)  # an unknown model gets generic facts: fine here
     if info.price is None:
         # The relay must keep every cap, so a model whose price nobody knows is booked
         # and settled at the dearest known prices: an upper bound, never an undercharge.
