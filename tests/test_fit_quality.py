@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,7 +14,15 @@ from skimage.metrics import structural_similarity
 
 from nbbanana._ssim import luma, ssim
 from nbbanana.budget import RequestBudget
-from nbbanana.fit import PERCEPTUAL_SIDE, QUALITY_CAP, QUALITY_FLOOR, _Encoder, fit_image
+from nbbanana.fit import (
+    PERCEPTUAL_SIDE,
+    PERCEPTUAL_SSIM_LOSS,
+    QUALITY_CAP,
+    QUALITY_FLOOR,
+    _Encoder,
+    _Mosaic,
+    fit_image,
+)
 
 SIDE = 2048
 BUDGET = 1_000_000  # below what the perceptual quality needs at 2048 px: the budget wins
@@ -108,3 +118,56 @@ def test_luma_is_bt601() -> None:
     pixels = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], np.uint8)
     grey = np.asarray(Image.fromarray(pixels).convert("L"), np.float64)
     assert np.allclose(luma(pixels), grey, atol=0.5)
+
+
+class _Curve(_Mosaic):
+    """A mosaic whose fidelity follows a given loss curve, counting the probes."""
+
+    def __init__(self, loss: Callable[[int], float]) -> None:
+        super().__init__(_Encoder("image/jpeg"), (64, 64), Image.new("RGB", (64, 64)), True)
+        self.loss = loss
+        self.probes: list[int] = []
+
+    def reference_fidelity(self) -> float:
+        return 1.0
+
+    def fidelity(self, quality: int) -> float:
+        if quality not in self._fidelity:
+            self.probes.append(quality)
+            self._fidelity[quality] = 1.0 - self.loss(quality)
+        return self._fidelity[quality]
+
+
+def _power_loss(at_88: float, exponent: float) -> Callable[[int], float]:
+    """Loss growing as JPEG's quantiser scale to ``exponent``, ``at_88`` at quality 88."""
+    return lambda q: at_88 * ((200 - 2 * q) / 24) ** exponent
+
+
+@pytest.mark.parametrize("exponent", [0.8, 1.0, 1.4, 2.0, 3.0])
+@pytest.mark.parametrize("at_88", [0.0002, 0.0006, 0.00095, 0.0011, 0.002, 0.006])
+@pytest.mark.parametrize("upto", [QUALITY_CAP, 90, 70])
+def test_the_perceptual_search_finds_the_lowest_quality_alike_in_few_probes(
+    exponent: float, at_88: float, upto: int
+) -> None:
+    """The interpolation search returns what a walk over every quality would, within
+    a bisection's number of probes (six here), and in at most four when the loss grows as
+    photos' do: the first guess, one step by the model, one by the secant, and the
+    neighbour that proves the answer."""
+    loss = _power_loss(at_88, exponent)
+    walk = next((q for q in range(QUALITY_FLOOR, upto) if loss(q) <= PERCEPTUAL_SSIM_LOSS), upto)
+    curve = _Curve(loss)
+    assert curve.lowest_alike(upto) == walk
+    assert len(curve.probes) <= math.ceil(math.log2(upto - QUALITY_FLOOR + 1))
+    if upto == QUALITY_CAP and QUALITY_FLOOR < walk < upto and 1.0 <= exponent <= 2.0:
+        assert len(curve.probes) <= 4, curve.probes
+
+
+def test_the_perceptual_search_survives_a_loss_that_is_not_monotonic() -> None:
+    """Real curves have steps and small reversals (quality 74 encodes like 75): the
+    answer still reaches the goal and the one below it does not."""
+    steps = {86: 0.00125, 87: 0.00113, 88: 0.00098, 89: 0.00087, 74: 0.00365, 75: 0.00365}
+    base = _power_loss(0.00098, 1.4)
+    curve = _Curve(lambda q: steps.get(q, base(q)))
+    quality = curve.lowest_alike()
+    assert quality == 88
+    assert curve.loss(quality) <= PERCEPTUAL_SSIM_LOSS < curve.loss(quality - 1)
