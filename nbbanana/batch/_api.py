@@ -2,7 +2,7 @@
 
 :func:`submit_batch` turns items into ``GenerateContentRequest`` s, one at a time (each
 item's images loaded and fitted only when its request is built, all of one request's
-references together in one request's budget (:data:`~nbbanana._pipeline.fit_inline`);
+references together in one request's budget (:func:`~nbbanana._pipeline.fit_inline`);
 its options — sizes, thinking, thoughts, grounding — checked and configured by
 :class:`RequestOptions`, as every interactive request's are). While the requests fit
 in one inline ``batchGenerateContent`` call (:data:`INLINE_LIMIT` bytes for the whole
@@ -202,8 +202,11 @@ def submit_batch(
 
     ``items`` is a manifest path or a list of :class:`BatchItem` / dicts, checked like a
     local batch. A job runs one model: items that name different models are refused
-    (submit one job per model). Costs half the interactive price; results may take
-    hours (Google's target is 24 h; unfinished jobs expire after 48 h).
+    (submit one job per model). An item's references are fitted together into one
+    request's budget (the session's endpoint's); an item that cannot fit even at the
+    smallest size raises :class:`~nbbanana.errors.DoesNotFitError` naming it, before
+    anything is sent. Costs half the interactive price; results may take hours
+    (Google's target is 24 h; unfinished jobs expire after 48 h).
     """
     if session is None:
         session = connect(model=model) if model else connect()
