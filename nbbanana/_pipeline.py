@@ -63,6 +63,7 @@ __all__ = [
     "as_list",
     "error_from_response",
     "estimated_sent_size",
+    "fit_inline",
 ]
 
 #: Finish reasons that mean a safety or policy filter stopped the answer.
@@ -668,6 +669,28 @@ def _fit_inputs(
                 result, name=item.sent.name, source_sha256=item.sent.source_sha256
             )
         fitted.append(_Input(loaded=item.loaded, fitted=result, parent=item.parent))
+    return fitted
+
+
+def fit_inline(
+    sources: Sequence[ImageInput],
+    info: ModelInfo,
+    budget: RequestBudget,
+    prompt: str,
+    config: types.GenerateContentConfig,
+) -> list[FittedImage]:
+    """The references of one request, loaded and fitted to go inline *together*: one
+    request's budget shared between them, the prompt and config counted — as a request
+    to an endpoint without a Files API is fitted (a Batch API request line, say).
+
+    Raises :class:`~nbbanana.errors.DoesNotFitError` when not even the smallest versions
+    fit together.
+    """
+    budget = dataclasses.replace(budget, files_api=False)
+    inputs = [_load_input(source, info) for source in sources]
+    inputs = _fit_inputs(inputs, info, budget, prompt, config, refit=False)
+    fitted = [item.sent for item in inputs]
+    budget.plan(prompt, [(len(f.data), f.mime) for f in fitted], config=config)  # or raise
     return fitted
 
 

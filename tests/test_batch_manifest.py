@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 
 from nbbanana.batch import BatchItem, ManifestError, load_manifest
 from nbbanana.batch._manifest import normalise_items, output_stem
+from nbbanana.models import get_model
 
 
 def _png(path: Path) -> Path:
@@ -187,3 +190,35 @@ def test_allowed_values_are_a_plain_list(tmp_path: Path) -> None:
 def test_a_folder_given_as_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="is not a regular file"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.filterwarnings("error")  # the check itself warns about nothing
+def test_the_check_leaves_the_unknown_model_warning_to_the_users_own_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest check warns about nothing (an unknown model: the server decides; more
+    references than a model handles best: advice, not a problem), without switching the
+    process's warning filters — and without using up the one warning a user's own
+    ``get_model`` of that id gets."""
+    unknown = f"gemini-9-flash-image-{uuid.uuid4().hex[:8]}"  # never looked up before
+    refs = [str(_png(tmp_path / f"r{n}.png")) for n in range(12)]
+
+    def process_wide(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the manifest check switched the process's warning filters")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(warnings, "catch_warnings", process_wide)
+        items = normalise_items(
+            [
+                {"id": "new", "prompt": "a banana", "model": unknown},
+                {
+                    "id": "many",
+                    "prompt": "all of these",
+                    "model": "gemini-3-pro-image",
+                    "images": refs,
+                },
+            ]
+        )
+    assert [i.id for i in items] == ["new", "many"]
+    with pytest.warns(UserWarning, match=f"does not know the model '{unknown}'"):
+        get_model(unknown)

@@ -1,9 +1,10 @@
 """Google's Batch API: the same items as one server-side job, at half the price.
 
 :func:`submit_batch` turns items into ``GenerateContentRequest`` s, one at a time (each
-item's images loaded and fitted only when its request is built; its options — sizes,
-thinking, thoughts, grounding — checked and configured by :class:`RequestOptions`, as
-every interactive request's are). While the requests fit
+item's images loaded and fitted only when its request is built, all of one request's
+references together in one request's budget (:func:`~nbbanana._pipeline.fit_inline`);
+its options — sizes, thinking, thoughts, grounding — checked and configured by
+:class:`RequestOptions`, as every interactive request's are). While the requests fit
 in one inline ``batchGenerateContent`` call (:data:`INLINE_LIMIT` bytes for the whole
 create request, per the Batch API guide) they are sent inline; past that, every request
 is streamed to a JSONL file on disk, uploaded through the Files API and the job names the
@@ -35,11 +36,11 @@ from google.genai import types
 
 from .._connect import connect
 from .._options import RequestOptions
-from .._pipeline import error_from_response
+from .._pipeline import error_from_response, fit_inline
 from .._types import ItemsLike
-from ..errors import NbbananaError
-from ..fit import fit_image
-from ..models import MB, get_model
+from ..budget import RequestBudget
+from ..errors import DoesNotFitError, NbbananaError
+from ..models import MB, ModelInfo, get_model
 from ..result import Result
 from ._engine import BatchError, BatchReport, _prepare_outdir, _write_outputs
 from ._journal import JOURNAL_NAME, Journal, read_journal
@@ -66,12 +67,26 @@ _KEY = "key"
 # --------------------------------------------------------------------------- building
 
 
-def _request_parts(item: BatchItem, model: str) -> list[types.Part]:
+def _request_parts(
+    item: BatchItem,
+    info: ModelInfo,
+    budget: RequestBudget,
+    config: types.GenerateContentConfig,
+) -> list[types.Part]:
+    """The prompt and the item's references, fitted together into one request's budget
+    (the mechanism an interactive request without a Files API uses, not a copy of it)."""
+    try:
+        fitted = fit_inline(item.images, info, budget, item.prompt, config)
+    except DoesNotFitError as exc:  # its text speaks of one image's share: say the item's
+        limit = f" of {budget.limit:,} bytes" if budget.limit is not None else ""
+        raise DoesNotFitError(
+            f"Item {item.id!r} (line {item.line}): its prompt and {len(item.images)} reference "
+            f"image(s) do not fit one Batch API request{limit}, not even at the smallest "
+            "size. Shorten the prompt or give the item fewer references. Nothing was sent.",
+            source=item.id,
+        ) from exc
     parts = [types.Part.from_text(text=item.prompt)]
-    if item.images:
-        for path in item.images:
-            fitted = fit_image(path, model=model, prompt=item.prompt)
-            parts.append(types.Part.from_bytes(data=fitted.data, mime_type=fitted.mime))
+    parts.extend(types.Part.from_bytes(data=f.data, mime_type=f.mime) for f in fitted)
     return parts
 
 
@@ -125,9 +140,11 @@ def _jsonl_line(
 class _Requests:
     """Builds requests item by item; inline while they fit, else spilled to a JSONL file."""
 
-    def __init__(self, model: str, inline_limit: int) -> None:
+    def __init__(self, model: str, inline_limit: int, budget: RequestBudget) -> None:
         self.model = model
+        self.info = get_model(model, warn=False)  # an unknown id: the server decides
         self.inline_limit = inline_limit
+        self.budget = budget
         self.inline: list[types.InlinedRequest] | None = []
         self._pending_lines: list[str] = []
         self.size = 0
@@ -135,9 +152,10 @@ class _Requests:
         self._fh: Any = None
 
     def add(self, item: BatchItem) -> None:
-        contents = types.Content(role="user", parts=_request_parts(item, self.model))
         # The SDK moves the config's request-level fields (tools) up for inline requests.
         config = _options(item, self.model).config()
+        parts = _request_parts(item, self.info, self.budget, config)
+        contents = types.Content(role="user", parts=parts)
         line = _jsonl_line(item, contents, config)
         # Inline, each request also names the model and carries its key as metadata.
         self.size += len(line.encode("utf-8")) + len(self.model) + 64
@@ -163,6 +181,11 @@ class _Requests:
         if self._fh is not None:
             self._fh.close()
 
+    def discard(self) -> None:
+        self.close()
+        if self.file is not None:
+            self.file.unlink(missing_ok=True)
+
 
 # --------------------------------------------------------------------------- submitting
 
@@ -179,8 +202,11 @@ def submit_batch(
 
     ``items`` is a manifest path or a list of :class:`BatchItem` / dicts, checked like a
     local batch. A job runs one model: items that name different models are refused
-    (submit one job per model). Costs half the interactive price; results may take
-    hours (Google's target is 24 h; unfinished jobs expire after 48 h).
+    (submit one job per model). An item's references are fitted together into one
+    request's budget (the session's endpoint's); an item that cannot fit even at the
+    smallest size raises :class:`~nbbanana.errors.DoesNotFitError` naming it, before
+    anything is sent. Costs half the interactive price; results may take hours
+    (Google's target is 24 h; unfinished jobs expire after 48 h).
     """
     if session is None:
         session = connect(model=model) if model else connect()
@@ -201,10 +227,21 @@ def submit_batch(
         )
     job_model = get_model(job_model, warn=False).id
 
-    requests = _Requests(job_model, inline_limit)
+    # The budget of one request line. Each line is one GenerateContentRequest that the
+    # service runs as it runs generateContent, so it gets the Developer API's request
+    # limit: the session's endpoint budget (100 MB of base64-measured inline data since
+    # Jan 2026 for Google, tightened by any limit the endpoint has named). The inline
+    # batch's 20 MB is a limit on the whole create call, not on one request: requests
+    # past it go to the JSONL file (up to 2 GB), so it shrinks no request. References go
+    # inline, never as Files API uploads: an upload expires 48 h after it is made, and a
+    # queued job may run up to 48 h after it is created.
+    requests = _Requests(job_model, inline_limit, session.pipeline.budget(job_model))
     try:
         for item in job_items:
             requests.add(item)
+    except BaseException:
+        requests.discard()  # nothing was sent: leave no half-written requests file
+        raise
     finally:
         requests.close()
     name = display_name or f"nbbanana-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import stat
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,18 +519,22 @@ def check_params(
 
     An unknown model is not a problem (new ids appear often and the server decides).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            info = get_model(model)
-            RequestOptions(
-                kind="generate", aspect_ratio=aspect_ratio, image_size=image_size,
-                thinking_level=thinking_level, include_thoughts=include_thoughts,
-                grounding=grounding,
-            ).checked(info)  # fmt: skip
-            check_reference_count(info, images)  # more than it handles best: no problem
-        except NbbananaError as exc:
-            return [exc.message.rstrip(".")]
+    # No warnings.catch_warnings here: it switches process-wide filters (not thread-safe),
+    # and it also swallowed the one-time "unknown model" warning for good, so the user's
+    # own later get_model() of that id never warned. Nothing here warns instead.
+    try:
+        info = get_model(model, warn=False)  # an unknown id: the server decides
+        RequestOptions(
+            kind="generate", aspect_ratio=aspect_ratio, image_size=image_size,
+            thinking_level=thinking_level, include_thoughts=include_thoughts,
+            grounding=grounding,
+        ).checked(info)  # fmt: skip
+        # More than the model handles best is advice, not a problem of the manifest:
+        # the check is asked only when it refuses, so its "works best with" never fires.
+        if images > info.max_reference_images:
+            check_reference_count(info, images)
+    except NbbananaError as exc:
+        return [exc.message.rstrip(".")]
     if aspect_ratio is None and image_size is None:
         return []
     # The model's tables give the allowed values; said as a plain list, as a person
