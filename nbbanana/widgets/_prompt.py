@@ -226,7 +226,7 @@ def status_text(
 ) -> str:
     """The one-line status under the Run button.
 
-    ``state`` is "running", "done" or "failed"; then the session's spend, its cap and
+    ``state`` is "running", "done", "failed" or "cancelled"; then the session's spend, its cap and
     what is left; offline sessions say that nothing is billed.
     """
     parts = []
@@ -238,6 +238,8 @@ def status_text(
         parts.append(f"Done in {elapsed:.1f} s")
         # A model without a known price (new to nbbanana, or none published) says so.
         parts.append(f"cost {format_usd(cost_usd)}" if cost_usd is not None else "cost unknown")
+    elif state == "cancelled":  # nothing changed; a request already sent may still be billed
+        parts.append(f"Cancelled after {elapsed:.1f} s")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
         if cost_usd is not None:  # paid for all the same (a regional answer not placed)
