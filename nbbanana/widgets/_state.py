@@ -113,7 +113,7 @@ class StudioState:
         chat history); ``None`` when it sends the uploads."""
         current = self.tree.current
         # The session's facts: a price set with connect(price_per_image=...) counts.
-        info = self.session.pipeline.model_info(request.model)
+        info = self.session.pipeline.model_info(request.model, warn=False)  # the picker says so
         if current is not None and self.picked is not None:
             # A picked image starts a new chat: it is the one image sent. (The budget
             # module loads the SDK's types: imported once there is a turn to measure.)

@@ -310,7 +310,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         request = self.prompt_box.request()
         pipeline = self.session.pipeline
         region = self.region.summary(
-            model=pipeline.model_info(request.model), budget=pipeline.budget(request.model),
+            model=pipeline.model_info(request.model, warn=False),  # the picker says "new"
+            budget=pipeline.budget(request.model),
             prompt=request.prompt, image_size=request.image_size, on_ready=self._update_gauge,
         )  # fmt: skip
         if region is not None:  # a region is selected: the run sends its crop
