@@ -96,6 +96,13 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     expect(gauge).to_contain_text("8000×6000")
     expect(gauge).to_contain_text(f"fitted: {fit_side}×{fit_side * 3 // 4} JPEG")
     expect(studio.locator(".nbb-upload-summary")).to_contain_text("fitted request")
+    # The region tool shows the upload once its preview is decoded: wait for it, so the
+    # screenshot shows the studio as the user sees it (not a moment before).
+    region = studio.locator(".nbb-region img.nbb-region-img")
+    expect(region).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=region.element_handle()
+    )
     page.screenshot(path=str(ARTIFACTS / "studio-1-uploaded.png"), full_page=True)
 
     # First turn: prompt, aspect ratio, Run; the after-image has the model's size.
