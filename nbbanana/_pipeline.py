@@ -309,10 +309,10 @@ class Pipeline:
     #: win over the table's, for this session only.
     prices: dict[str, models.Price] = field(default_factory=dict)
 
-    def model_info(self, model: str | ModelInfo | None) -> ModelInfo:
+    def model_info(self, model: str | ModelInfo | None, *, warn: bool = True) -> ModelInfo:
         """The facts of ``model`` (id or alias) as this session sees them: the table's,
-        with this session's price where it set one."""
-        info = get_model(model)
+        with this session's price where it set one. ``warn`` as :func:`get_model`'s."""
+        info = get_model(model, warn=warn)
         price = self.prices.get(info.id)
         if price is None:
             return info

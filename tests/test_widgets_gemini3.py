@@ -19,7 +19,7 @@ from _client_helpers import recorded_session
 from _imagegen import jpeg_bytes, photo_like
 
 import nbbanana
-from nbbanana import discovery
+from nbbanana import discovery, models
 from nbbanana.discovery import Catalogue, ListedModel, build_rows
 from nbbanana.emulator import Emulator
 from nbbanana.models import MODELS, RETIRED, get_model
@@ -145,6 +145,37 @@ def test_the_studio_picker_lists_the_emulators_models_new_ones_with_generic_fact
         box.run.click()
         assert box.error.value == "" and app.state.turns[-1].cost_usd is None
         assert "Done in" in box.status.value and "cost unknown" in box.status.value
+
+
+def test_the_picker_switches_no_warning_filter_and_leaves_the_users_warning() -> None:
+    models._warned.discard("unknown:" + NEW)  # as in a fresh kernel
+
+    def switched(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a process-wide warning filter was switched")
+
+    with (
+        Emulator(api_keys=[KEY], models=[PRO, NEW]) as emulator,
+        _session(emulator) as session,
+        warnings.catch_warnings(),
+        pytest.MonkeyPatch.context() as patch,  # undone first, even when a check fails
+    ):
+        warnings.simplefilter("error")  # the label says "new": no warning in the cell
+        for name in ("catch_warnings", "simplefilter", "filterwarnings", "resetwarnings"):
+            patch.setattr(warnings, name, switched)
+        app = Studio(session)  # the listing (a worker thread in a kernel) and the picker
+        box = app.prompt_box
+        box.model.value = NEW
+        assert "new to nbbanana, cost unknown" in box.model.label
+        app.uploader.add_bytes(_upload()[0], "street.jpg")
+        box.prompt.value = "A banana"  # the gauge follows the prompt
+        assert "cost unknown" in " ".join(app.uploader.summary["lines"])
+        # Five references are above what a new model "works best with": advice the
+        # gauge shows, not a problem (the kernel's check would warn: it is not asked).
+        assert reference_problem(NEW, 5) is None
+        assert validate_request("A banana", model=NEW, images=5) == []
+    # The user's own look-up, in a later cell, still gets its one warning.
+    with pytest.warns(UserWarning, match=f"does not know the model '{NEW}'"):
+        get_model(NEW)
 
 
 def test_the_studio_still_works_when_the_listing_fails() -> None:

@@ -13,10 +13,9 @@ and what is sent never carries an option the model would refuse.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import redact
 from ..models import MODELS, RETIRED, ModelInfo, default_model, get_model
@@ -43,17 +42,23 @@ __all__ = [
 #: The thinking-level option meaning "the model's default" (nothing is sent).
 DEFAULT_LEVEL = ""
 
-ModelInfoFn = Callable[[str], ModelInfo]
+
+class ModelInfoFn(Protocol):
+    """A model-facts function: :func:`~nbbanana.models.get_model`, or a session's
+    ``pipeline.model_info`` (which knows a price set with ``connect(price_per_image=...)``).
+    ``warn=False`` looks an unknown id up without the one-time warning."""
+
+    def __call__(self, model_id: str, /, *, warn: bool = True) -> ModelInfo: ...
 
 
-def quiet_model_info(model_info: ModelInfoFn = get_model) -> ModelInfoFn:
+def quiet_model_info(model_info: ModelInfoFn = get_model) -> Callable[[str], ModelInfo]:
     """``model_info`` without the one-time "nbbanana does not know the model" warning:
-    the picker says so in the model's label instead of in the cell's output."""
+    the picker says so in the model's label instead of in the cell's output. Asked with
+    ``warn=False`` (no process-wide warning filter is switched: the listing runs in a
+    worker thread), so the user's own later look-up still gets its one warning."""
 
     def info(model_id: str) -> ModelInfo:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return model_info(model_id)
+        return model_info(model_id, warn=False)
 
     return info
 

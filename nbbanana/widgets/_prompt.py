@@ -7,7 +7,6 @@ explained to a person, what the status line says) are plain functions here; the
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -121,11 +120,12 @@ def image_size_options(model: str | ModelInfo) -> tuple[str, ...]:
 def reference_problem(model: str | ModelInfo, images: int) -> str | None:
     """Why ``images`` references are too many for ``model`` (the kernel's own check and
     wording, with the model's guidance on objects and people), or ``None``."""
-    with warnings.catch_warnings():
-        # "works best with up to …" is advice, not a refusal: the gauge shows it.
-        warnings.simplefilter("ignore", UserWarning)
+    info = get_model(model, warn=False)  # an unknown id: the picker says so
+    # Only a refusal is asked for: above "works best with up to …" the kernel's check
+    # warns, and that is advice the gauge shows, not a problem.
+    if images > info.max_reference_images:
         try:
-            check_reference_count(get_model(model), images)
+            check_reference_count(info, images)
         except TooManyReferenceImages as exc:
             return str(exc)
     return None
@@ -159,7 +159,7 @@ def validate_request(
     upload_errors: int = 0,
 ) -> list[str]:
     """Everything that stops a request from being sent, in plain words (empty: ready)."""
-    info = get_model(model)
+    info = get_model(model, warn=False)  # an unknown id is no problem: the server decides
     problems = []
     if not prompt.strip():
         problems.append("Type a prompt: say what to generate, or how to change the images.")
@@ -226,7 +226,7 @@ def status_text(
 ) -> str:
     """The one-line status under the Run button.
 
-    ``state`` is "running", "done" or "failed"; then the session's spend, its cap and
+    ``state`` is "running", "done", "failed" or "cancelled"; then the session's spend, its cap and
     what is left; offline sessions say that nothing is billed.
     """
     parts = []
@@ -238,6 +238,8 @@ def status_text(
         parts.append(f"Done in {elapsed:.1f} s")
         # A model without a known price (new to nbbanana, or none published) says so.
         parts.append(f"cost {format_usd(cost_usd)}" if cost_usd is not None else "cost unknown")
+    elif state == "cancelled":  # nothing changed; a request already sent may still be billed
+        parts.append(f"Cancelled after {elapsed:.1f} s")
     else:
         parts.append(f"Failed after {elapsed:.1f} s")
         if cost_usd is not None:  # paid for all the same (a regional answer not placed)

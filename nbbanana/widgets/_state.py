@@ -78,9 +78,12 @@ class StudioState:
 
     def reference_images(self) -> list[Any]:
         """The images the next message carries (only the first message of a chat has any)."""
-        if self.chat is not None and len(self.chat):
+        return self._references(self.chat, self._seed)
+
+    def _references(self, chat: Chat | None, seed: list[Any]) -> list[Any]:
+        if chat is not None and len(chat):
             return []
-        return list(self._seed or self.inputs)
+        return list(seed or self.inputs)
 
     def branch(self, turn: int) -> Turn:
         """Continue from turn ``turn`` (numbered from 1 in the order turns were made;
@@ -110,7 +113,7 @@ class StudioState:
         chat history); ``None`` when it sends the uploads."""
         current = self.tree.current
         # The session's facts: a price set with connect(price_per_image=...) counts.
-        info = self.session.pipeline.model_info(request.model)
+        info = self.session.pipeline.model_info(request.model, warn=False)  # the picker says so
         if current is not None and self.picked is not None:
             # A picked image starts a new chat: it is the one image sent. (The budget
             # module loads the SDK's types: imported once there is a turn to measure.)
@@ -155,13 +158,16 @@ class StudioState:
         ``region``: ``{"source": image, "region": box}`` or ``{..., "mask": mask}`` makes the
         turn a regional edit of ``source`` (see :meth:`Chat.send`)."""
         settings = request.settings
-        if self.chat is not None and settings != self._settings:
+        # Everything is worked out on locals and kept only once the turn is made: a run
+        # that fails or is cancelled leaves the chat, the pick and the tree as they were.
+        chat, seed = self.chat, self._seed
+        if chat is not None and settings != self._settings:
             # New settings need a new chat: it starts from the latest result.
             latest = next((r for r in reversed(self.turns) if r.image is not None), None)
-            self._seed = [latest] if latest is not None else self._seed
-            self.chat = None
-        if self.chat is None:
-            self.chat = self.session.chat(
+            seed = [latest] if latest is not None else seed
+            chat = None
+        if chat is None:
+            chat = self.session.chat(
                 model=request.model,
                 aspect_ratio=request.aspect_ratio,
                 image_size=request.image_size,
@@ -169,13 +175,16 @@ class StudioState:
                 include_thoughts=request.include_thoughts,
                 grounding=request.grounding,
             )
-            self._settings = settings
+        else:
+            # Sent on a copy: a cancelled send goes on in its worker thread, and its
+            # answer would join the chat the next run continues, behind the tree's back.
+            chat = chat.branch(len(chat))
         if region:
             region = dict(region)
             images = [region.pop("source")]
-            result = await self.chat.send_async(request.prompt, images, **region)
+            result = await chat.send_async(request.prompt, images, **region)
         else:
-            result = await self.chat.send_async(request.prompt, self.reference_images())
-        self.tree.add(result, self.chat, settings=settings)
-        self.picked = None
+            result = await chat.send_async(request.prompt, self._references(chat, seed))
+        self.chat, self._settings, self._seed, self.picked = chat, settings, seed, None
+        self.tree.add(result, chat, settings=settings)
         return result

@@ -201,11 +201,13 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.prompt_box.show_error(None)
         result: Result | None = None
         cost: float | None = None
+        outcome = "failed"
         try:
             selection = self.region.tool.selection()
             if selection:  # a regional edit of what the region was drawn on
                 selection["source"] = self.region.tool.source
             result = await self.state.run(request, region=selection)
+            outcome = "done"
             self.compare.show(result, before)
             self.compare.layout.display = ""
             self.zoom.show(result)
@@ -218,28 +220,33 @@ class Studio(w.VBox):  # type: ignore[misc]
             cost = self._show_unplaced(exc)
         except Exception as exc:
             self.prompt_box.show_error(describe_error(exc))
+        except asyncio.CancelledError:
+            # Nothing changed (the state keeps a turn only once it is made): say so,
+            # and let the cancellation go on to whoever awaits the task.
+            outcome = "cancelled"
+            raise
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             self.prompt_box.set_running(False)
-        state = "failed" if result is None else "done"
-        self.prompt_box.show_status(
-            status_text(
-                state=state,
-                elapsed=time.monotonic() - started,
-                cost_usd=cost,
-                spent_usd=self.session.spent,
-                cap_usd=self.session.max_cost_usd,
-                offline=self.session.offline,
+            self.prompt_box.show_status(
+                status_text(
+                    state=outcome,
+                    elapsed=time.monotonic() - started,
+                    cost_usd=cost,
+                    spent_usd=self.session.spent,
+                    cap_usd=self.session.max_cost_usd,
+                    offline=self.session.offline,
+                )
             )
-        )
         return result
 
     def _show_unplaced(self, exc: RegistrationError) -> float | None:
         """A regional answer that could not be placed back: show it unblended beside
         the crop that was sent, and say so. Nothing changes in the history: the next
-        run edits the same picture (the region stays selected, to run again)."""
+        run edits the same picture (the region stays selected, to run again), and the
+        answer panel stays the current turn's: its strip still picks what that run edits."""
         tool = self.region.tool
         answer = exc.answer
         self.prompt_box.show_error(unplaced_message(exc, tool.what))
@@ -252,7 +259,6 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.compare.show(answer, crop)
         self.compare.layout.display = ""
         self.zoom.show(None)
-        self.answer.show(answer)
         return answer.cost_usd
 
     def _estimate(self, request: RunRequest) -> float | None:
@@ -304,7 +310,8 @@ class Studio(w.VBox):  # type: ignore[misc]
         request = self.prompt_box.request()
         pipeline = self.session.pipeline
         region = self.region.summary(
-            model=pipeline.model_info(request.model), budget=pipeline.budget(request.model),
+            model=pipeline.model_info(request.model, warn=False),  # the picker says "new"
+            budget=pipeline.budget(request.model),
             prompt=request.prompt, image_size=request.image_size, on_ready=self._update_gauge,
         )  # fmt: skip
         if region is not None:  # a region is selected: the run sends its crop

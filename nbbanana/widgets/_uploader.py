@@ -32,7 +32,7 @@ import traitlets
 from ..errors import ImageError, redact
 from ..models import DEFAULT_MODEL, FORMAT_MIME, ModelInfo, get_model
 from ._background import run_in_background
-from ._choices import quiet_model_info
+from ._choices import ModelInfoFn, quiet_model_info
 from ._gauge import (
     ImageGauge,
     RequestGauge,
@@ -252,7 +252,7 @@ class UploadTracker:
         endpoint: str | EndpointProfile = "gemini",
         base_url: str | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
-        model_info: Callable[[str], ModelInfo] = get_model,
+        model_info: ModelInfoFn = get_model,
         run: Callable[[Callable[[], FitOutcome], Callable[[FitOutcome], None]], object] = (
             run_in_background
         ),
@@ -518,7 +518,7 @@ class ImageUploader(anywidget.AnyWidget):
         endpoint: str | EndpointProfile = "gemini",
         base_url: str | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
-        model_info: Callable[[str], ModelInfo] = get_model,
+        model_info: ModelInfoFn = get_model,
         **kwargs: Any,
     ) -> None:
         # Plain attributes first: trait observers fire during the base initialiser.

@@ -43,7 +43,33 @@ class JupyterLab:
     page: str = "lab/tree"
 
     def notebook_url(self, name: str) -> str:
+        if self.page == "lab/tree":
+            # A workspace of its own per notebook: JupyterLab restores a workspace's open
+            # tabs, so on a shared server a test would otherwise reopen (and run) the
+            # notebooks of the tests before it.
+            workspace = Path(name).stem
+            return f"{self.url}/lab/workspaces/{workspace}/tree/{name}?token={self.token}"
         return f"{self.url}/{self.page}/{name}?token={self.token}"
+
+    def shut_down_kernels(self) -> None:
+        """End every session and kernel, so that the next test on this server starts
+        with none (each opens its own notebook and starts its own kernel)."""
+        for kind in ("sessions", "kernels"):
+            for item in self._api("GET", f"/api/{kind}") or []:
+                self._api("DELETE", f"/api/{kind}/{item['id']}")
+
+    def _api(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(
+            self.url + path, method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # ended meanwhile (a session's kernel goes with it)
+                return None
+            raise
+        return json.loads(body) if body else None
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,12 +1,13 @@
 """The studio in a real browser: JupyterLab, headless Chromium, a 30 MB photo.
 
-Starts an isolated JupyterLab (default websocket limits, no API key: offline emulator),
-opens a notebook showing ``nbbanana.studio()``, uploads a ~30 MB JPEG through the
-uploader's file input, checks the gauge shows the fitted size and that the bytes arrived
-intact, runs an edit, checks the after-image, runs a second turn (the gauge then
-describes that turn's image), branches from the first turn and runs again (every turn
-stays in the history), and saves. Screenshots go to ``tests/artifacts/``; the README's
-``docs/studio.png`` is written when missing or when ``NBBANANA_UPDATE_SCREENSHOT=1``.
+In the isolated JupyterLab the studio tests share (``conftest.py``: default websocket
+limits, no API key: offline emulator), opens a notebook showing ``nbbanana.studio()``,
+uploads a ~30 MB JPEG through the uploader's file input, checks the gauge shows the
+fitted size and that the bytes arrived intact, runs an edit, checks the after-image,
+runs a second turn (the gauge then describes that turn's image), branches from the
+first turn and runs again (every turn stays in the history), and saves. Screenshots go
+to ``tests/artifacts/``; the README's ``docs/studio.png`` is written when missing or
+when ``NBBANANA_UPDATE_SCREENSHOT=1``.
 
 Uses Debian's Chromium (``/usr/bin/chromium``); the test is skipped when it is missing,
 and never downloads a browser.
@@ -18,7 +19,6 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,35 +39,16 @@ ASPECT = "3:2"
 
 sync_api = require_browser()
 
-from _jupyter import (  # noqa: E402
-    JupyterLab,
-    open_studio_in_lab,
-    start_jupyterlab,
-    stop_jupyterlab,
-)
+from _jupyter import JupyterLab, open_studio_in_lab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-@pytest.fixture(scope="module")
-def photo(work: Path) -> Path:
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 48 MP photo-like JPEG of about 30 MB (three times the 10 MiB websocket cap)."""
-    path = work / "big-photo.jpg"
+    path = tmp_path_factory.mktemp("e2e") / "big-photo.jpg"
     path.write_bytes(jpeg_bytes(photo_like(8000, 6000, seed=3), 98))
     assert path.stat().st_size > 25_000_000
     return path
-
-
-@pytest.fixture(scope="module")
-def lab(work: Path) -> Iterator[JupyterLab]:
-    server = start_jupyterlab(work / "jupyter", [HERE / "studio.ipynb"])
-    try:
-        yield server
-    finally:
-        stop_jupyterlab(server)
 
 
 def _shrink_png(data: bytes, max_bytes: int) -> bytes:
@@ -115,6 +96,13 @@ def _drive(page, expect, lab: JupyterLab, photo: Path, width_height, aspect_labe
     expect(gauge).to_contain_text("8000×6000")
     expect(gauge).to_contain_text(f"fitted: {fit_side}×{fit_side * 3 // 4} JPEG")
     expect(studio.locator(".nbb-upload-summary")).to_contain_text("fitted request")
+    # The region tool shows the upload once its preview is decoded: wait for it, so the
+    # screenshot shows the studio as the user sees it (not a moment before).
+    region = studio.locator(".nbb-region img.nbb-region-img")
+    expect(region).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=region.element_handle()
+    )
     page.screenshot(path=str(ARTIFACTS / "studio-1-uploaded.png"), full_page=True)
 
     # First turn: prompt, aspect ratio, Run; the after-image has the model's size.

@@ -1,19 +1,19 @@
 """The studio's Gemini 3 features in a real browser: JupyterLab, headless Chromium.
 
-Starts an isolated JupyterLab (no API key: the offline emulator), opens the studio
-notebook, and checks that the model picker lists the emulator's models, picks Nano
-Banana Pro, 4K, "Show thoughts" and Google Search grounding (controls that appear only
-for models that take them), uploads 14 reference images (Pro's limit; a 15th is refused
-with the model's guidance), runs, and checks the answer: a 4K image, the thoughts
-collapsed and marked as not the answer, the sources listed with their links, and the
-search suggestions shown. Screenshots go to ``tests/artifacts/studio-gemini3-*.png``.
+In the isolated JupyterLab the studio tests share (``conftest.py``; no API key: the
+offline emulator), opens its own copy of the studio notebook, and checks that the model
+picker lists the emulator's models, picks Nano Banana Pro, 4K, "Show thoughts" and
+Google Search grounding (controls that appear only for models that take them), uploads
+14 reference images (Pro's limit; a 15th is refused with the model's guidance), runs,
+and checks the answer: a 4K image, the thoughts collapsed and marked as not the answer,
+the sources listed with their links, and the search suggestions shown. Screenshots go
+to ``tests/artifacts/studio-gemini3-*.png``.
 
 Uses Debian's Chromium (``/usr/bin/chromium``); skipped when it is missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,43 +25,24 @@ from nbbanana.widgets._prompt import aspect_ratio_options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-HERE = Path(__file__).resolve().parent
 PRO = "gemini-3-pro-image"
 REFERENCES = get_model(PRO).max_reference_images  # 14
 
 sync_api = require_browser()
 
-from _jupyter import (  # noqa: E402
-    JupyterLab,
-    open_studio_in_lab,
-    start_jupyterlab,
-    stop_jupyterlab,
-)
+from _jupyter import JupyterLab, open_studio_in_lab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e-gemini3")
-
-
-@pytest.fixture(scope="module")
-def references(work: Path) -> list[Path]:
+def references(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Square photo-like JPEGs: one more than Pro takes."""
+    work = tmp_path_factory.mktemp("e2e-gemini3")
     paths = []
     for n in range(REFERENCES + 1):
         path = work / f"ref-{n + 1:02d}.jpg"
         path.write_bytes(jpeg_bytes(photo_like(480, 480, seed=40 + n), 85))
         paths.append(path)
     return paths
-
-
-@pytest.fixture(scope="module")
-def lab(work: Path) -> Iterator[JupyterLab]:
-    server = start_jupyterlab(work / "jupyter", [HERE / "studio.ipynb"])
-    try:
-        yield server
-    finally:
-        stop_jupyterlab(server)
 
 
 def test_studio_gemini3_features(lab: JupyterLab, references: list[Path]) -> None:
@@ -75,7 +56,7 @@ def test_studio_gemini3_features(lab: JupyterLab, references: list[Path]) -> Non
 def _drive(page, expect, lab: JupyterLab, references: list[Path]):  # type: ignore[no-untyped-def]
     width, height = get_model(PRO).output_size("1:1", "4K")
 
-    studio = open_studio_in_lab(page, expect, lab, "studio.ipynb")
+    studio = open_studio_in_lab(page, expect, lab, "studio_gemini3.ipynb")
 
     # The picker lists what the emulator serves (its models.list), Pro among them.
     model = studio.locator(".nbb-model select")

@@ -13,7 +13,6 @@ be registered (its default synthetic edits are unrelated pictures).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,43 +23,23 @@ from nbbanana.region import parse_region, plan_crop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-HERE = Path(__file__).resolve().parent
 UPRIGHT = (3000, 2000)
 
 sync_api = require_browser()
 
-from _jupyter import (  # noqa: E402
-    JupyterLab,
-    open_studio_in_lab,
-    start_jupyterlab,
-    stop_jupyterlab,
-)
+from _jupyter import JupyterLab, open_studio_in_lab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e-region")
-
-
-@pytest.fixture(scope="module")
-def photo(work: Path) -> Path:
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A textured photo, 3000×2000 upright, stored 2000×3000 with EXIF orientation 6."""
     # Imported here: the helper lives with the regional SDK tests, one folder up.
     from test_region_sdk import textured
 
     upright = textured(*UPRIGHT, seed=7)
-    path = work / "sideways.jpg"
+    path = tmp_path_factory.mktemp("e2e-region") / "sideways.jpg"
     path.write_bytes(jpeg_bytes(orient_for_exif(upright, 6), 92, exif_orientation=6))
     return path
-
-
-@pytest.fixture(scope="module")
-def lab(work: Path) -> Iterator[JupyterLab]:
-    server = start_jupyterlab(work / "jupyter", [HERE / "studio_region.ipynb"])
-    try:
-        yield server
-    finally:
-        stop_jupyterlab(server)
 
 
 def test_studio_regional_edit(lab: JupyterLab, photo: Path) -> None:
