@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _imagegen import orient_for_exif, photo_like, png_bytes
+from _region_sweep import corner_error, small_crop_case
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -308,20 +308,6 @@ def _slices(box: Any) -> tuple[slice, slice]:
 # --------------------------------------------------------------------------- registration
 
 
-def _corner_error(
-    estimate: Registration, truth: _transform.KnownTransform, fit: tuple[float, float], blend: Box
-) -> float:
-    """Largest distance (crop pixels) between where the estimate and the truth put the
-    answer's pixels, at the corners of the blended area. ``fit``: crop pixels per sent
-    pixel, per axis."""
-    worst = 0.0
-    for cx, cy in itertools.product((blend.left, blend.right), (blend.top, blend.bottom)):
-        ax, ay = estimate.to_answer(cx, cy)
-        ux, uy = truth.to_input(ax, ay)
-        worst = max(worst, abs(ux * fit[0] - cx), abs(uy * fit[1] - cy))
-    return worst
-
-
 @pytest.mark.parametrize(
     ("size", "box", "params", "out"),
     [
@@ -356,7 +342,7 @@ def test_registration_recovers_known_scale_and_shift(
     estimate = register(answer, crop, exclude=_exclusion(plan))
     fit = (crop.width / sent.width, crop.height / sent.height)
     blend = plan.blend.relative_to(plan.crop)
-    assert _corner_error(estimate, truth, fit, blend) < 0.5
+    assert corner_error(estimate, truth, fit, blend) < 0.5
     assert estimate.confidence > 0.6
 
 
@@ -386,34 +372,7 @@ def test_a_placement_confirmed_by_a_few_tiles_is_not_refused(
     assert truth is not None
     estimate = register(answer, crop, exclude=_exclusion(plan))
     _check_coverage(plan, estimate, answer.size)
-    assert _corner_error(estimate, truth, (1.0, 1.0), plan.blend.relative_to(plan.crop)) < 1.0
-
-
-def _small_crop_case(seed: int) -> tuple[Any, Image.Image, Image.Image, _transform.KnownTransform]:
-    """One case of the small-crop sweep: a region of 180–300 px (a crop of about 350 px)
-    somewhere in a photo, answered by the known-transform mode at the size the emulator
-    would choose (the supported ratio closest to the crop's), zoomed and shifted by the
-    seed (half the cases with a zoom of up to 7 %)."""
-    import random
-
-    from nbbanana.emulator._generate import closest_ratio
-    from nbbanana.models import get_model
-
-    rng = random.Random(seed)
-    size = rng.choice([(1200, 900), (900, 900), (1600, 1200)])
-    rw, rh = rng.randint(180, 300), rng.randint(180, 300)
-    left, top = rng.randint(0, size[0] - rw), rng.randint(0, size[1] - rh)
-    params = {"seed": str(seed)}
-    if rng.random() < 0.5:
-        params["scale"] = f"{rng.uniform(1.0, 1.07):.3f}"
-    plan = plan_crop(parse_region((left, top, left + rw, top + rh), size=size))
-    crop = photo_like(*size, seed=100 + seed).crop(plan.crop.as_tuple())
-    model = get_model(None)
-    out = model.output_size(closest_ratio(model, *crop.size))
-    answer = _transform.edit(crop, "make it violet", out, 7, params, f"small{seed}")
-    truth = _transform.known_transform(f"small{seed}")
-    assert truth is not None
-    return plan, crop, answer, truth
+    assert corner_error(estimate, truth, (1.0, 1.0), plan.blend.relative_to(plan.crop)) < 1.0
 
 
 #: Seeds of the small-crop sweep. 10, 15, 17, 18 and 35 were accepted 9 to 64 px off with
@@ -431,14 +390,14 @@ def test_small_crops_are_placed_right_or_refused_never_placed_wrong() -> None:
 
     wrong, refused = [], []
     for seed in _SMALL_CROPS:
-        plan, crop, answer, truth = _small_crop_case(seed)
+        plan, crop, answer, truth = small_crop_case(seed)
         try:
             estimate = register(answer, crop, exclude=_exclusion(plan))
             _check_coverage(plan, estimate, answer.size)
         except RegistrationError:
             refused.append(seed)
             continue
-        error = _corner_error(estimate, truth, (1.0, 1.0), plan.blend.relative_to(plan.crop))
+        error = corner_error(estimate, truth, (1.0, 1.0), plan.blend.relative_to(plan.crop))
         if estimate.basis == "context" and error >= 1.0:
             wrong.append((seed, round(error, 1), round(estimate.confidence, 2)))
     assert not wrong, f"placed wrong yet accepted (seed, px off, confidence): {wrong}"
