@@ -1,8 +1,9 @@
 """The small-crop sweep of regional registration: seeded cases with known ground truth,
 and what registration made of each (placed or refused, how far off, how sure).
 
-Run as a script for the whole table: ``python tests/_region_sweep.py [N]`` (seeds 0..N-1,
-80 by default); the tests use :func:`measure` on chosen seeds.
+Run as a script for the whole table: ``python tests/_region_sweep.py [N] [--redraw]``
+(seeds 0..N-1, 80 by default; ``--redraw``: answers without their input's grain, as a
+model that redraws it gives); the tests use :func:`measure` on chosen seeds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageFilter
 
 from nbbanana.emulator import _transform
 from nbbanana.emulator._generate import closest_ratio
@@ -56,12 +58,15 @@ def corner_error(
 
 
 def small_crop_case(
-    seed: int,
+    seed: int, *, redraw: bool = False
 ) -> tuple[CropPlan, Image.Image, Image.Image, _transform.KnownTransform]:
     """One case of the small-crop sweep: a region of 180–300 px (a crop of about 350 px)
     somewhere in a photo, answered by the known-transform mode at the size the emulator
     would choose (the supported ratio closest to the crop's), zoomed and shifted by the
-    seed (half the cases with a zoom of up to 7 %)."""
+    seed (half the cases with a zoom of up to 7 %).
+
+    ``redraw``: the answer's finest detail is redrawn, as a model does that does not keep
+    its input's grain (blurred over a crop pixel and a half, fresh grain of its own added)."""
     rng = random.Random(seed)
     size = rng.choice([(1200, 900), (900, 900), (1600, 1200)])
     rw, rh = rng.randint(180, 300), rng.randint(180, 300)
@@ -76,6 +81,11 @@ def small_crop_case(
     answer = _transform.edit(crop, "make it violet", out, 7, params, f"small{seed}")
     truth = _transform.known_transform(f"small{seed}")
     assert truth is not None
+    if redraw:
+        blurred = answer.filter(ImageFilter.GaussianBlur(1.5 * truth.factor))
+        grain = np.random.default_rng(seed).normal(0.0, 4.0, (answer.height, answer.width, 1))
+        pixels = np.asarray(blurred.convert("RGB"), dtype=np.float64) + grain
+        answer = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     return plan, crop, answer, truth
 
 
@@ -97,8 +107,8 @@ class Outcome:
         return 0 <= self.error < RIGHT_PX
 
 
-def measure(seed: int) -> Outcome:
-    plan, crop, answer, truth = small_crop_case(seed)
+def measure(seed: int, *, redraw: bool = False) -> Outcome:
+    plan, crop, answer, truth = small_crop_case(seed, redraw=redraw)
     blend = plan.blend.relative_to(plan.crop)
     verdict: Literal["placed", "refused", "uncovered"] = "placed"
     try:
@@ -131,10 +141,12 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    n = int(argv[1]) if len(argv) > 1 else 80
+    redraw = "--redraw" in argv
+    numbers = [a for a in argv[1:] if a != "--redraw"]
+    n = int(numbers[0]) if numbers else 80
     outcomes = []
     for seed in range(n):
-        o = measure(seed)
+        o = measure(seed, redraw=redraw)
         outcomes.append(o)
         flag = "" if o.right or o.verdict != "placed" else "  <-- wrong"
         print(
