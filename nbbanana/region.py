@@ -14,9 +14,10 @@ editing a 48 MP photo directly gives back a smaller, different picture. Instead,
 4. **registers** the answer to the crop it came from — the model may rescale, shift or
    reframe — by estimating a scale and a translation on the context around the region;
    where the context is feature-poor (sky, a smooth gradient) the answer is placed the
-   way the model frames its input unless the context contradicts that; it refuses
+   way the model frames its input, searched over the zooms and shifts a model's
+   reframing allows and pinned by the context's finest detail (its grain); it refuses
    (:class:`RegistrationError`, with the unblended answer kept) when the context does
-   not confirm the placement — :func:`register`;
+   not confirm the placement to a pixel or so — :func:`register`;
 5. **composites** the answer, resampled to the crop's full resolution, into the original
    through a feathered mask — :func:`composite`. Outside the mask and its feather the
    output's pixels are the upright source's, bit for bit.
@@ -516,11 +517,16 @@ class Registration:
     gain: float = 1.0
     bias: float = 0.0
     #: What the placement rests on: ``"context"`` — the detail around the region confirms
-    #: it (``confidence`` as above); ``"sizes"`` — the context is feature-poor (sky, a
-    #: smooth gradient, one straight edge), so the answer is placed the way the model
-    #: frames its input (scaled to cover the crop, centred) because the context does not
-    #: contradict that; ``confidence`` is then the share of the context whose coarse
-    #: shading agrees with it (see :func:`_agreement`; below 0.75 it is refused).
+    #: it (``confidence`` as above; on fewer than 12 tiles of detail it is refined by the
+    #: context's finest detail, or ``confidence`` is lowered in proportion, see
+    #: :func:`_sharpen`); ``"sizes"`` — the context is feature-poor (sky, a smooth
+    #: gradient, one straight edge), so the answer is placed the way the model frames its
+    #: input (scaled to cover the crop, centred), zoomed and shifted as far as a model's
+    #: reframing may to where the context's finest detail pins it (see :func:`_pin`);
+    #: ``confidence`` is then the lesser of the share of the context whose coarse shading
+    #: agrees with it (see :func:`_agreement`) and how sharply that fine detail singles it
+    #: out (:attr:`_Pin.sharpness`): a placement it cannot single out, which a zoom of a
+    #: few percent would put pixels off, is refused.
     basis: Literal["context", "sizes"] = "context"
 
     def to_crop(self, x: float, y: float) -> tuple[float, float]:
@@ -938,14 +944,21 @@ def register(
     Gauss-Newton starts again from other scales. The placement the sizes imply (the answer showing its crop scaled to cover, centred) is
     judged the same way and taken when the estimate is not confirmed but it is.
 
+    A placement confirmed by fewer than :data:`_SURE_TILES` tiles of detail may still be a
+    few pixels off (the tiles pin the shift where they are, not the scale): it is refined
+    by the context's finest detail, or its confidence lowered (see :func:`_sharpen`).
+
     When the context is feature-poor (fewer than a few tiles with detail, or detail in
     one direction only: sky, a smooth gradient, one straight edge) nothing can be
-    estimated from it; the answer is then placed where the sizes imply, with ``basis``
-    ``"sizes"``, unless the context contradicts that (see :func:`_agreement`).
+    estimated from its coarse detail; the answer is then placed where the sizes imply,
+    with ``basis`` ``"sizes"``, unless the context contradicts that (see
+    :func:`_agreement`), at the zoom (up to about 8 %) and shift where the context's
+    finest detail pins it (see :func:`_pin`).
 
     Raises :class:`RegistrationError` (with the best estimate) when the context's detail
-    does not confirm a placement (below ``min_confidence``), or when a feature-poor context
-    contradicts the sizes' placement.
+    does not confirm a placement (below ``min_confidence``), when a feature-poor context
+    contradicts the sizes' placement, or when nothing in it pins that placement to a
+    pixel or so.
     """
     # Grey once: every level below is made from these.
     reference = reference if reference.mode == "L" else reference.convert("L")
