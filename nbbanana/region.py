@@ -1433,6 +1433,18 @@ def _peak(corr: np.ndarray[Any, Any], reach: float) -> tuple[float, float, float
     return value, float(dx[0, ix]) + fx, float(dy[iy, 0]) + fy
 
 
+def _fast_length(n: int) -> int:
+    """The smallest length ≥ ``n`` with no prime factor above 5 (a fast FFT)."""
+    while True:
+        m = n
+        for factor in (2, 3, 5):
+            while m % factor == 0:
+                m //= factor
+        if m == 1:
+            return n
+        n += 1
+
+
 @dataclass(frozen=True)
 class _Pin:
     """A placement pinned by the context's finest detail (see :func:`_pin`)."""
@@ -1481,7 +1493,20 @@ def _pin(
     weights = _context_weights(exclude, ref.shape, q)
     window = _hann(ref.shape) * weights
     detail = _fine_detail(ref)
-    spectrum = _spectrum(detail, window)
+    # Zero-padded to lengths of small factors (a crop's side may be prime: slow FFTs); the
+    # window is 0 at the edges, so the padding adds no edge.
+    shape = (_fast_length(ref.shape[0]), _fast_length(ref.shape[1]))
+
+    def spectrum_of(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        spectrum: np.ndarray[Any, Any] = np.fft.rfft2((image - image.mean()) * window, s=shape)
+        return spectrum
+
+    def shift_of(moving: np.ndarray[Any, Any]) -> tuple[float, float, float]:
+        cross = spectrum * np.conj(spectrum_of(moving))
+        cross /= np.abs(cross) + 1e-9
+        return _peak(np.fft.irfft2(cross, s=shape), reach * q)
+
+    spectrum = spectrum_of(detail)
     cw, ch = reference.size
     cx, cy = cw / 2, ch / 2
     s0, tx0, ty0 = start
@@ -1500,10 +1525,7 @@ def _pin(
     peaks: list[tuple[float, float, float]] = []
     for z in zooms:
         moving, valid = warped(*placed(z))
-        cross = spectrum * np.conj(_spectrum(moving * valid, window))
-        cross /= np.abs(cross) + 1e-9
-        corr = np.fft.irfft2(cross, s=moving.shape)
-        peaks.append(_peak(corr, reach * q))
+        peaks.append(shift_of(moving * valid))
     k = int(np.argmax([value for value, _, _ in peaks]))
     z = zooms[k]
     if 0 < k < len(zooms) - 1:
@@ -1515,9 +1537,7 @@ def _pin(
             z *= math.exp(step * max(-0.5, min(0.5, 0.5 * (before - after) / bend)))
     # The shift at the refined zoom.
     moving, valid = warped(*placed(z))
-    cross = spectrum * np.conj(_spectrum(moving * valid, window))
-    cross /= np.abs(cross) + 1e-9
-    _, dx, dy = _peak(np.fft.irfft2(cross, s=moving.shape), reach * q)
+    _, dx, dy = shift_of(moving * valid)
     s, tx, ty = placed(z, dx, dy)
     moving, valid = warped(s, tx, ty)
     score = _tile_median(detail, moving, weights * valid)
