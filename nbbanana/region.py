@@ -944,6 +944,10 @@ def register(
     Gauss-Newton starts again from other scales. The placement the sizes imply (the answer showing its crop scaled to cover, centred) is
     judged the same way and taken when the estimate is not confirmed but it is.
 
+    Before it refuses, the zooms and shifts a model's reframing allows around the sizes'
+    placement are searched on the context's finest detail (see :func:`_pin`): a
+    placement that detail pins and the coarser detail confirms is kept.
+
     A placement confirmed by fewer than :data:`_SURE_TILES` tiles of detail may still be a
     few pixels off (the tiles pin the shift where they are, not the scale): it is refined
     by the context's finest detail, or its confidence lowered (see :func:`_sharpen`).
@@ -1047,6 +1051,16 @@ def register(
             implied,
             min_confidence,
         )
+    # Before refusing: a model's reframing of the sizes' placement, pinned by the
+    # context's finest detail and confirmed by its coarser detail (the scale search can
+    # miss a zoom that the finest detail finds).
+    zooms = [_PIN_STEP**k for k in range(-2, _SIZES_ZOOM_STEPS + 1)]
+    pin = _pin(reference, answer, exclude, levels[-1], (si, txi, tyi), zooms, _room(cw, ch))
+    if pin.sharpness >= min_confidence:
+        level = _confidence_level(pin.scale, cw, ch)
+        check = _confidence(reference, answer, exclude, pin.scale, pin.tx, pin.ty, level)
+        if confirmed(check):
+            return Registration(pin.scale, pin.tx, pin.ty, check.correlation)
     if found.informative or implied.informative:
         evidence, refused = found, estimate
         if not found.informative:
@@ -1071,10 +1085,8 @@ def register(
         )
     # The sizes assume the model did not zoom or shift; a zoom of a few percent would put
     # the answer pixels off, which the coarse shading cannot see. Only the context's
-    # finest detail can tell: the placements a model's reframing allows are searched, and
-    # one is kept only where that detail pins it.
-    zooms = [_PIN_STEP**k for k in range(-2, _SIZES_ZOOM_STEPS + 1)]
-    pin = _pin(reference, answer, exclude, levels[-1], (si, txi, tyi), zooms, _room(cw, ch))
+    # finest detail can tell: the placements a model's reframing allows were searched
+    # (above), and one is kept only where that detail pins it.
     confidence = min(verdict.score, pin.sharpness)
     if confidence < min_confidence:
         off = _room(cw, ch) * 1.25  # the zoom's spread at the crop's corners, plus its shift

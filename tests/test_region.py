@@ -431,6 +431,15 @@ def test_a_placement_nothing_pins_is_refused_not_placed_wrong(seed: int) -> None
         assert outcome.confidence < 0.7, outcome
 
 
+def test_a_zoom_the_scale_search_missed_is_found_by_the_finest_detail() -> None:
+    """Seed 17: every start of the scale search settled 17 px off and was refused; the
+    model's zoom (5.4 %) is found where the context's grain pins it, confirmed by its
+    coarser detail."""
+    outcome = measure(17)
+    assert outcome.verdict == "placed" and outcome.basis == "context", outcome
+    assert outcome.error < 0.5, outcome
+
+
 #: Seeds whose placements rest on fewer than 12 tiles of context detail yet were right:
 #: they stay accepted (refined by the grain the emulator keeps).
 _FEW_TILES_RIGHT = (0, 21, 47, 61, 62, 72)
