@@ -14,9 +14,10 @@ editing a 48 MP photo directly gives back a smaller, different picture. Instead,
 4. **registers** the answer to the crop it came from — the model may rescale, shift or
    reframe — by estimating a scale and a translation on the context around the region;
    where the context is feature-poor (sky, a smooth gradient) the answer is placed the
-   way the model frames its input unless the context contradicts that; it refuses
+   way the model frames its input, searched over the zooms and shifts a model's
+   reframing allows and pinned by the context's finest detail (its grain); it refuses
    (:class:`RegistrationError`, with the unblended answer kept) when the context does
-   not confirm the placement — :func:`register`;
+   not confirm the placement to a pixel or so — :func:`register`;
 5. **composites** the answer, resampled to the crop's full resolution, into the original
    through a feathered mask — :func:`composite`. Outside the mask and its feather the
    output's pixels are the upright source's, bit for bit.
@@ -136,6 +137,17 @@ _AGREEMENT_SIDE = 64
 _FLAT_LEVELS = 4.0
 #: The share of a feature-poor context that must agree with the sizes' placement.
 _MIN_AGREEMENT = 0.75
+#: Side (px of the finest level) of the tiles the finest detail is judged on (see :func:`_pin`).
+_PIN_TILE = 24
+#: The finest detail can pin a placement when it correlates at least this well there (the
+#: median tile; unrelated detail gives 0 ± 0.02, kept grain 0.3 to 0.85), and does when
+#: it matches much less two pixels off (see :attr:`_Pin.sharpness`: kept grain falls to
+#: nothing, an edge slides along itself, a gradient matches anywhere).
+_PINNED = 0.25
+#: The zoom steps the finest detail is searched in, and how many of them (≈ 8 %) a model's
+#: reframing may zoom in by.
+_PIN_STEP = 1.005
+_SIZES_ZOOM_STEPS = 16
 
 
 class RegistrationError(NbbananaError):
@@ -505,11 +517,16 @@ class Registration:
     gain: float = 1.0
     bias: float = 0.0
     #: What the placement rests on: ``"context"`` — the detail around the region confirms
-    #: it (``confidence`` as above); ``"sizes"`` — the context is feature-poor (sky, a
-    #: smooth gradient, one straight edge), so the answer is placed the way the model
-    #: frames its input (scaled to cover the crop, centred) because the context does not
-    #: contradict that; ``confidence`` is then the share of the context whose coarse
-    #: shading agrees with it (see :func:`_agreement`; below 0.75 it is refused).
+    #: it (``confidence`` as above; on fewer than 12 tiles of detail it is refined by the
+    #: context's finest detail, or ``confidence`` is lowered in proportion, see
+    #: :func:`_sharpen`); ``"sizes"`` — the context is feature-poor (sky, a smooth
+    #: gradient, one straight edge), so the answer is placed the way the model frames its
+    #: input (scaled to cover the crop, centred), zoomed and shifted as far as a model's
+    #: reframing may to where the context's finest detail pins it (see :func:`_pin`);
+    #: ``confidence`` is then the lesser of the share of the context whose coarse shading
+    #: agrees with it (see :func:`_agreement`) and how sharply that fine detail singles it
+    #: out (:attr:`_Pin.sharpness`): a placement it cannot single out, which a zoom of a
+    #: few percent would put pixels off, is refused.
     basis: Literal["context", "sizes"] = "context"
 
     def to_crop(self, x: float, y: float) -> tuple[float, float]:
@@ -927,14 +944,25 @@ def register(
     Gauss-Newton starts again from other scales. The placement the sizes imply (the answer showing its crop scaled to cover, centred) is
     judged the same way and taken when the estimate is not confirmed but it is.
 
+    Before it refuses, the zooms and shifts a model's reframing allows around the sizes'
+    placement are searched on the context's finest detail (see :func:`_pin`): a
+    placement that detail pins and the coarser detail confirms is kept.
+
+    A placement confirmed by fewer than :data:`_SURE_TILES` tiles of detail may still be a
+    few pixels off (the tiles pin the shift where they are, not the scale): it is refined
+    by the context's finest detail, or its confidence lowered (see :func:`_sharpen`).
+
     When the context is feature-poor (fewer than a few tiles with detail, or detail in
     one direction only: sky, a smooth gradient, one straight edge) nothing can be
-    estimated from it; the answer is then placed where the sizes imply, with ``basis``
-    ``"sizes"``, unless the context contradicts that (see :func:`_agreement`).
+    estimated from its coarse detail; the answer is then placed where the sizes imply,
+    with ``basis`` ``"sizes"``, unless the context contradicts that (see
+    :func:`_agreement`), at the zoom (up to about 8 %) and shift where the context's
+    finest detail pins it (see :func:`_pin`).
 
     Raises :class:`RegistrationError` (with the best estimate) when the context's detail
-    does not confirm a placement (below ``min_confidence``), or when a feature-poor context
-    contradicts the sizes' placement.
+    does not confirm a placement (below ``min_confidence``), when a feature-poor context
+    contradicts the sizes' placement, or when nothing in it pins that placement to a
+    pixel or so.
     """
     # Grey once: every level below is made from these.
     reference = reference if reference.mode == "L" else reference.convert("L")
@@ -1009,12 +1037,30 @@ def register(
                 estimate, found = retry, evidence
                 break
     if confirmed(found):
-        return estimate
+        return _sharpen(reference, answer, exclude, levels[-1], estimate, found, min_confidence)
     # The geometry the sizes imply (the answer frames its crop as the model frames any
     # input: scaled to cover, centred), judged by the same evidence.
     implied = _confidence(reference, answer, exclude, si, txi, tyi, _confidence_level(si, cw, ch))
     if confirmed(implied):
-        return Registration(si, txi, tyi, implied.correlation)
+        return _sharpen(
+            reference,
+            answer,
+            exclude,
+            levels[-1],
+            Registration(si, txi, tyi, implied.correlation),
+            implied,
+            min_confidence,
+        )
+    # Before refusing: a model's reframing of the sizes' placement, pinned by the
+    # context's finest detail and confirmed by its coarser detail (the scale search can
+    # miss a zoom that the finest detail finds).
+    zooms = [_PIN_STEP**k for k in range(-2, _SIZES_ZOOM_STEPS + 1)]
+    pin = _pin(reference, answer, exclude, levels[-1], (si, txi, tyi), zooms, _room(cw, ch))
+    if pin.sharpness >= min_confidence:
+        level = _confidence_level(pin.scale, cw, ch)
+        check = _confidence(reference, answer, exclude, pin.scale, pin.tx, pin.ty, level)
+        if confirmed(check):
+            return Registration(pin.scale, pin.tx, pin.ty, check.correlation)
     if found.informative or implied.informative:
         evidence, refused = found, estimate
         if not found.informative:
@@ -1037,7 +1083,69 @@ def register(
             "a larger margin that takes in some texture or corners.",
             estimate=fallback,
         )
-    return fallback
+    # The sizes assume the model did not zoom or shift; a zoom of a few percent would put
+    # the answer pixels off, which the coarse shading cannot see. Only the context's
+    # finest detail can tell: the placements a model's reframing allows were searched
+    # (above), and one is kept only where that detail pins it.
+    confidence = min(verdict.score, pin.sharpness)
+    if confidence < min_confidence:
+        off = _room(cw, ch) * 1.25  # the zoom's spread at the crop's corners, plus its shift
+        raise RegistrationError(
+            "The context around the region has too little detail to place the answer by: "
+            "where the sizes put it is a guess (a zoom or shift of a few percent by the model "
+            f"would put it up to {off:.0f} px off) and the context's finest detail does not "
+            f"pin it (confidence {confidence:.2f} < {min_confidence:.2f}), so it was not "
+            "blended. The unblended answer is on this error's .answer; try again, or give a "
+            "larger margin that takes in some texture or corners.",
+            estimate=dataclasses.replace(fallback, confidence=confidence),
+        )
+    return dataclasses.replace(
+        fallback, scale=pin.scale, tx=pin.tx, ty=pin.ty, confidence=confidence
+    )
+
+
+def _room(cw: int, ch: int) -> float:
+    """How far (crop px) a model's reframing can move an answer: the room a zoom of up to
+    :data:`_SIZES_ZOOM_STEPS` steps leaves on either side, plus a little."""
+    return max(cw, ch) * (1 - _PIN_STEP**-_SIZES_ZOOM_STEPS) / 2 + 4
+
+
+def _sharpen(
+    reference: Image.Image,
+    answer: Image.Image,
+    exclude: Image.Image | None,
+    level: float,
+    estimate: Registration,
+    evidence: _Evidence,
+    min_confidence: float,
+) -> Registration:
+    """A placement the context confirms, as sure as its evidence is.
+
+    On :data:`_SURE_TILES` tiles of detail or more it stands. On fewer, the coarse detail
+    can match as well a few pixels off (its few tiles on one side of the region pin the
+    shift there, not the scale), so it is refined by the context's finest detail
+    (:func:`_pin`, a few steps of zoom either side); when that detail does not pin it
+    either, its confidence is lowered in proportion to the tiles it rests on, and below
+    ``min_confidence`` it is refused."""
+    if evidence.tiles >= _SURE_TILES:
+        return estimate
+    start = (estimate.scale, estimate.tx, estimate.ty)
+    zooms = [_PIN_STEP**k for k in range(-3, 4)]
+    pin = _pin(reference, answer, exclude, level, start, zooms, max(8.0, 3 / level))
+    if pin.sharpness >= min_confidence:
+        return dataclasses.replace(estimate, scale=pin.scale, tx=pin.tx, ty=pin.ty)
+    lowered = estimate.confidence * evidence.tiles / _SURE_TILES
+    doubted = dataclasses.replace(estimate, confidence=lowered)
+    if lowered < min_confidence:
+        raise RegistrationError(
+            f"The answer matches the crop, but only {evidence.tiles} tiles of its context "
+            "have detail, too few to place it to a pixel, and the context's finest detail "
+            f"does not pin it (confidence {lowered:.2f} < {min_confidence:.2f}), so it was "
+            "not blended. The unblended answer is on this error's .answer; try again, or "
+            "give a larger margin that takes in more texture.",
+            estimate=doubted,
+        )
+    return doubted
 
 
 def _doubt(evidence: _Evidence, min_confidence: float) -> str:
@@ -1283,6 +1391,173 @@ def _agreement(
                 f"detail in {busy.sum() / used.sum():.0%} of the context where the crop is plain"
             )
     return _Verdict(share, gain, bias, reason)
+
+
+# --------------------------------------------------------------------------- pinning
+
+
+def _fine_detail(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The finest detail: each pixel less the mean of its 5×5 neighbourhood (grain, fine
+    texture). It decorrelates a pixel away from where it belongs, which is what pins a
+    placement; :func:`_highpass` leaves it out because a model that redraws its input
+    does not keep it — then nothing is pinned by it, and nothing is wrongly pinned."""
+    detail: np.ndarray[Any, Any] = (image - _mean(image, 2)).astype(np.float32)
+    return detail
+
+
+def _tile_median(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any], weights: np.ndarray[Any, Any]
+) -> float:
+    """The median over :data:`_PIN_TILE`-pixel tiles (at least half weighted) of each
+    tile's correlation of ``a`` and ``b``, each tile counted once: the emulator's labels,
+    or what a model drew in the context, spoil their own tiles only."""
+    tile = _PIN_TILE
+    n = _tile_sums(weights, tile)
+    safe = np.maximum(n, 1e-9)
+    wa, wb = weights * a, weights * b
+    ma, mb = _tile_sums(wa, tile) / safe, _tile_sums(wb, tile) / safe
+    var_a = _tile_sums(wa * a, tile) / safe - ma * ma
+    var_b = _tile_sums(wb * b, tile) / safe - mb * mb
+    cov = _tile_sums(wa * b, tile) / safe - ma * mb
+    use = n >= tile * tile / 2
+    if not use.any():
+        return 0.0
+    return float(np.median(cov[use] / np.sqrt(np.maximum(var_a[use] * var_b[use], 1e-12))))
+
+
+def _peak(corr: np.ndarray[Any, Any], reach: float) -> tuple[float, float, float]:
+    """The highest value of a (circular) correlation surface within ``reach`` of no
+    shift, and where it is, to a fraction of a pixel (a parabola through the peak and its
+    neighbours on each axis)."""
+    h, w = corr.shape
+    dy = np.fft.fftfreq(h, 1 / h)[:, None]
+    dx = np.fft.fftfreq(w, 1 / w)[None, :]
+    masked = np.where((np.abs(dx) <= reach) & (np.abs(dy) <= reach), corr, -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(masked)), corr.shape)
+    value = float(corr[iy, ix])
+
+    def vertex(before: float, at: float, after: float) -> float:
+        bend = before - 2 * at + after
+        return 0.0 if bend >= 0 else max(-0.5, min(0.5, 0.5 * (before - after) / bend))
+
+    fx = vertex(float(corr[iy, ix - 1]), value, float(corr[iy, (ix + 1) % w]))
+    fy = vertex(float(corr[iy - 1, ix]), value, float(corr[(iy + 1) % h, ix]))
+    return value, float(dx[0, ix]) + fx, float(dy[iy, 0]) + fy
+
+
+def _fast_length(n: int) -> int:
+    """The smallest length ≥ ``n`` with no prime factor above 5 (a fast FFT)."""
+    while True:
+        m = n
+        for factor in (2, 3, 5):
+            while m % factor == 0:
+                m //= factor
+        if m == 1:
+            return n
+        n += 1
+
+
+@dataclass(frozen=True)
+class _Pin:
+    """A placement pinned by the context's finest detail (see :func:`_pin`)."""
+
+    scale: float
+    tx: float
+    ty: float
+    #: :func:`_tile_median` of the fine detail there.
+    score: float
+    #: The best :func:`_tile_median` two pixels (of the level) off in any direction.
+    beside: float = 0.0
+
+    @property
+    def sharpness(self) -> float:
+        """How sharply the fine detail singles the placement out: 1 − the match two pixels
+        off over the match there (1: it falls to nothing; 0: it slides, as along an edge),
+        and 0 when it does not match there in the first place (below :data:`_PINNED`)."""
+        if self.score < _PINNED:
+            return 0.0
+        return min(1.0, max(0.0, 1.0 - self.beside / self.score))
+
+
+def _pin(
+    reference: Image.Image,
+    answer: Image.Image,
+    exclude: Image.Image | None,
+    level: float,
+    start: tuple[float, float, float],
+    zooms: Sequence[float],
+    reach: float,
+) -> _Pin:
+    """The placement near ``start`` that the context's finest detail (:func:`_fine_detail`)
+    matches best, on the crop at ``level``: the start zoomed about the crop's centre by
+    each of ``zooms`` (answer pixels per crop pixel: a model that zooms in by ``z`` is
+    ``1 / z``), each zoom's shift by phase correlation (at most ``reach`` crop pixels),
+    the zoom and shift refined between the steps by parabolas through the best and its
+    neighbours; judged by :func:`_tile_median` of the fine detail.
+
+    This is what can tell a placement from one a pixel or two off where the coarser
+    detail of the context is too little or too smooth to (a plain sky, one straight
+    edge, a few tiles of detail on one side of the region) — when the answer kept its
+    crop's fine detail. When it did not (a model that redraws grain), nothing correlates
+    and the score says so."""
+    q = level
+    ref = _grey_level(reference, q)
+    weights = _context_weights(exclude, ref.shape, q)
+    window = _hann(ref.shape) * weights
+    detail = _fine_detail(ref)
+    # Zero-padded to lengths of small factors (a crop's side may be prime: slow FFTs); the
+    # window is 0 at the edges, so the padding adds no edge.
+    shape = (_fast_length(ref.shape[0]), _fast_length(ref.shape[1]))
+
+    def spectrum_of(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        spectrum: np.ndarray[Any, Any] = np.fft.rfft2((image - image.mean()) * window, s=shape)
+        return spectrum
+
+    def shift_of(moving: np.ndarray[Any, Any]) -> tuple[float, float, float]:
+        cross = spectrum * np.conj(spectrum_of(moving))
+        cross /= np.abs(cross) + 1e-9
+        return _peak(np.fft.irfft2(cross, s=shape), reach * q)
+
+    spectrum = spectrum_of(detail)
+    cw, ch = reference.size
+    cx, cy = cw / 2, ch / 2
+    s0, tx0, ty0 = start
+    p = min(1.0, q * s0)
+    ans = _grey_level(answer, p)
+    size = (ref.shape[1], ref.shape[0])
+
+    def placed(z: float, dx: float = 0.0, dy: float = 0.0) -> tuple[float, float, float]:
+        return s0 / z, cx - (cx - tx0) / z + dx / q, cy - (cy - ty0) / z + dy / q
+
+    def warped(s: float, tx: float, ty: float) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        m, nx, ny = p / (q * s), -tx * p / s, -ty * p / s
+        valid = _valid(ref.shape, ans.shape, m, nx, ny, 2)
+        return _fine_detail(_warp(ans, size, m, nx, ny)), valid
+
+    peaks: list[tuple[float, float, float]] = []
+    for z in zooms:
+        moving, valid = warped(*placed(z))
+        peaks.append(shift_of(moving * valid))
+    k = int(np.argmax([value for value, _, _ in peaks]))
+    z = zooms[k]
+    if 0 < k < len(zooms) - 1:
+        # A parabola through the peaks' heights, in log zoom (the zooms are in steps).
+        before, at, after = (peaks[i][0] for i in (k - 1, k, k + 1))
+        bend = before - 2 * at + after
+        if bend < 0:
+            step = math.log(zooms[k + 1] / zooms[k])
+            z *= math.exp(step * max(-0.5, min(0.5, 0.5 * (before - after) / bend)))
+    # The shift at the refined zoom.
+    moving, valid = warped(*placed(z))
+    _, dx, dy = shift_of(moving * valid)
+    s, tx, ty = placed(z, dx, dy)
+    moving, valid = warped(s, tx, ty)
+    score = _tile_median(detail, moving, weights * valid)
+    beside = -1.0
+    for ox, oy in ((2, 0), (-2, 0), (0, 2), (0, -2)):
+        moving, valid = warped(s, tx + ox / q, ty + oy / q)
+        beside = max(beside, _tile_median(detail, moving, weights * valid))
+    return _Pin(s, tx, ty, score, beside)
 
 
 # --------------------------------------------------------------------------- composite
