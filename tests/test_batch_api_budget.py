@@ -73,13 +73,19 @@ def test_the_references_of_one_request_share_its_budget(
     assert report.ok and report.done == 1
 
 
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of its own, where a requests file would be written."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def test_a_request_that_cannot_fit_is_refused_naming_the_item_before_anything_is_sent(
-    tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, emu: Emulator, scratch: Path
 ) -> None:
     """The prompt is counted: a long one leaves the references no room at all."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     session = _session(emu, 40_000)
     refs = _noisy_refs(tmp_path, 6, side=64)
     items = [
@@ -95,11 +101,8 @@ def test_a_request_that_cannot_fit_is_refused_naming_the_item_before_anything_is
 
 
 def test_an_unreadable_reference_leaves_no_requests_file_behind(
-    tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, emu: Emulator, scratch: Path
 ) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
     items = [
