@@ -38,13 +38,15 @@ Sources (abbreviated in the comments and in :attr:`Source.source`):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import sys
 import threading
 import types
 import warnings
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -637,6 +639,31 @@ def _warn_once(key: str, message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
+#: Unknown ids whose warning is left out in this context only (see :func:`told_unknown`).
+_told: ContextVar[frozenset[str]] = ContextVar("nbbanana_told_unknown", default=frozenset())
+
+
+@contextlib.contextmanager
+def told_unknown(model_id: str) -> Iterator[None]:
+    """Within this block, look-ups of ``model_id`` leave out the one-time "does not know
+    the model" warning, for a UI that has told the user in its own words (the studio's
+    picker labels such a model "new, cost unknown"; the warning would be clutter under
+    the cell, or under another cell when it comes from a worker thread).
+
+    A context variable, not a warning filter: it holds for this thread or task only and
+    what it starts (``asyncio`` tasks and ``asyncio.to_thread`` take it along), changes
+    nothing process-wide, and does not use the warning up: the user's own later
+    ``get_model(model_id)`` or ``session.generate(model=model_id)`` still warns once.
+    (``warnings.catch_warnings`` would do neither: it is process-wide, not thread-safe.)
+    """
+    name = resolve(model_id)
+    token = _told.set(_told.get() | {name})
+    try:
+        yield
+    finally:
+        _told.reset(token)
+
+
 def get_model(model_id: str | ModelInfo | None = None, *, warn: bool = True) -> ModelInfo:
     """Look a model up by id or alias (``models/`` prefix allowed).
 
@@ -646,7 +673,7 @@ def get_model(model_id: str | ModelInfo | None = None, *, warn: bool = True) -> 
     :func:`generic_model` facts and an unknown price. ``warn=False`` leaves the warning
     out, for callers that say so in their own words or where the server decides (rather
     than ``warnings.catch_warnings``, which changes process-wide state and is not
-    thread-safe). An id reported retired with less than high confidence stays usable
+    thread-safe); :func:`told_unknown` does the same for a block of calls. An id reported retired with less than high confidence stays usable
     (sessions say so once: :func:`note_if_reported_retired`).
     """
     if isinstance(model_id, ModelInfo):
@@ -659,7 +686,7 @@ def get_model(model_id: str | ModelInfo | None = None, *, warn: bool = True) -> 
     if name in RETIRED:
         retired = RETIRED[name]
         raise ModelUnavailable(retired.message(), successor=retired.successor)
-    if warn:
+    if warn and name not in _told.get():
         _warn_once(
             "unknown:" + name,
             f"nbbanana does not know the model {name!r}: its sizes, limits and price are "

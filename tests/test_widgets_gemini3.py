@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from _client_helpers import recorded_session
 from _imagegen import jpeg_bytes, photo_like
+from test_region_sdk import textured
 
 import nbbanana
 from nbbanana import discovery, models
@@ -447,3 +448,39 @@ def test_the_region_gauge_uses_the_sessions_price_per_image(emulator: Emulator) 
         assert app.uploader.summary["title"].startswith("Next request: a region of")
         # the session's $0.50 for the image, not the table's $0.134
         assert any(re.search(r"≈ \$0\.5\d", line) for line in app.uploader.summary["lines"])
+
+
+def test_a_studio_run_on_a_new_model_warns_nowhere_and_leaves_the_users_warning() -> None:
+    # The picker's label told the user; the run's own look-ups (estimate, chat, pipeline,
+    # in the run's task and its worker thread) must not print the warning under the cell.
+    models._warned.discard("unknown:" + NEW)  # as in a fresh kernel
+    with (
+        Emulator(api_keys=[KEY], models=[PRO, NEW]) as emulator,
+        _session(emulator) as session,
+    ):
+        app = Studio(session)
+        box = app.prompt_box
+        box.model.value = NEW
+        app.uploader.add_bytes(jpeg_bytes(textured(1200, 800, seed=5), 92), "photo.jpg")
+        emulator.inject("transform", scale=1.0)  # an answer that can be placed back
+
+        async def run_in_a_kernel() -> None:  # a task on a running loop, as in Jupyter
+            task = app.run()
+            assert isinstance(task, asyncio.Task)
+            await task
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            # A regional run: the crop goes through the regional machinery.
+            app.region.rect = [0.3, 0.3, 0.6, 0.6]
+            box.prompt.value = "paint a door"
+            asyncio.run(run_in_a_kernel())
+            assert box.error.value == "" and len(app.state.turns) == 1
+            app.region.clear()
+            box.prompt.value = "A banana on the sill"
+            app.run()  # and a whole-picture one, outside a kernel
+            assert box.error.value == "" and len(app.state.turns) == 2
+        assert "unknown:" + NEW not in models._warned  # not used up by an error swallowed
+    # The user's own call, in a later cell, still gets its one warning.
+    with pytest.warns(UserWarning, match=f"does not know the model '{NEW}'"):
+        get_model(NEW)

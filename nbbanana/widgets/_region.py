@@ -398,11 +398,12 @@ class RegionTool:
         plan = self.plan()
         if plan is None:
             return None
-        key = (plan.crop.as_tuple(), get_model(model).id)
+        info = get_model(model)
+        key = (plan.crop.as_tuple(), info.id)
         fitted = self._fits.get(key)
         if fitted is None and key not in self._pending:
             self._pending.add(key)
-            self._start_fit(key, budget, on_ready)
+            self._start_fit(key, info, budget, on_ready)
             fitted = self._fits.get(key)  # done already when ``run`` is inline
         if isinstance(fitted, str):
             raise NbbananaError(fitted)
@@ -414,11 +415,12 @@ class RegionTool:
     def _start_fit(
         self,
         key: tuple[tuple[int, int, int, int], str],
+        info: ModelInfo,
         budget: RequestBudget,
         on_ready: Callable[[], None] | None,
     ) -> None:
         generation, source = self._generation, self.source
-        crop_box, model = key
+        crop_box = key[0]
 
         def work() -> tuple[Image.Image | None, FittedImage | str]:
             from ..fit import fit_image
@@ -428,7 +430,9 @@ class RegionTool:
                 crop = upright.crop(crop_box)
                 if crop.mode not in ("RGB", "L"):
                     crop = crop.convert("RGB")
-                return upright, fit_image(crop, model=model, budget=budget)
+                # The facts looked up already, not the id: a model nbbanana does not
+                # know must not warn again from a worker thread (under another cell).
+                return upright, fit_image(crop, model=info, budget=budget)
             except NbbananaError as exc:
                 return None, str(exc)
             except Exception as exc:  # a gauge is a courtesy: say what went wrong, in one line

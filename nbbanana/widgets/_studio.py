@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._spend import SpendSummary
+from ..models import told_unknown
 from ..region import RegistrationError
 from ._answer import AnswerPanel
 from ._background import run_in_background
@@ -179,6 +180,14 @@ class Studio(w.VBox):  # type: ignore[misc]
     # ------------------------------------------------------------------ internals
 
     async def _run(self, request: RunRequest) -> Result | None:
+        # The picker labelled a model nbbanana does not know "new, cost unknown": the
+        # run's own look-ups (estimate, chat, pipeline; in this task and its worker
+        # threads only) leave out the kernel's warning, which would be clutter under the
+        # cell. The user's own later calls on that model still get it.
+        with told_unknown(request.model):
+            return await self._run_told(request)
+
+    async def _run_told(self, request: RunRequest) -> Result | None:
         before = self.state.before_image()
         estimate = self._estimate(request)
         started = time.monotonic()
