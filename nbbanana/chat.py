@@ -205,6 +205,8 @@ class Chat:
             result = edit_region(
                 self.session, image, prompt, region=region, mask=mask,
                 image_size=self.image_size, model=self.model,
+                thinking_level=self.thinking_level, include_thoughts=self.include_thoughts,
+                grounding=self.grounding,
             )  # fmt: skip
             # The picture as it now is, in the history: fitted into the room left.
             words = (

@@ -2010,6 +2010,11 @@ def _finish(job: _Job, answer: Result, min_confidence: float) -> RegionResult:
         images=[out],
         text=answer.text,
         thoughts=list(answer.thoughts),
+        thought_images=list(answer.thought_images),
+        sources=list(answer.sources),
+        search_queries=list(answer.search_queries),
+        # Google's terms for grounding: the suggestions go with the answer, unchanged.
+        search_suggestions_html=answer.search_suggestions_html,
         finish_reason=answer.finish_reason,
         usage=answer.usage,
         cost_usd=answer.cost_usd,
@@ -2048,6 +2053,7 @@ def _steps(
     aspect_ratio: str | None,
     image_size: str | None,
     model: str | None,
+    thinking: dict[str, Any],
 ) -> Generator[_Step, Any, RegionResult]:
     """A regional edit, written once for both drivers (as the request pipeline is): it
     yields what it needs done and receives the outcome; :func:`edit_region` performs the
@@ -2055,7 +2061,7 @@ def _steps(
     thread."""
     job: _Job = yield ("work", partial(_prepare, image, region, mask, margin, feather))
     # Only the options given: the session's own defaults apply to the rest.
-    given = {"aspect_ratio": aspect_ratio, "image_size": image_size, "model": model}
+    given = {"aspect_ratio": aspect_ratio, "image_size": image_size, "model": model, **thinking}
     options = {key: value for key, value in given.items() if value is not None}
     answer: Result = yield ("edit", job.crop, prompt, options)
     result: RegionResult = yield ("work", partial(_finish, job, answer, min_confidence))
@@ -2075,6 +2081,9 @@ def edit_region(
     aspect_ratio: str | None = None,
     image_size: str | None = None,
     model: str | None = None,
+    thinking_level: str | None = None,
+    include_thoughts: bool | None = None,
+    grounding: bool = False,
 ) -> RegionResult:
     """Edit only ``region`` (a box) or ``mask`` of ``image`` at full resolution.
 
@@ -2082,7 +2091,9 @@ def edit_region(
     image, array, a previous Result). The crop around the region is sent through
     ``session.edit`` (fitted as usual); the answer is registered, resampled and blended
     back (see the module docstring). ``margin``/``feather``: see :func:`plan_crop`.
-    Raises :class:`RegistrationError` (with ``.answer``) when the answer cannot be put
+    ``thinking_level``, ``include_thoughts`` and ``grounding`` go with the crop's
+    request (those of :meth:`Session.edit`); the result keeps the answer's thoughts and
+    sources. Raises :class:`RegistrationError` (with ``.answer``) when the answer cannot be put
     back with confidence.
     """
     steps = _steps(
@@ -2096,6 +2107,11 @@ def edit_region(
         aspect_ratio,
         image_size,
         model,
+        {
+            "thinking_level": thinking_level,
+            "include_thoughts": include_thoughts,
+            "grounding": grounding or None,
+        },
     )
     outcome: Any = None
     while True:
@@ -2120,6 +2136,9 @@ async def aedit_region(
     aspect_ratio: str | None = None,
     image_size: str | None = None,
     model: str | None = None,
+    thinking_level: str | None = None,
+    include_thoughts: bool | None = None,
+    grounding: bool = False,
 ) -> RegionResult:
     """:func:`edit_region` for ``asyncio``: loading, registration and blending run in a
     worker thread, the request through ``session.aedit``."""
@@ -2134,6 +2153,11 @@ async def aedit_region(
         aspect_ratio,
         image_size,
         model,
+        {
+            "thinking_level": thinking_level,
+            "include_thoughts": include_thoughts,
+            "grounding": grounding or None,
+        },
     )
     outcome: Any = None
     while True:
