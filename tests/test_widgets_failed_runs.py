@@ -25,6 +25,7 @@ from test_region_sdk import textured
 
 from nbbanana.emulator import Emulator
 from nbbanana.widgets import Studio
+from nbbanana.widgets._answer import THOUGHTS_NOTE, unplaced_heading, unplaced_html
 
 PRO = "gemini-3-pro-image"
 NB2 = "gemini-3.1-flash-image"
@@ -169,3 +170,55 @@ def test_a_cancelled_run_leaves_the_studio_as_it_was() -> None:
         contents = wire.generate_bodies()[-1]["contents"]
         assert len(contents) == 3  # turn 1's prompt and answer, then this prompt
         assert [(t.number, t.parent) for t in app.state.tree.path()] == [(1, None), (2, 1)]
+
+
+def test_an_unplaced_answers_thoughts_and_sources_are_shown_apart(emulator: Emulator) -> None:
+    app, wire = _studio_with_three_images(emulator)
+    box = app.prompt_box
+    box.show_thoughts.value = True
+    box.grounding.value = True
+    app.region.rect = [0.3, 0.3, 0.6, 0.6]
+    box.prompt.value = "paint a door as they are in Lisbon today"
+    panel = (app.answer.extras.value, [b.description for b in app.answer.buttons])
+    assert app.unplaced.layout.display == "none"
+
+    emulator.inject("ignore_input")  # the regional answer cannot be placed back
+    assert app.run() is None
+    assert "could not be placed back" in box.error.value
+    # The crop's request carried the chat's options, so the answer holds its thoughts.
+    thinking = wire.generate_bodies()[-1]["generationConfig"]["thinkingConfig"]
+    assert thinking.get("includeThoughts", thinking.get("include_thoughts")) is True
+    answer = app.compare.result
+    assert answer is not None and answer.thoughts and answer.sources
+    assert answer.search_suggestions_html
+    # Shown under the before/after view, labelled as that answer's, thoughts collapsed;
+    # the answer panel and its strip stay the current turn's.
+    html = app.unplaced.value
+    assert app.unplaced.layout.display == ""
+    assert "The unplaced answer's thoughts, sources and search suggestions" in html
+    assert '<details class="nbbanana-thoughts"' in html and "<details open" not in html
+    assert f" — {THOUGHTS_NOTE}</summary>" in html
+    assert all(s.url in html and s.title in html for s in answer.sources)
+    assert answer.search_suggestions_html in html  # unchanged, as Google's terms require
+    assert (app.answer.extras.value, [b.description for b in app.answer.buttons]) == panel
+    children = list(app.children)
+    assert children.index(app.unplaced) == children.index(app.compare) + 1
+
+    # The next run (placed back this time) clears it.
+    emulator.inject("transform", scale=1.0)
+    box.prompt.value = "paint a door"
+    assert app.run() is not None and box.error.value == ""
+    assert app.unplaced.value == "" and app.unplaced.layout.display == "none"
+
+
+def test_unplaced_html_labels_what_the_answer_holds(emulator: Emulator) -> None:
+    session, _wire = recorded_session(emulator.base_url, model=PRO)
+    plain = session.generate("A banana")
+    assert unplaced_html(plain) == ""  # nothing beside the image: no section
+    thoughtful = session.generate("A banana", include_thoughts=True)
+    assert unplaced_heading(thoughtful).startswith("The unplaced answer's thoughts — ")
+    assert unplaced_html(thoughtful).count("<details") == 1
+    grounded = session.generate("Today's weather in Lisbon", grounding=True)
+    assert unplaced_heading(grounded).startswith(
+        "The unplaced answer's sources and search suggestions — "
+    )

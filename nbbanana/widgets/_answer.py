@@ -9,6 +9,10 @@ Shown under the before/after view after a run:
 * when an answer holds several images, a strip of them: the one picked becomes the
   After image and what the next run edits.
 
+A regional answer that could not be placed back is no turn: its thoughts and sources
+are shown apart (:class:`UnplacedExtras`, labelled as that answer's), and the panel
+stays the current turn's.
+
 The HTML pieces are :class:`~nbbanana.result.Result`'s own (the same a result shows in
 a notebook), so the studio and a notebook cell never disagree.
 """
@@ -16,6 +20,7 @@ a notebook), so the studio and a notebook cell never disagree.
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
@@ -25,7 +30,15 @@ from ._preview import THUMB_SIDE, preview_bytes
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["THOUGHTS_NOTE", "AnswerPanel", "answer_html", "strip_caption"]
+__all__ = [
+    "THOUGHTS_NOTE",
+    "AnswerPanel",
+    "UnplacedExtras",
+    "answer_html",
+    "strip_caption",
+    "unplaced_heading",
+    "unplaced_html",
+]
 
 #: Added to the collapsed thoughts' heading, so nobody takes a draft for the answer.
 THOUGHTS_NOTE = "the model's drafts while thinking, not the answer"
@@ -42,6 +55,39 @@ def answer_html(result: Result) -> str:
     if grounding:
         grounding = f"<div class='nbb-answer-sources'>{grounding}</div>"
     return thoughts + grounding
+
+
+def unplaced_heading(result: Result) -> str:
+    """The label over what came with a regional answer that could not be placed back,
+    naming what it holds, so that nobody takes it for the current turn's answer."""
+    held = [
+        name
+        for name, there in (
+            ("thoughts", bool(result.thoughts or result.thought_images)),
+            ("sources", bool(result.sources)),
+            ("search suggestions", bool(result.search_suggestions_html)),
+        )
+        if there
+    ]
+    what = " and ".join([", ".join(held[:-1]), held[-1]] if len(held) > 1 else held)
+    return (
+        f"The unplaced answer's {what or 'extras'} — the answer shown as the After image "
+        "above; it was not placed into the picture and is not in the history."
+    )
+
+
+def unplaced_html(result: Result) -> str:
+    """:func:`answer_html` of an answer that could not be placed back, under its own
+    label (:func:`unplaced_heading`); "" when the answer has none of those. The thoughts
+    stay collapsed; the sources and search suggestions stay in sight (Google's terms for
+    grounding require showing the suggestions with the answer)."""
+    extras = answer_html(result)
+    if not extras:
+        return ""
+    return (
+        f"<div class='nbb-unplaced-extras'><b>{escape(unplaced_heading(result), quote=False)}</b>"
+        f"{extras}</div>"
+    )
 
 
 def strip_caption(count: int, picked: int) -> str:
@@ -110,3 +156,22 @@ class AnswerPanel(w.VBox):  # type: ignore[misc]
     def _picked(self, index: int) -> None:
         for callback in list(self._callbacks):
             callback(index)
+
+
+class UnplacedExtras(w.HTML):  # type: ignore[misc]
+    """The thoughts, sources and search suggestions of a regional answer that could not
+    be placed back (:func:`unplaced_html`): shown under the before/after view with that
+    answer, gone on the next run. The answer panel stays the current turn's."""
+
+    def __init__(self) -> None:
+        super().__init__(value="")
+        self.add_class("nbb-unplaced")
+        self.clear()
+
+    def show(self, result: Result) -> None:
+        self.value = unplaced_html(result)
+        self.layout.display = "" if self.value else "none"
+
+    def clear(self) -> None:
+        self.value = ""
+        self.layout.display = "none"

@@ -19,7 +19,7 @@ import ipywidgets as w
 from .._spend import SpendSummary
 from ..models import told_unknown
 from ..region import RegistrationError
-from ._answer import AnswerPanel
+from ._answer import AnswerPanel, UnplacedExtras
 from ._background import run_in_background
 from ._choices import ModelListing, fetch_catalogue, listing_for
 from ._compare import CompareView
@@ -66,6 +66,9 @@ class Studio(w.VBox):  # type: ignore[misc]
         self.region, self.zoom = RegionPicker(), RegionZoom()  # regional edits (issue 15)
         self.region.on_change(lambda _picker: self._update_gauge())
         self.answer = AnswerPanel()
+        #: What came with a regional answer that could not be placed back (its thoughts
+        #: and sources), under the before/after view that shows it; gone on the next run.
+        self.unplaced = UnplacedExtras()
         self.history = HistoryStrip()
         #: Where the model picker's list came from, when the status line should say so.
         self.models_note = ""
@@ -90,6 +93,7 @@ class Studio(w.VBox):  # type: ignore[misc]
                 self.region,
                 self.prompt_box,
                 self.compare,
+                self.unplaced,
                 self.zoom,
                 self.answer,
                 w.HTML("<b>History</b> — every turn is kept; the next run edits the ● Current one"),
@@ -149,6 +153,7 @@ class Studio(w.VBox):  # type: ignore[misc]
         result = self.state.turns[-1]
         before = self._before_current()
         self.state.pick(index)
+        self.unplaced.clear()  # the unplaced answer gives way to the picked image
         self.compare.show(result, before, index=index)
         self.answer.show(result, picked=index)
         self._show_region_source()  # draw on the picked image: the next run edits it
@@ -165,6 +170,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             return  # a request is running; its result belongs to the current branch
         self.state.branch(turn)
         self.prompt_box.show_error(None)  # an error of the branch left behind
+        self.unplaced.clear()
         turns = self.state.turns
         self.history.show(self.state.tree)
         self._update_gauge()
@@ -208,6 +214,7 @@ class Studio(w.VBox):  # type: ignore[misc]
 
         ticker = asyncio.ensure_future(tick())
         self.prompt_box.show_error(None)
+        self.unplaced.clear()
         result: Result | None = None
         cost: float | None = None
         outcome = "failed"
@@ -267,6 +274,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             crop = None
         self.compare.show(answer, crop)
         self.compare.layout.display = ""
+        self.unplaced.show(answer)  # its thoughts and sources: the panel stays the turn's
         self.zoom.show(None)
         return answer.cost_usd
 
@@ -339,6 +347,7 @@ class Studio(w.VBox):  # type: ignore[misc]
             self.prompt_box.show_error(None)  # it was about the old inputs
             self.history.clear()
             self.answer.clear()
+            self.unplaced.clear()
             self.uploader.show_next(None)
             self.compare.show_input(self._first_input())
             self.compare.layout.display = "none"  # until the new inputs have a result
