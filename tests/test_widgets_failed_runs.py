@@ -25,7 +25,12 @@ from test_region_sdk import textured
 
 from nbbanana.emulator import Emulator
 from nbbanana.widgets import Studio
-from nbbanana.widgets._answer import THOUGHTS_NOTE, unplaced_heading, unplaced_html
+from nbbanana.widgets._answer import (
+    THOUGHTS_NOTE,
+    UNPLACED_NOTE,
+    unplaced_heading,
+    unplaced_html,
+)
 
 PRO = "gemini-3-pro-image"
 NB2 = "gemini-3.1-flash-image"
@@ -195,7 +200,8 @@ def test_an_unplaced_answers_thoughts_and_sources_are_shown_apart(emulator: Emul
     # the answer panel and its strip stay the current turn's.
     html = app.unplaced.value
     assert app.unplaced.layout.display == ""
-    assert "The unplaced answer's thoughts, sources and search suggestions" in html
+    heading = "The unplaced answer's thoughts, sources and search suggestions"
+    assert f"<b>{heading}</b> — {UNPLACED_NOTE}" in html
     assert '<details class="nbbanana-thoughts"' in html and "<details open" not in html
     assert f" — {THOUGHTS_NOTE}</summary>" in html
     assert all(s.url in html and s.title in html for s in answer.sources)
@@ -216,9 +222,7 @@ def test_unplaced_html_labels_what_the_answer_holds(emulator: Emulator) -> None:
     plain = session.generate("A banana")
     assert unplaced_html(plain) == ""  # nothing beside the image: no section
     thoughtful = session.generate("A banana", include_thoughts=True)
-    assert unplaced_heading(thoughtful).startswith("The unplaced answer's thoughts — ")
+    assert unplaced_heading(thoughtful) == "The unplaced answer's thoughts"
     assert unplaced_html(thoughtful).count("<details") == 1
     grounded = session.generate("Today's weather in Lisbon", grounding=True)
-    assert unplaced_heading(grounded).startswith(
-        "The unplaced answer's sources and search suggestions — "
-    )
+    assert unplaced_heading(grounded) == "The unplaced answer's sources and search suggestions"

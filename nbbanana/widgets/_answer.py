@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "THOUGHTS_NOTE",
+    "UNPLACED_NOTE",
     "AnswerPanel",
     "UnplacedExtras",
     "answer_html",
@@ -42,6 +43,11 @@ __all__ = [
 
 #: Added to the collapsed thoughts' heading, so nobody takes a draft for the answer.
 THOUGHTS_NOTE = "the model's drafts while thinking, not the answer"
+#: After the unplaced answer's heading: whose thoughts and sources these are.
+UNPLACED_NOTE = (
+    "of the answer shown as the After image above, which was not placed into the picture "
+    "and is not in the history"
+)
 
 
 def answer_html(result: Result) -> str:
@@ -70,10 +76,7 @@ def unplaced_heading(result: Result) -> str:
         if there
     ]
     what = " and ".join([", ".join(held[:-1]), held[-1]] if len(held) > 1 else held)
-    return (
-        f"The unplaced answer's {what or 'extras'} — the answer shown as the After image "
-        "above; it was not placed into the picture and is not in the history."
-    )
+    return f"The unplaced answer's {what or 'extras'}"
 
 
 def unplaced_html(result: Result) -> str:
@@ -85,7 +88,9 @@ def unplaced_html(result: Result) -> str:
     if not extras:
         return ""
     return (
-        f"<div class='nbb-unplaced-extras'><b>{escape(unplaced_heading(result), quote=False)}</b>"
+        "<div class='nbb-unplaced-extras' style='border-left:3px solid #d9a400;"
+        "padding-left:.6em;margin:.3em 0'>"
+        f"<b>{escape(unplaced_heading(result), quote=False)}</b> — {UNPLACED_NOTE}"
         f"{extras}</div>"
     )
 
