@@ -484,3 +484,24 @@ def test_a_studio_run_on_a_new_model_warns_nowhere_and_leaves_the_users_warning(
     # The user's own call, in a later cell, still gets its one warning.
     with pytest.warns(UserWarning, match=f"does not know the model '{NEW}'"):
         get_model(NEW)
+
+
+def test_told_unknown_holds_for_its_own_thread_only() -> None:
+    # The user's code in another thread (or after the block) still gets the warning.
+    models._warned.discard("unknown:" + NEW)
+    heard: list[str] = []
+
+    def users_thread() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            get_model(NEW)
+        heard.extend(str(w.message) for w in caught)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with models.told_unknown(f"models/{NEW}"):
+            assert get_model(NEW).id == NEW  # quiet here
+            thread = threading.Thread(target=users_thread)
+            thread.start()
+            thread.join()
+    assert len(heard) == 1 and f"does not know the model '{NEW}'" in heard[0]
