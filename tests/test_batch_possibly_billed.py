@@ -58,3 +58,16 @@ def test_a_lost_answer_to_a_request_for_several_images_is_labelled_a_one_image_e
         f"possibly billed: 1 request whose answer was lost, ≈ {format_usd(one_image.usd)} "
         "at one image each, more for any that held several"
     ) in summary
+
+
+def test_the_last_attempt_whose_answer_was_lost_is_counted_too(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    session = _session(emu)
+    emu.inject("reset", count=2)
+    report = run_batch(
+        [{"id": "kite", "prompt": "a kite"}], tmp_path, session=session, attempts=2, progress=False
+    )
+    assert report.failed == 1
+    assert report.possibly_billed == 2  # both requests may have run, not only the retried one
+    assert report.possibly_billed_usd == pytest.approx(2 * (session.estimate("a kite").usd or 0))

@@ -583,7 +583,11 @@ class _Engine:
             try:
                 return await self._request(item, images, model)
             except Exception as exc:
-                if not is_transient(exc) or attempt >= self.attempts:
+                if not is_transient(exc):
+                    raise
+                if attempt >= self.attempts:
+                    # The last attempt's answer may be lost too: it may have run as well.
+                    self._count_possibly_billed(item, images, model, exc)
                     raise
                 delay = backoff_seconds(attempt, exc)
                 self._record_retry(item, images, model, exc, attempt, delay, journal)
