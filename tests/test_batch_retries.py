@@ -78,7 +78,7 @@ def test_dropped_connections_and_text_only_answers_are_retried_by_the_engine(
         reports.append(report)
     # The two resets may have run on the server: counted apart, with an estimate.
     assert reports[0].possibly_billed == 2 and reports[0].possibly_billed_usd > 0
-    assert "possibly billed for 2 requests" in reports[0].summary()
+    assert "possibly billed: 2 requests whose answer was lost" in reports[0].summary()
     assert reports[1].possibly_billed == 0 and reports[2].possibly_billed == 0
     retries = _records(out, "retry")
     assert [(r["id"], r["error"]["type"]) for r in retries] == [

@@ -110,7 +110,10 @@ class BatchReport:
     #: USD spent by this run, from the answers' token usage (text-only answers included).
     spent_usd: float = 0.0
     #: Estimated USD of requests whose answer was lost (dropped connection, timeout):
-    #: they may have run, and been billed, on the server.
+    #: they may have run, and been billed, on the server. Each is estimated at one output
+    #: image: how many images an answer holds is the model's choice (a prompt may ask for
+    #: several, and no request parameter sets it), so a lost answer that held several cost
+    #: more than this, one that never ran nothing.
     possibly_billed_usd: float = 0.0
     #: How many such requests there were.
     possibly_billed: int = 0
@@ -139,10 +142,13 @@ class BatchReport:
         rate = self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
         spent = f"{format_usd(self.spent_usd)} spent"
         if self.possibly_billed:
+            # Not "up to": the figure counts one image per answer, and the model may have
+            # put several in one (see ``possibly_billed_usd``).
             spent += (
-                f" (+ up to {format_usd(self.possibly_billed_usd)} possibly billed for "
-                f"{self.possibly_billed} request{'s' if self.possibly_billed != 1 else ''} "
-                "whose answer was lost)"
+                f" (+ possibly billed: {self.possibly_billed} "
+                f"request{'s' if self.possibly_billed != 1 else ''} whose answer was lost, "
+                f"≈ {format_usd(self.possibly_billed_usd)} at one image each, "
+                "more for any that held several)"
             )
         lines = [
             f"{len(self.outputs)}/{self.total} items done in {self.outdir} "
@@ -577,7 +583,11 @@ class _Engine:
             try:
                 return await self._request(item, images, model)
             except Exception as exc:
-                if not is_transient(exc) or attempt >= self.attempts:
+                if not is_transient(exc):
+                    raise
+                if attempt >= self.attempts:
+                    # The last attempt's answer may be lost too: it may have run as well.
+                    self._count_possibly_billed(item, images, model, exc)
                     raise
                 delay = backoff_seconds(attempt, exc)
                 self._record_retry(item, images, model, exc, attempt, delay, journal)
@@ -594,11 +604,7 @@ class _Engine:
         delay: float,
         journal: Journal,
     ) -> None:
-        billed = 0.0
-        if possibly_billed(exc):
-            billed = self._estimate_usd(item, images, model)
-            self.report.possibly_billed += 1
-            self.report.possibly_billed_usd += billed
+        billed = self._count_possibly_billed(item, images, model, exc)
         journal.append(
             "retry",
             id=item.id,
@@ -611,10 +617,27 @@ class _Engine:
         self.retries.per_item[item.id] += 1
         self._tick()
 
+    def _count_possibly_billed(
+        self, item: BatchItem, images: list[Path | FittedImage], model: str, exc: Exception
+    ) -> float:
+        """Count a request whose answer ``exc`` lost, if it may have run; its estimate."""
+        if not possibly_billed(exc):
+            return 0.0
+        billed = self._estimate_usd(item, images, model)
+        self.report.possibly_billed += 1
+        self.report.possibly_billed_usd += billed
+        return billed
+
     def _estimate_usd(self, item: BatchItem, images: list[Path | FittedImage], model: str) -> float:
         try:
+            # The image count is unknown before the answer (the model decides): the
+            # library's estimate is then for one image (see BatchReport.possibly_billed_usd).
             estimate = self.session.estimate(
-                item.prompt, list(images), model=model, image_size=item.image_size
+                item.prompt,
+                list(images),
+                model=model,
+                image_size=item.image_size,
+                output_images=None,
             )
         except Exception:  # an estimate must never fail the item
             return 0.0

@@ -5,14 +5,17 @@ model facts of :mod:`nbbanana.models` with the same allowances as ``Session.esti
 prompt text at 3 characters per token (+8), each input image by the model's token rule,
 each requested candidate's output image at the requested ``imageSize``, and an allowance
 for the sentence of text (and a thinking model's thoughts) that comes with an image.
-The actual cost is read from the answer's ``usageMetadata`` exactly as
-:class:`nbbanana.result.Usage` reads it (thoughts are billed as text output).
+The actual cost is read from the answer's ``usageMetadata`` by
+:meth:`nbbanana.result.Usage.from_metadata` itself, the rule the library costs its own
+answers with: an upstream that reports no per-modality split (relays and aggregators)
+cannot make an answer with several images look like one image, or free.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import io
 import math
@@ -20,12 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from google.genai import types
 from PIL import Image
 
 from ..models import MODELS, ModelInfo, get_model
+from ..result import Usage
 from ._ledger import micros
 
-__all__ = ["Estimate", "estimate", "settle_usage", "skim"]
+__all__ = ["Estimate", "estimate", "settle_unmetered", "settle_usage", "skim"]
 
 _CHARS_PER_TOKEN = 3
 _TEXT_OUTPUT_ALLOWANCE = 300
@@ -84,6 +89,8 @@ class Estimate:
     output_tokens: int
     micros: int
     prompt: str
+    #: The requested ``imageSize`` (``None``: the model's default), for settling.
+    image_size: str | None = None
 
 
 def model_info(model_id: str) -> ModelInfo:
@@ -186,7 +193,12 @@ def estimate(model_id: str, method: str, body: Mapping[str, Any]) -> Estimate:
     )
     assert usd is not None  # model_info always has a price
     return Estimate(
-        info.id, input_tokens, (out_image + out_text) * candidates, math.ceil(usd * 1e6), prompt
+        info.id,
+        input_tokens,
+        (out_image + out_text) * candidates,
+        math.ceil(usd * 1e6),
+        prompt,
+        image_size if isinstance(image_size, str) else None,
     )
 
 
@@ -198,26 +210,44 @@ class Settled:
 
 
 def settle_usage(
-    model_id: str, usage: Mapping[str, Any] | None, *, has_images: bool
+    model_id: str, usage: Mapping[str, Any] | None, *, images: int, image_size: str | None
 ) -> Settled | None:
-    """The actual cost from an answer's ``usageMetadata`` (``None`` when there is none)."""
+    """The actual cost of an answer holding ``images`` final images from its
+    ``usageMetadata`` (``None`` when there is none, or none that reads), by the library's
+    rule: see :meth:`~nbbanana.result.Usage.from_metadata`."""
     if not isinstance(usage, Mapping):
         return None
-    prompt = int(_field(usage, "promptTokenCount") or 0)
-    output = int(_field(usage, "candidatesTokenCount") or 0)
-    thoughts = int(_field(usage, "thoughtsTokenCount") or 0)
-    details = _field(usage, "candidatesTokensDetails") or []
-    image = 0
-    if details:
-        for detail in details:
-            if isinstance(detail, Mapping) and str(detail.get("modality")) == "IMAGE":
-                image += int(_field(detail, "tokenCount") or 0)
-    elif has_images:
-        image = output
-    usd = model_info(model_id).cost_usd(
-        input_tokens=prompt,
-        output_image_tokens=image,
-        output_text_tokens=output - image + thoughts,
-    )
+    try:
+        # Read as the participant's SDK reads it (unknown fields dropped, then validated).
+        meta = types.GenerateContentResponseUsageMetadata._from_response(
+            response=copy.deepcopy(dict(usage)), kwargs={}
+        )
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return None
+    return _settled(model_id, meta, images=images, image_size=image_size)
+
+
+def settle_unmetered(estimate: Estimate, *, images: int) -> Settled:
+    """The cost booked for an answer without usage: the reservation, or — when the answer
+    held more images than it reserved for — the estimated input plus every image by the
+    library's rule, whichever is more (a cap must never be under-counted)."""
+    meta = types.GenerateContentResponseUsageMetadata(prompt_token_count=estimate.input_tokens)
+    by_images = _settled(estimate.model, meta, images=images, image_size=estimate.image_size)
+    if by_images.micros <= estimate.micros:
+        return Settled(estimate.input_tokens, estimate.output_tokens, estimate.micros)
+    return by_images
+
+
+def _settled(
+    model_id: str,
+    meta: types.GenerateContentResponseUsageMetadata,
+    *,
+    images: int,
+    image_size: str | None,
+) -> Settled:
+    info = model_info(model_id)
+    per_image = info.output_image_tokens(image_size)  # an unknown size: the dearest
+    usage = Usage.from_metadata(meta, images=images, tokens_per_image=per_image)
+    usd = usage.cost_usd(info)
     assert usd is not None  # model_info always has a price
-    return Settled(prompt, output + thoughts, micros(usd))
+    return Settled(usage.prompt_tokens, usage.output_tokens + usage.thought_tokens, micros(usd))

@@ -707,16 +707,23 @@ class _Call:
         usage = next(
             (a["usageMetadata"] for a in reversed(answers or []) if "usageMetadata" in a), None
         )
-        settled = _accounting.settle_usage(self.model, usage, has_images=bool(images))
+        # Every image the answer holds, whether the gallery shows its type or not.
+        held = sum(_image_count(answer) for answer in answers or [])
+        settled = _accounting.settle_usage(
+            self.model, usage, images=held, image_size=self.estimate.image_size
+        )
         if status == "ok" and settled is None and self.method != "countTokens":
-            status = "unmetered"  # a 200 without usage: the estimate stands
+            status = "unmetered"  # a 200 without usage: the estimate, or every image
         if status == "ok" and settled is not None:
             cost, tokens_in, tokens_out = (
                 settled.micros,
                 settled.input_tokens,
                 settled.output_tokens,
             )
-        elif status in ("interrupted", "unmetered"):
+        elif status == "unmetered":
+            cost = _accounting.settle_unmetered(self.estimate, images=held).micros
+            tokens_in, tokens_out = None, None  # nobody reported them
+        elif status == "interrupted":
             cost, tokens_in, tokens_out = self.estimate.micros, None, None
         else:
             cost, tokens_in, tokens_out = 0, None, None
@@ -908,6 +915,25 @@ def _images(answer: Mapping[str, Any]) -> list[tuple[str, bytes]]:
                 except ValueError:
                     continue
     return out
+
+
+def _image_count(answer: Mapping[str, Any]) -> int:
+    """Final images in an answer, counted as :meth:`nbbanana.result.Result.from_response`
+    counts them: inline data that is not a thought (interim thought images are billed as
+    thinking)."""
+    count = 0
+    for candidate in answer.get("candidates") or []:
+        if not isinstance(candidate, Mapping):
+            continue
+        content = candidate.get("content")
+        parts = content.get("parts") if isinstance(content, Mapping) else None
+        for part in parts if isinstance(parts, list) else []:
+            if not isinstance(part, Mapping) or part.get("thought"):
+                continue
+            inline = part.get("inlineData") or part.get("inline_data")
+            if isinstance(inline, Mapping) and inline.get("data"):
+                count += 1
+    return count
 
 
 def _store_image(directory: Path, mime: str, data: bytes) -> str:
