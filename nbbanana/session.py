@@ -305,8 +305,9 @@ class Session:
 
         ``region`` (a box ``(left, top, right, bottom)`` in pixels) or ``mask`` edits only
         that part of one image at full resolution: see :func:`nbbanana.region.edit_region`
-        (which takes the margin, feather and confidence options too); the result is a
-        :class:`~nbbanana.region.RegionResult`.
+        (which takes the margin, feather and confidence options too); the Gemini 3 options
+        go with the crop's request, and the result, a
+        :class:`~nbbanana.region.RegionResult`, keeps the answer's thoughts and sources.
         """
         sources = as_list(images)
         if not sources:
@@ -315,10 +316,11 @@ class Session:
             # Imported here: the regional machinery loads only for regional edits.
             from .region import edit_region
 
-            image = _one_image(sources, thinking_level, include_thoughts, grounding)
             return edit_region(
-                self, image, prompt, region=region, mask=mask, aspect_ratio=aspect_ratio,
-                image_size=image_size, model=model,
+                self, _one_image(sources), prompt, region=region, mask=mask,
+                aspect_ratio=aspect_ratio, image_size=image_size, model=model,
+                thinking_level=thinking_level, include_thoughts=include_thoughts,
+                grounding=grounding,
             )  # fmt: skip
         options = self._options(
             "edit", model, aspect_ratio, image_size, thinking_level, include_thoughts, grounding
@@ -398,10 +400,11 @@ class Session:
             # Imported here: the regional machinery loads only for regional edits.
             from .region import aedit_region
 
-            image = _one_image(sources, thinking_level, include_thoughts, grounding)
             return await aedit_region(
-                self, image, prompt, region=region, mask=mask, aspect_ratio=aspect_ratio,
-                image_size=image_size, model=model,
+                self, _one_image(sources), prompt, region=region, mask=mask,
+                aspect_ratio=aspect_ratio, image_size=image_size, model=model,
+                thinking_level=thinking_level, include_thoughts=include_thoughts,
+                grounding=grounding,
             )  # fmt: skip
         options = self._options(
             "edit", model, aspect_ratio, image_size, thinking_level, include_thoughts, grounding
@@ -447,21 +450,11 @@ class Session:
     adescribe = describe_async
 
 
-def _one_image(
-    sources: list[ImageInput],
-    thinking_level: str | None,
-    include_thoughts: bool | None,
-    grounding: bool,
-) -> ImageInput:
+def _one_image(sources: list[ImageInput]) -> ImageInput:
     """The one image a regional edit takes (it cuts the region from it)."""
     if len(sources) != 1:
         raise InvalidRequest(
             f"A regional edit (region= or mask=) changes one image; got {len(sources)}. "
             "Pass one image, or drop region=/mask= to combine several."
-        )
-    if thinking_level is not None or include_thoughts is not None or grounding:
-        raise InvalidRequest(
-            "A regional edit (region= or mask=) takes aspect_ratio, image_size and model; "
-            "drop thinking_level, include_thoughts and grounding, or the region."
         )
     return sources[0]

@@ -375,6 +375,22 @@ def test_session_edit_region_refuses_what_a_regional_edit_cannot_do(
     before = len(emu.requests)
     with pytest.raises(InvalidRequest, match="changes one image; got 2"):
         session.edit([photo, photo], "x", region=BOX)
-    with pytest.raises(InvalidRequest, match="drop thinking_level"):
-        session.edit(photo, "x", region=BOX, grounding=True)
     assert len(emu.requests) == before
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_session_edit_region_sends_the_gemini3_options_with_the_crop(
+    emu: Emulator, session: Session, photo: Image.Image, use_async: bool
+) -> None:
+    """Thoughts and grounding reach the crop's request (as edit_region's and a chat's
+    regional turn's do), and the composite keeps what the answer said."""
+    emu.inject("transform", scale=1.0)
+    options = {"model": "gemini-3-pro-image", "include_thoughts": True, "grounding": True}
+    if use_async:
+        result = asyncio.run(
+            session.edit_async(photo, "paint it as in Lisbon", region=BOX, **options)
+        )
+    else:
+        result = session.edit(photo, "paint it as in Lisbon", region=BOX, **options)
+    assert isinstance(result, RegionResult) and result.image is not None
+    assert result.thoughts and result.sources
