@@ -169,14 +169,19 @@ def _features(args: argparse.Namespace) -> dict[str, Any]:
 def _report(result: Any, outdir: str) -> None:
     paths = result.save(outdir)
     print(result.footer())
+    _print_said(result)
+    for path in paths:
+        print(path)
+
+
+def _print_said(result: Any) -> None:
+    """What came with the image: the model's words, its thoughts, its sources."""
     if result.text:
         print(f"model said: {result.text}")
     for thought in result.thoughts:
         print(f"thought: {' '.join(thought.split())}")
     for source in result.sources:
         print(f"source: {source.title} <{source.url}>")
-    for path in paths:
-        print(path)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -253,9 +258,11 @@ def _run_edit_region(session: Any, args: argparse.Namespace) -> int:
         feather=args.feather,
         aspect_ratio=args.aspect_ratio,
         image_size=args.image_size,
+        **_features(args),
     )
     paths = result.save(args.outdir, format="jpeg" if args.jpeg else "png")
     print(result.footer() + f" · region {result.region['box']} of {result.region['source_size']}")
+    _print_said(result)
     for path in paths:
         print(path)
     return 0

@@ -288,6 +288,22 @@ def test_cli_region_and_mask(
     assert Image.open(jpg).size == (2000, 1500)
 
 
+def test_cli_region_sends_thoughts_and_grounding_and_prints_them(
+    emu: Emulator, photo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu.clear_faults()
+    emu.inject("transform", scale=1.0)
+    status = cli.main(
+        ["edit", str(photo_file), "-p", "paint it as in Lisbon", "--region",
+         ",".join(map(str, BOX)), "--model", "gemini-3-pro-image", "--thoughts", "--grounding",
+         "--base-url", emu.base_url, "-o", str(tmp_path / "said")]
+    )  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "region [700, 500, 1300, 950]" in out
+    assert "\nthought: " in out and "\nsource: " in out
+
+
 def test_cli_region_refusals(
     emu: Emulator, photo_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
