@@ -229,7 +229,26 @@ def _add_region_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--feather", type=_amount, default=None, help="blend width: a fraction or pixels"
     )
+    group.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="how sure the placement must be to blend the answer (default 0.7)",
+    )
     group.add_argument("--jpeg", action="store_true", help="save a quality-95 JPEG, not a PNG")
+
+
+def _unplaced_saved(exc: Any, outdir: str) -> Any:
+    """A refused placement, with the unblended answer (paid for) saved in ``outdir`` and
+    the message saying where, instead of pointing at a Python attribute."""
+    if exc.answer is None:
+        return exc
+    image = next(p for p in exc.answer.save(outdir) if not str(p).endswith(".json"))
+    text = str(exc).replace(
+        "The unblended answer is on this error's .answer",
+        f"The unblended answer was saved as {image}",
+    )
+    return type(exc)(text, estimate=exc.estimate, answer=exc.answer)
 
 
 def _amount(text: str) -> float | int:
@@ -242,24 +261,32 @@ def _amount(text: str) -> float | int:
 
 def _run_edit_region(session: Any, args: argparse.Namespace) -> int:
     from .errors import InvalidRequest
-    from .region import DEFAULT_MARGIN, edit_region
+    from .region import DEFAULT_MARGIN, DEFAULT_MIN_CONFIDENCE, RegistrationError, edit_region
 
     if len(args.images) != 1:
         raise InvalidRequest("--region and --mask edit one image: give exactly one IMAGE.")
     if args.mask is not None and not Path(args.mask).is_file():
         raise InvalidRequest(f"No such mask file: {args.mask}.")
-    result = edit_region(
-        session,
-        args.images[0],
-        args.prompt,
-        region=args.region,
-        mask=args.mask,
-        margin=args.margin if args.margin is not None else DEFAULT_MARGIN,
-        feather=args.feather,
-        aspect_ratio=args.aspect_ratio,
-        image_size=args.image_size,
-        **_features(args),
-    )
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise InvalidRequest(f"--min-confidence is between 0 and 1 (got {args.min_confidence}).")
+    try:
+        result = edit_region(
+            session,
+            args.images[0],
+            args.prompt,
+            region=args.region,
+            mask=args.mask,
+            margin=args.margin if args.margin is not None else DEFAULT_MARGIN,
+            feather=args.feather,
+            min_confidence=(
+                args.min_confidence if args.min_confidence is not None else DEFAULT_MIN_CONFIDENCE
+            ),
+            aspect_ratio=args.aspect_ratio,
+            image_size=args.image_size,
+            **_features(args),
+        )
+    except RegistrationError as exc:
+        raise _unplaced_saved(exc, args.outdir) from None
     paths = result.save(args.outdir, format="jpeg" if args.jpeg else "png")
     print(result.footer() + f" · region {result.region['box']} of {result.region['source_size']}")
     _print_said(result)

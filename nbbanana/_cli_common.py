@@ -43,6 +43,8 @@ _PYTHON_TO_CLI: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(r"pass a larger timeout= to nbbanana\.connect\(\)"), "pass a larger --timeout"),
     (re.compile(r"Connect with a higher max_cost_usd"), "Run again with a higher --max-cost"),
     (re.compile(r"\bmax_cost_usd\b"), "--max-cost"),
+    (re.compile(r"\bmin_confidence\b"), "--min-confidence"),
+    (re.compile(r"\ba larger margin\b"), "a larger --margin"),
 )
 _CLAUSE_END = re.compile(r"(?<=[.;])\s+")
 

@@ -8,6 +8,7 @@ import asyncio
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,34 @@ def test_cli_region_sends_thoughts_and_grounding_and_prints_them(
     out = capsys.readouterr().out
     assert "region [700, 500, 1300, 950]" in out
     assert "\nthought: " in out and "\nsource: " in out
+
+
+def test_cli_region_keeps_an_unplaced_answer_and_says_where(
+    emu: Emulator, photo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The answer was paid for: a refused placement leaves it in the output folder, and
+    the advice names flags, not Python attributes."""
+    emu.clear_faults()
+    emu.inject("ignore_input")
+    out = tmp_path / "out"
+    status = cli.main(
+        ["edit", str(photo_file), "-p", "make it violet", "--region", ",".join(map(str, BOX)),
+         "--base-url", emu.base_url, "-o", str(out)]
+    )  # fmt: skip
+    assert status == 2
+    err = capsys.readouterr().err
+    saved = re.search(r"The unblended answer was saved as (\S+\.png);", err)
+    assert saved is not None, err
+    assert Path(saved.group(1)).parent == out and Image.open(saved.group(1)).size[0] > 0
+    assert ".answer" not in err and "min_confidence" not in err
+    assert "--min-confidence" in err or "--margin" in err
+    assert cli.main([*_region_args(photo_file, emu, tmp_path), "--min-confidence", "1.5"]) == 2
+    assert "--min-confidence is between 0 and 1 (got 1.5)" in capsys.readouterr().err
+
+
+def _region_args(photo_file: Path, emu: Emulator, tmp_path: Path) -> list[str]:
+    return ["edit", str(photo_file), "-p", "x", "--region", ",".join(map(str, BOX)),
+            "--base-url", emu.base_url, "-o", str(tmp_path / "args")]  # fmt: skip
 
 
 def test_cli_region_refusals(
