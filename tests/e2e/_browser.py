@@ -1,8 +1,10 @@
 """Headless Chromium for the end-to-end tests: Debian's browser, never a download.
 
 ``require_browser()`` skips the calling test module when Chromium or Playwright is
-missing; ``in_browser()`` runs a test's steps on one page, keeping the browser console in
-``tests/artifacts/<name>-console.log`` and a full-page screenshot when a step fails.
+missing; ``in_browser()`` runs a test's steps on one page of a fresh browser context,
+keeping the browser console in ``tests/artifacts/<name>-console.log`` and a full-page
+screenshot when a step fails. The run's browser tests share one Chromium, closed by
+``close_browser()`` after the last of them.
 """
 
 from __future__ import annotations
@@ -58,21 +60,54 @@ def in_browser(
     sync_api.expect.set_options(timeout=WAIT_MS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     console: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    context = _shared_browser(sync_api).new_context(viewport={"width": 1300, "height": height})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+        if local_only:
+            page.on("requestfailed", lambda req: console.append(f"requestfailed: {req.url}"))
+            page.route(_NOT_LOCAL, lambda route: route.abort())
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": height})
-            page.set_default_timeout(WAIT_MS)
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
-            if local_only:
-                page.on("requestfailed", lambda req: console.append(f"requestfailed: {req.url}"))
-                page.route(_NOT_LOCAL, lambda route: route.abort())
-            try:
-                steps(page)
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
-                raise
-        finally:
-            (ARTIFACTS / f"{name}-console.log").write_text("\n".join(console))
+            steps(page)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+            raise
+    finally:
+        (ARTIFACTS / f"{name}-console.log").write_text("\n".join(console))
+        context.close()
+
+
+#: Playwright and the one Chromium every browser test of a run shares, while open.
+_running: list[Any] = []
+
+
+def _shared_browser(sync_api: ModuleType) -> Any:
+    """The shared Chromium, launched on first use (a launch costs a second or two; each
+    test still gets a fresh browser context: no cookies, storage or cache in common)."""
+    if _running and not _running[1].is_connected():
+        close_browser()  # it crashed: the next test gets a new one
+    if not _running:
+        playwright = sync_api.sync_playwright().start()
+        try:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        except BaseException:
+            playwright.stop()
+            raise
+        _running[:] = [playwright, browser]
+    return _running[1]
+
+
+def close_browser() -> None:
+    """Close the shared Chromium and stop Playwright. Called after the last browser test:
+    while Playwright runs, its event loop counts as running, and asyncio.run() refuses."""
+    if not _running:
+        return
+    playwright, browser = _running
+    _running.clear()
+    try:
+        if browser.is_connected():
             browser.close()
+    finally:
+        playwright.stop()

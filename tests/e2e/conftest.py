@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import close_browser
 from _jupyter import JupyterLab, start_jupyterlab, stop_jupyterlab
 
 HERE = Path(__file__).resolve().parent
@@ -47,3 +48,9 @@ def lab(studio_lab: JupyterLab) -> Iterator[JupyterLab]:
     studio_lab.shut_down_kernels()
     yield studio_lab
     studio_lab.shut_down_kernels()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last browser test, close the Chromium they share (see ``_browser``)."""
+    if nextitem is None or HERE not in nextitem.path.parents:
+        close_browser()
