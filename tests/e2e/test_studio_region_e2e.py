@@ -126,9 +126,16 @@ def _drive(page, expect, lab: JupyterLab, photo: Path) -> None:  # type: ignore[
     _drag(page, at(0.30, 0.25), at(0.70, 0.65))
     expect(label).to_contain_text("Region ")
     region = _region_of(label.inner_text())
+    # The gauge fits the crop in the background and adds its "fitted" line when done,
+    # which moves the Run button down: wait for it, as a user sees the gauge settle, so
+    # that the click lands on the button and not where it was a moment before.
+    left, top, right, bottom = region
+    expect(summary).to_contain_text(f"region (box): {right - left}×{bottom - top} at {left},{top}")
+    expect(summary).to_contain_text("fitted: ")
 
     # Run: the after-image is the full-size upright composite; the zoom shows the crop.
     studio.locator(".nbb-prompt textarea").fill("Make the sky violet")
+    expect(summary).to_contain_text("output tokens ≈ $")
     studio.locator("button.nbb-run").click()
     expect(studio.locator(".nbb-status")).to_contain_text("Done in", timeout=180_000)
     after = studio.locator(".nbb-compare-view img.nbb-after-img")
