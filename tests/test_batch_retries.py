@@ -19,6 +19,7 @@ import pytest
 from google.genai import types
 
 from nbbanana import Session, connect
+from nbbanana._format import format_usd
 from nbbanana.batch import run_batch
 from nbbanana.batch._journal import JOURNAL_NAME
 from nbbanana.emulator import Emulator
@@ -39,8 +40,9 @@ def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nbbanana.batch._retries.BACKOFF_S", 0.02)
 
 
-def _session(emulator: Emulator) -> Session:
-    return connect(base_url=emulator.base_url, timeout=10, retry=FAST_RETRY)
+def _session(emulator: Emulator, attempts: int | None = None) -> Session:
+    retry = FAST_RETRY if attempts is None else FAST_RETRY.model_copy(update={"attempts": attempts})
+    return connect(base_url=emulator.base_url, timeout=10, retry=retry)
 
 
 def _statuses(emulator: Emulator) -> list[int]:
@@ -195,3 +197,48 @@ def test_forty_items_with_faults_of_every_kind_killed_and_resumed(tmp_path: Path
     # The faults did happen, of several kinds, and were retried.
     assert len(faulted) >= 3, faulted
     assert _records(out, "retry"), "no engine retries: the test injected nothing it had to retry"
+
+
+# ------------------------------------------- what a lost answer may have cost
+# How many images an answer holds is the model's choice (a prompt may ask for several; no
+# request parameter sets it), so a lost answer is counted at the library's estimate for
+# one image, and the report says so.
+
+KITES = "three variations of a kite"
+
+
+def test_a_lost_answer_to_a_request_for_several_images_is_labelled_a_one_image_estimate(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    session = _session(emu, attempts=2)
+    one_image = session.estimate(KITES)
+    assert one_image.output_images is None and one_image.usd is not None  # per image
+    emu.inject("reset", count=1)  # the first answer is lost; the retry gets three images
+    report = run_batch(
+        [{"id": "kites", "prompt": KITES}], tmp_path, session=session, progress=False
+    )
+    assert report.ok and len(report.outputs["kites"]) >= 3 + 1  # three images and a sidecar
+    assert report.possibly_billed == 1
+    assert report.possibly_billed_usd == pytest.approx(one_image.usd)
+    # The answer that did arrive cost more than the figure: it is not an upper bound, and
+    # the report must not call it one.
+    assert report.spent_usd > 2 * report.possibly_billed_usd
+    summary = report.summary()
+    assert "up to" not in summary
+    assert (
+        f"possibly billed: 1 request whose answer was lost, ≈ {format_usd(one_image.usd)} "
+        "at one image each, more for any that held several"
+    ) in summary
+
+
+def test_the_last_attempt_whose_answer_was_lost_is_counted_too(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    session = _session(emu, attempts=2)
+    emu.inject("reset", count=2)
+    report = run_batch(
+        [{"id": "kite", "prompt": "a kite"}], tmp_path, session=session, attempts=2, progress=False
+    )
+    assert report.failed == 1
+    assert report.possibly_billed == 2  # both requests may have run, not only the retried one
+    assert report.possibly_billed_usd == pytest.approx(2 * (session.estimate("a kite").usd or 0))
