@@ -267,8 +267,6 @@ def _run_edit_region(session: Any, args: argparse.Namespace) -> int:
         raise InvalidRequest("--region and --mask edit one image: give exactly one IMAGE.")
     if args.mask is not None and not Path(args.mask).is_file():
         raise InvalidRequest(f"No such mask file: {args.mask}.")
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
-        raise InvalidRequest(f"--min-confidence is between 0 and 1 (got {args.min_confidence}).")
     try:
         result = edit_region(
             session,

@@ -2059,6 +2059,9 @@ def _steps(
     yields what it needs done and receives the outcome; :func:`edit_region` performs the
     steps in turn, :func:`aedit_region` awaits the request and runs the work in a
     thread."""
+    if isinstance(min_confidence, bool) or not 0 <= min_confidence <= 1:
+        # Above 1 nothing is ever blended, below 0 anything is: both are mistakes.
+        raise InvalidRequest(f"min_confidence is between 0 and 1 (got {min_confidence}).")
     job: _Job = yield ("work", partial(_prepare, image, region, mask, margin, feather))
     # Only the options given: the session's own defaults apply to the rest.
     given = {"aspect_ratio": aspect_ratio, "image_size": image_size, "model": model, **thinking}

@@ -420,6 +420,10 @@ def test_session_edit_region_refuses_what_a_regional_edit_cannot_do(
     before = len(emu.requests)
     with pytest.raises(InvalidRequest, match="changes one image; got 2"):
         session.edit([photo, photo], "x", region=BOX)
+    with pytest.raises(InvalidRequest, match=r"^min_confidence is between 0 and 1 \(got 1.5\)"):
+        edit_region(session, photo, "x", region=BOX, min_confidence=1.5)
+    with pytest.raises(InvalidRequest, match=r"^min_confidence is between 0 and 1 \(got -0.1\)"):
+        asyncio.run(aedit_region(session, photo, "x", region=BOX, min_confidence=-0.1))
     assert len(emu.requests) == before
 
 
